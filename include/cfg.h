@@ -1,0 +1,41 @@
+/*
+ * cfg.h - /etc/sharemig/sharemig.conf (INI, parsed with libinih).
+ * Command-line flags override what the file says.  Parsed config is one
+ * of the few allowed globals-by-value: the daemon keeps one struct cfg.
+ */
+#ifndef SHAREMIG_CFG_H
+#define SHAREMIG_CFG_H
+
+#include <stdint.h>
+
+#define CFG_DEFAULT_PATH	"/etc/sharemig/sharemig.conf"
+
+struct cfg {
+	char	*backend;		/* [host] backend = sim|xen */
+	char	*state_dir;		/* [host] state_dir */
+	char	*listen;		/* [destd] listen = ADDR:PORT */
+	char	*destd_control;		/* [destd] control = SOCKET */
+	char	*sourced_control;	/* [sourced] control = SOCKET */
+	char	*tls_cert, *tls_key, *tls_ca;	/* [tls] cert/key/ca */
+	int	 insecure;		/* [tls] insecure = yes|no */
+	double	 scan_cpu;		/* [scanner] cpu_budget = 0.25 */
+	unsigned scan_interval_ms;	/* [scanner] interval_ms */
+	char	*dedup;			/* [migration] dedup = none|shared|all */
+	unsigned downtime_ms;		/* [migration] downtime_ms */
+	unsigned max_iters;		/* [migration] max_iterations */
+	uint64_t bandwidth;		/* [migration] bandwidth = bytes/s, 0 = none */
+	unsigned streams;		/* [migration] streams */
+};
+
+/* Defaults into c (strings malloc'd or NULL). */
+void	cfg_defaults(struct cfg *c);
+/*
+ * Read path into c (keys not present keep their values).  0, -ENOENT,
+ * or -EINVAL with "path:line: reason" in err.
+ */
+int	cfg_load(struct cfg *c, const char *path, char *err, size_t errlen);
+void	cfg_free(struct cfg *c);
+/* Parse "none|shared|all": 0..2 or -EINVAL. */
+int	cfg_parse_dedup(const char *s);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * ctl.h - the daemons' UNIX control socket: newline-delimited JSON
+ * requests and replies (json-c), one reply per request, in order.
+ *
+ * Server side runs on a libevent base (event-loop thread only).  The
+ * socket file is mode 0600 (or 0660 with a group); every connection's
+ * peer credentials are checked (uid 0 or the daemon's uid, or the
+ * configured gid); at most CTL_MAXCONN connections; a request line is at
+ * most CTL_LINE_MAX bytes.  A handler may reply at once or later
+ * (ctl_reply() on the saved struct ctl_req), e.g. when a job finishes.
+ */
+#ifndef SHAREMIG_CTL_H
+#define SHAREMIG_CTL_H
+
+#include <stddef.h>
+#include <json-c/json.h>
+
+struct event_base;
+
+#define CTL_MAXCONN	32
+#define CTL_LINE_MAX	(64u << 10)
+#define CTL_REPLY_MAX	(16u << 20)
+
+struct ctl_server;
+struct ctl_req;		/* one request awaiting its reply */
+
+/*
+ * Handler for one request.  req is the parsed object (borrowed: the
+ * handler must json_object_get() what it keeps).  The handler must call
+ * ctl_reply() exactly once for r, now or later; r stays valid until then
+ * even if the client goes away (the reply is then dropped).
+ */
+typedef void (*ctl_handler)(struct ctl_req *r, struct json_object *req,
+    void *arg);
+
+/*
+ * Listen on path (replacing a stale socket), mode 0600, or 0660 with
+ * group gid when gid >= 0.  0 or -errno (*out untouched).
+ */
+int	ctl_server_new(struct event_base *base, const char *path, long gid,
+	    ctl_handler h, void *arg, struct ctl_server **out);
+void	ctl_server_free(struct ctl_server *s);	/* accepts NULL; unlinks */
+/* Send the reply (takes ownership of obj) and release r. */
+void	ctl_reply(struct ctl_req *r, struct json_object *obj);
+/* Convenience: {"ok":false,"error":msg} */
+void	ctl_reply_error(struct ctl_req *r, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+/* Peer uid of the request's connection. */
+unsigned ctl_req_uid(const struct ctl_req *r);
+
+/*
+ * Client: connect to path, send req (not consumed), wait for one reply
+ * line up to timeout_ms (-1 = forever), parse it into *out.  0, -errno
+ * (-ETIMEDOUT, -ECONNREFUSED, -ENOENT, -EBADMSG for an unparsable reply).
+ */
+int	ctl_call(const char *path, struct json_object *req, int timeout_ms,
+	    struct json_object **out);
+
+#endif

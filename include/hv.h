@@ -1,0 +1,155 @@
+/*
+ * hv.h - hypervisor operations.
+ *
+ * Every access sharemig makes to a hypervisor goes through one const
+ * struct hv_ops.  There is one instance per backend (hv_sim_ops in
+ * hv_sim.c, hv_xen_ops in hv_xen.c); nothing outside those files knows
+ * which backend is in use.  The model is Xen's struct xc_sr_save_ops.
+ *
+ * Conventions for every member:
+ *  - return 0 on success or a negative errno; out-parameters are written
+ *    only on success;
+ *  - buffers returned through a "**out" parameter are malloc'd and owned
+ *    by the caller (free());
+ *  - an hv instance and its hv_dom handles may be used by one thread at a
+ *    time, except where a member says otherwise.  A daemon opens one
+ *    instance for its event-loop thread and another for its scanner
+ *    thread.
+ */
+#ifndef SHAREMIG_HV_H
+#define SHAREMIG_HV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HV_PAGE_SHIFT	12
+#define HV_PAGE_SIZE	4096u
+#define HV_NAME_MAX	64	/* including the terminating NUL */
+#define HV_CONTEXT_MAX	(1u << 20)	/* largest context blob */
+#define HV_CONFIG_MAX	(64u << 10)	/* largest backend config blob */
+
+/* Flags of struct hv_dom_info. */
+#define HV_DOM_RUNNING	0x1u	/* a vCPU/guest process is running it */
+#define HV_DOM_PAUSED	0x2u	/* paused (by a pause op) */
+#define HV_DOM_INCOMING	0x4u	/* being built by a migration; not usable */
+#define HV_DOM_DYING	0x8u
+
+struct hv_dom_info {
+	uint32_t	domid;
+	uint32_t	vcpus;
+	uint32_t	flags;			/* HV_DOM_* */
+	uint32_t	reserved;
+	uint64_t	pages;			/* pfn space: valid pfns are < pages */
+	uint8_t		uuid[16];
+	char		name[HV_NAME_MAX];	/* NUL-terminated */
+};
+
+/* Parameters of a backend instance; read during open() only. */
+struct hv_params {
+	const char	*state_dir;	/* sim: the simulated host's directory */
+	const char	*simhv_path;	/* sim: the simhv binary to spawn guests
+					 * with; NULL = search next to the
+					 * running executable, then $PATH */
+};
+
+struct hv;		/* a backend instance (opaque) */
+struct hv_dom;		/* an open domain (opaque) */
+struct hv_map;		/* a live mapping of a batch of pages (opaque) */
+
+struct hv_ops {
+	const char *name;	/* "sim", "xen" */
+
+	/*
+	 * Open a backend instance.  -ENOENT/-EACCES/... when the hypervisor
+	 * (or the sim state directory) is not usable.
+	 */
+	int	(*open)(const struct hv_params *p, struct hv **out);
+	/* Close an instance; accepts NULL.  All its domains must be closed. */
+	void	(*close)(struct hv *hv);
+
+	/*
+	 * List the guest domains of the host (never Domain-0, never
+	 * HV_DOM_INCOMING ones).  *out is a malloc'd array of *n entries.
+	 */
+	int	(*list)(struct hv *hv, struct hv_dom_info **out, size_t *n);
+
+	/*
+	 * Open a domain by name, or by decimal domid.  -ENOENT if there is
+	 * no such domain.  -EOPNOTSUPP if it is of a kind the backend cannot
+	 * migrate (Xen PV without shadow paging), with nothing opened.
+	 */
+	int	(*dom_open)(struct hv *hv, const char *name, struct hv_dom **out);
+	/* Close a handle (not the domain); accepts NULL.  Unmaps nothing:
+	 * every hv_map must have been unmapped first. */
+	void	(*dom_close)(struct hv_dom *d);
+	/* Current facts about an open domain. */
+	int	(*dom_info)(struct hv_dom *d, struct hv_dom_info *out);
+
+	/*
+	 * Map n pages.  pages[i] receives the address of pfns[i], or NULL
+	 * when that pfn is a hole (not populated: normal for Xen, never for
+	 * sim).  -EINVAL if any pfn >= pages.  *out must be given to unmap()
+	 * exactly once, by the same thread, before the domain is closed.
+	 * Writable mappings are only allowed on an HV_DOM_INCOMING domain
+	 * (-EPERM otherwise).  n may be at most HV_MAP_BATCH_MAX.
+	 */
+	int	(*map)(struct hv_dom *d, const uint64_t *pfns, size_t n,
+		    int writable, void **pages, struct hv_map **out);
+	/* Release a mapping; accepts NULL. */
+	void	(*unmap)(struct hv_dom *d, struct hv_map *m);
+
+	/* Start/stop log-dirty mode.  Enabling clears the dirty bitmap. */
+	int	(*logdirty_enable)(struct hv_dom *d);
+	int	(*logdirty_disable)(struct hv_dom *d);
+	/*
+	 * Read and clear the dirty bitmap: bit p of bitmap (64-bit words,
+	 * little-endian bit order, dom_info.pages bits) is set when pfn p
+	 * was written since the previous call (or since enable).  final = 1
+	 * on the last read while paused.  -EINVAL if log-dirty is off.
+	 */
+	int	(*dirty_fetch)(struct hv_dom *d, uint64_t *bitmap, int final);
+
+	/* Pause / unpause.  Pause returns once no vCPU (sim: guest process)
+	 * can write memory any more.  Unpausing a domain that has no
+	 * running guest starts it (sim: spawns the guest process). */
+	int	(*pause)(struct hv_dom *d);
+	int	(*unpause)(struct hv_dom *d);
+
+	/* The vCPU and platform context of a paused domain, as an opaque
+	 * blob of at most HV_CONTEXT_MAX bytes, and its restore. */
+	int	(*context_get)(struct hv_dom *d, void **buf, size_t *len);
+	int	(*context_set)(struct hv_dom *d, const void *buf, size_t len);
+
+	/* The backend configuration needed to build the domain elsewhere
+	 * (sim: the guest profile; xen: the toolstack's domain config), at
+	 * most HV_CONFIG_MAX bytes. */
+	int	(*config_get)(struct hv_dom *d, void **buf, size_t *len);
+
+	/*
+	 * Create an empty, paused domain of the given shape (name, uuid,
+	 * pages, vcpus) and config, flagged HV_DOM_INCOMING: invisible to
+	 * list(), its memory writable through map().  -EEXIST if a domain of
+	 * that name exists.
+	 */
+	int	(*create)(struct hv *hv, const struct hv_dom_info *shape,
+		    const void *config, size_t config_len, struct hv_dom **out);
+	/* Turn an HV_DOM_INCOMING domain into a normal (still paused) one. */
+	int	(*commit)(struct hv_dom *d);
+	/*
+	 * Destroy the domain (stop its guest, free its memory) and close the
+	 * handle, which is invalid afterwards even on error.
+	 */
+	int	(*destroy)(struct hv_dom *d);
+};
+
+#define HV_MAP_BATCH_MAX	1024
+
+extern const struct hv_ops hv_sim_ops;
+#ifdef HAVE_XEN
+extern const struct hv_ops hv_xen_ops;
+#endif
+
+/* Find a backend by name; NULL if unknown or not built. */
+const struct hv_ops *hv_find(const char *name);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * pagehash.h - hashing of 4 KiB guest pages.
+ *
+ * SHA-256 (OpenSSL) is content identity across guests (DESIGN I3).
+ * XXH3-64 is only for change detection of a page against its own earlier
+ * state and for hash-table keys; never as proof that two pages are equal.
+ * All functions are thread-safe.
+ */
+#ifndef SHAREMIG_PAGEHASH_H
+#define SHAREMIG_PAGEHASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PH_PAGE_SIZE	4096u
+#define PH_DIGEST_LEN	32u
+
+/* SHA-256 of one page. */
+void	ph_sha256(const void *page, uint8_t out[PH_DIGEST_LEN]);
+/* SHA-256 of len bytes (whole-memory digests are built with ph_ctx_*). */
+void	ph_sha256_buf(const void *buf, size_t len, uint8_t out[PH_DIGEST_LEN]);
+/* XXH3-64 of one page. */
+uint64_t ph_xxh3(const void *page);
+/* 1 if the page is all zero bytes. */
+int	ph_is_zero(const void *page);
+/* The SHA-256 of an all-zero page. */
+const uint8_t *ph_zero_digest(void);
+
+/* Incremental SHA-256 (whole-memory digests). NULL on allocation failure. */
+struct ph_ctx;
+struct ph_ctx *ph_ctx_new(void);
+void	ph_ctx_update(struct ph_ctx *c, const void *buf, size_t len);
+void	ph_ctx_final(struct ph_ctx *c, uint8_t out[PH_DIGEST_LEN]);	/* also frees */
+void	ph_ctx_free(struct ph_ctx *c);	/* accepts NULL */
+
+/* Lowercase hex of a digest into out (65 bytes with NUL). */
+void	ph_hex(const uint8_t d[PH_DIGEST_LEN], char out[2 * PH_DIGEST_LEN + 1]);
+
+#endif

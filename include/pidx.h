@@ -1,0 +1,76 @@
+/*
+ * pidx.h - the host's shared-page index: SHA-256 digest -> locations
+ * (domid, pfn) with a count.  Content is "shared" when it occurs at two or
+ * more locations on the host.  Target: at most 32 bytes per indexed page.
+ *
+ * Threads: one writer (the scanner thread) calls the update functions;
+ * any thread may call the lookup functions concurrently.  Lookups never
+ * wait for a scan pass: the writer holds the lock only to apply a batch of
+ * already-computed updates.  The index is stale by nature: a location
+ * says where the content WAS when scanned; users verify (DESIGN I4).
+ */
+#ifndef SHAREMIG_PIDX_H
+#define SHAREMIG_PIDX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct pidx;
+
+struct pidx_loc {
+	uint32_t	domid;
+	uint64_t	pfn;
+};
+
+struct pidx_stats {
+	uint64_t	pages;		/* indexed pages (zero pages included) */
+	uint64_t	zero_pages;
+	uint64_t	unique_digests;
+	uint64_t	shared_pages;	/* pages whose content count >= 2 */
+	uint64_t	bytes;		/* memory the index uses */
+};
+
+struct pidx *pidx_new(void);
+void	pidx_free(struct pidx *ix);	/* accepts NULL */
+
+/* ---- writer side (scanner thread only) ---- */
+
+/* Start tracking a domain of `pages` pfns, or resize it (pages beyond the
+ * new size are dropped).  0 or -ENOMEM. */
+int	pidx_dom_set(struct pidx *ix, uint32_t domid, uint64_t pages);
+/* Drop a domain and all its locations. */
+void	pidx_dom_remove(struct pidx *ix, uint32_t domid);
+/* The domids tracked, malloc'd array. 0 or -ENOMEM. */
+int	pidx_doms(struct pidx *ix, uint32_t **domids, size_t *n);
+/*
+ * The fingerprint (XXH3) recorded for each of n pfns of a domain, or 0
+ * for pages never indexed (fp 0 is treated as "unknown").  0, -ENOENT.
+ */
+int	pidx_fp_get(struct pidx *ix, uint32_t domid, const uint64_t *pfns,
+	    size_t n, uint64_t *fps);
+/*
+ * Record n pages: fps[i] and digests[i] for pfns[i] (replacing any
+ * earlier content of that location).  fps[i] = 0 drops the location (a
+ * hole; digests[i] is then ignored).  0, -ENOENT, -ENOMEM.
+ */
+int	pidx_update(struct pidx *ix, uint32_t domid, const uint64_t *pfns,
+	    size_t n, const uint64_t *fps, const uint8_t (*digests)[32]);
+
+/* ---- reader side (any thread) ---- */
+
+/* Up to max locations of the content; returns how many were written. */
+size_t	pidx_lookup(struct pidx *ix, const uint8_t digest[32],
+	    struct pidx_loc *locs, size_t max);
+/* Number of locations holding this content (0 if unknown). */
+uint64_t pidx_count(struct pidx *ix, const uint8_t digest[32]);
+/*
+ * Set bit p of bitmap (bm_words(pages) words, zeroed by the caller) for
+ * each pfn p < pages of the domain whose content is shared (count >= 2),
+ * zero pages excluded.  0, -ENOENT.
+ */
+int	pidx_dom_shared(struct pidx *ix, uint32_t domid, uint64_t *bitmap,
+	    uint64_t pages);
+/* Totals for one domain (domid) or the host (domid = UINT32_MAX). */
+int	pidx_stats(struct pidx *ix, uint32_t domid, struct pidx_stats *out);
+
+#endif

@@ -1,0 +1,309 @@
+/*
+ * proto.h - the sharemig migration stream: record layouts, encoders and
+ * the one validating decoder.  docs/PROTOCOL.md is the normative spec;
+ * this header and proto.c implement it.
+ *
+ * Stream: each side first sends a 24-byte stream header
+ *   u64 magic (PROTO_MAGIC), u32 version, u32 flags, u64 reserved
+ * then records { u32 type; u32 length; body[length]; zero pad to 8 }.
+ * All integers little-endian.  Bit 31 of type = optional record: a
+ * receiver ignores an unknown optional record, and fails the migration on
+ * an unknown mandatory one.
+ *
+ * Nothing here allocates or logs.  Decoded structs point into the caller's
+ * record body (which must outlive them); array elements are read with the
+ * proto_*_at() accessors, which convert byte order.
+ */
+#ifndef SHAREMIG_PROTO_H
+#define SHAREMIG_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_MAGIC		0x47494d4552414853ULL	/* "SHAREMIG" */
+#define PROTO_VERSION		1u
+#define PROTO_STREAM_HDR_LEN	24u
+#define PROTO_REC_HDR_LEN	8u
+/* Largest record body, checked on send and receive. */
+#define PROTO_REC_MAX		(2u << 20)
+/* Largest record body before HELLO has been exchanged (unauthenticated). */
+#define PROTO_REC_MAX_PREAUTH	4096u
+
+#define PROTO_PAGE_SIZE		4096u
+#define PROTO_DIGEST_LEN	32u	/* SHA-256 */
+#define PROTO_NAME_MAX		63u	/* domain name bytes, no NUL on wire */
+#define PROTO_ERRMSG_MAX	1024u
+#define PROTO_CONTEXT_MAX	(1u << 20)
+#define PROTO_CONFIG_MAX	(64u << 10)
+#define PROTO_PAGE_BATCH_MAX	256u	/* pages per PAGE_DATA */
+#define PROTO_PFN_BATCH_MAX	4096u	/* entries per OFFER/HAVE/ZERO/REF/NEED */
+#define PROTO_PFN_NONE		UINT64_MAX
+
+#define PROTO_OPTIONAL		0x80000000u
+
+enum proto_type {
+	REC_HELLO	= 1,	/* both */
+	REC_ERROR	= 2,	/* both, any phase */
+	REC_DOMAIN_INFO	= 3,	/* S->D */
+	REC_DOMAIN_ACK	= 4,	/* D->S */
+	REC_OFFER	= 5,	/* S->D */
+	REC_HAVE	= 6,	/* D->S */
+	REC_PAGE_DATA	= 7,	/* S->D */
+	REC_PAGE_ZERO	= 8,	/* S->D */
+	REC_PAGE_REF	= 9,	/* S->D */
+	REC_ITER_END	= 10,	/* S->D */
+	REC_NEED	= 11,	/* D->S */
+	REC_CONTEXT	= 12,	/* S->D */
+	REC_END		= 13,	/* S->D */
+	REC_READY	= 14,	/* D->S */
+	REC_GO		= 15,	/* S->D */
+	REC_RUNNING	= 16,	/* D->S */
+	REC_KEEPALIVE	= PROTO_OPTIONAL | 1,	/* both, any phase, empty */
+};
+
+/* Who sends a record. */
+enum proto_dir {
+	PROTO_S2D = 1,
+	PROTO_D2S = 2,
+};
+
+/*
+ * Phases of a session, as seen by the receiver of a record.  A record is
+ * legal only in the phases proto_legal() allows; anything else is a
+ * protocol error.
+ *  HELLO:    stream headers exchanged, waiting for HELLO
+ *  INFO:     HELLOs exchanged, DOMAIN_INFO / DOMAIN_ACK
+ *  LIVE:     offers, pages, iterations (also NEED answers)
+ *  FINAL:    CONTEXT/END sent, waiting for READY (NEED still legal)
+ *  READY:    READY sent, waiting for GO
+ *  HANDOVER: GO sent, waiting for RUNNING
+ */
+enum proto_phase {
+	PH_HELLO	= 0,
+	PH_INFO		= 1,
+	PH_LIVE		= 2,
+	PH_FINAL	= 3,
+	PH_READY	= 4,
+	PH_HANDOVER	= 5,
+	PH_COUNT
+};
+
+/* Capability bits of HELLO. */
+#define PROTO_CAP_REF		0x1ull
+#define PROTO_CAP_ZERO		0x2ull
+#define PROTO_CAP_VERIFY	0x4ull
+
+/* DOMAIN_INFO flags. */
+#define PROTO_DI_PAUSED		0x1u	/* leave the guest paused at the end */
+#define PROTO_DI_VERIFY		0x2u	/* compare whole-memory digests */
+
+enum proto_dedup {
+	PROTO_DEDUP_NONE	= 0,
+	PROTO_DEDUP_SHARED	= 1,
+	PROTO_DEDUP_ALL		= 2,
+};
+
+/* END / READY flags. */
+#define PROTO_END_VERIFY	0x1u	/* memory_sha256 is meaningful */
+
+/* ---- decoded records (host order; arrays stay in the body) ---- */
+
+struct proto_hello {		/* body: 96 bytes */
+	uint32_t	version_min;
+	uint32_t	version_max;
+	uint64_t	caps;
+	uint8_t		host_id[16];
+	char		host_name[65];	/* wire: 64 bytes NUL-padded */
+};
+
+struct proto_error {		/* body: u32 code, u32 len, msg[len] */
+	uint32_t	code;		/* a positive errno value */
+	char		msg[PROTO_ERRMSG_MAX + 1];	/* NUL-terminated copy */
+};
+
+struct proto_domain_info {	/* body: 48 bytes fixed + name + config */
+	uint64_t	pages;
+	uint32_t	vcpus;
+	uint32_t	flags;		/* PROTO_DI_* */
+	uint32_t	dedup;		/* enum proto_dedup */
+	uint8_t		uuid[16];
+	char		name[PROTO_NAME_MAX + 1];	/* NUL-terminated copy */
+	const uint8_t	*config;	/* points into the body */
+	uint32_t	config_len;
+};
+
+struct proto_domain_ack {	/* body: u32 domid, u32 reserved */
+	uint32_t	domid;
+};
+
+struct proto_offer {		/* body: u32 batch, u32 count, {u64 pfn, u8 digest[32]}[count] */
+	uint32_t	batch;
+	uint32_t	count;
+	const uint8_t	*entries;
+};
+
+struct proto_have {		/* body: u32 batch, u32 count, u8 bits[(count+7)/8] */
+	uint32_t	batch;
+	uint32_t	count;
+	const uint8_t	*bits;		/* bit i (LSB first) = has entry i */
+};
+
+struct proto_page_data {	/* body: u32 count, u32 flags(0), u64 pfn[count], page[count][4096] */
+	uint32_t	count;
+	uint32_t	flags;
+	const uint8_t	*pfns;
+	const uint8_t	*data;
+};
+
+struct proto_pfn_list {		/* PAGE_ZERO, NEED: u32 count, u32 reserved, u64 pfn[count] */
+	uint32_t	count;
+	const uint8_t	*pfns;
+};
+
+struct proto_page_ref {		/* body: u32 count, u32 reserved, {u64 pfn, u64 hint_pfn, u8 digest[32]}[count] */
+	uint32_t	count;
+	const uint8_t	*entries;
+};
+
+struct proto_iter_end {		/* body: u32 iteration, u32 reserved, u64 pages_sent, u64 dirty */
+	uint32_t	iteration;
+	uint64_t	pages_sent;
+	uint64_t	dirty;
+};
+
+struct proto_context {		/* body: u32 len, u32 reserved, blob[len] */
+	uint32_t	len;
+	const uint8_t	*blob;
+};
+
+struct proto_end {		/* END and READY; body: u32 flags, u32 reserved, u8 sha256[32] */
+	uint32_t	flags;
+	uint8_t		memory_sha256[32];
+};
+
+struct proto_running {		/* body: u64 cpu_dest_us, u64 refs_filled, u64 refs_failed, u64 reserved */
+	uint64_t	cpu_dest_us;
+	uint64_t	refs_filled;
+	uint64_t	refs_failed;
+};
+
+struct proto_rec {
+	uint32_t	type;
+	union {
+		struct proto_hello	hello;
+		struct proto_error	error;
+		struct proto_domain_info domain_info;
+		struct proto_domain_ack	domain_ack;
+		struct proto_offer	offer;
+		struct proto_have	have;
+		struct proto_page_data	page_data;
+		struct proto_pfn_list	pfn_list;	/* PAGE_ZERO, NEED */
+		struct proto_page_ref	page_ref;
+		struct proto_iter_end	iter_end;
+		struct proto_context	context;
+		struct proto_end	end;		/* END, READY */
+		struct proto_running	running;
+	} u;
+};
+
+/* What the decoder checks against. */
+struct proto_limits {
+	uint64_t	pages;		/* pfns must be < pages; 0 = not known yet
+					 * (page records are then rejected) */
+	uint32_t	rec_max;	/* PROTO_REC_MAX or PROTO_REC_MAX_PREAUTH */
+};
+
+/* ---- framing ---- */
+
+/* Encode/check the stream header.  check: 0, -EPROTO (bad magic or
+ * reserved), -EPROTONOSUPPORT (version). */
+void	proto_stream_hdr_encode(uint8_t out[PROTO_STREAM_HDR_LEN]);
+int	proto_stream_hdr_check(const uint8_t in[PROTO_STREAM_HDR_LEN],
+	    uint32_t *version);
+
+/*
+ * Look at the start of a byte stream.  Returns 0 and sets *type, *len
+ * (body length) and *total (header + body + pad) when a whole record is
+ * in buf[0..avail); -EAGAIN when more bytes are needed; -EMSGSIZE when
+ * the length exceeds rec_max.  (Only the 8-byte header must be present
+ * to get -EMSGSIZE.)
+ */
+int	proto_frame_peek(const uint8_t *buf, size_t avail, uint32_t rec_max,
+	    uint32_t *type, uint32_t *len, size_t *total);
+
+/* ---- the one validating decoder ---- */
+
+/*
+ * Decode and validate one record body: fixed part present, counts within
+ * their *_BATCH_MAX and times element size equal to the rest of the body
+ * (record fully consumed, no overflow), strings printable, names
+ * [A-Za-z0-9._-]{1,63}, every pfn < lim->pages, reserved fields ignored,
+ * PAGE_DATA flags 0.  Returns 0, -EBADMSG (malformed), -EMSGSIZE (over a
+ * limit), -ENOTSUP (unknown mandatory type), or -ENOENT (unknown optional
+ * type: to be ignored).  out->type is set on success.
+ */
+int	proto_decode(uint32_t type, const uint8_t *body, size_t len,
+	    const struct proto_limits *lim, struct proto_rec *out);
+
+/* Is a record of this type legal for this receiver in this phase? */
+int	proto_legal(uint32_t type, enum proto_dir dir, enum proto_phase ph);
+
+/* The record type's name ("PAGE_DATA"), or "UNKNOWN". */
+const char *proto_type_name(uint32_t type);
+
+/* Array accessors (i < count; the decoder has checked bounds). */
+uint64_t proto_pfn_at(const uint8_t *pfns, uint32_t i);
+uint64_t proto_offer_pfn_at(const struct proto_offer *o, uint32_t i);
+const uint8_t *proto_offer_digest_at(const struct proto_offer *o, uint32_t i);
+uint64_t proto_ref_pfn_at(const struct proto_page_ref *r, uint32_t i);
+uint64_t proto_ref_hint_at(const struct proto_page_ref *r, uint32_t i);
+const uint8_t *proto_ref_digest_at(const struct proto_page_ref *r, uint32_t i);
+int	proto_have_bit(const struct proto_have *h, uint32_t i);
+
+/* ---- encoders ----
+ * Each writes a whole record (header, body, padding) into out[0..cap) and
+ * returns its length, or -EMSGSIZE if cap is too small or the body would
+ * exceed PROTO_REC_MAX, or -EINVAL for bad arguments (count 0 or over the
+ * batch maximum, name not valid, ...).  proto_rec_size_*() give the length
+ * needed.
+ */
+int	proto_enc_hello(uint8_t *out, size_t cap, const struct proto_hello *h);
+int	proto_enc_error(uint8_t *out, size_t cap, uint32_t code, const char *msg);
+int	proto_enc_domain_info(uint8_t *out, size_t cap,
+	    const struct proto_domain_info *di);
+int	proto_enc_domain_ack(uint8_t *out, size_t cap, uint32_t domid);
+/* OFFER: pfns[count] and digests[count][32]. */
+int	proto_enc_offer(uint8_t *out, size_t cap, uint32_t batch, uint32_t count,
+	    const uint64_t *pfns, const uint8_t (*digests)[32]);
+/* HAVE: has[count], each 0 or 1. */
+int	proto_enc_have(uint8_t *out, size_t cap, uint32_t batch, uint32_t count,
+	    const uint8_t *has);
+/*
+ * PAGE_DATA is written in two parts so page bytes need not be copied
+ * twice: proto_enc_page_data_head() writes the record header, the fixed
+ * part and the pfn array (a multiple of 8 bytes); the caller then appends
+ * exactly count * 4096 bytes of page contents (no padding needed).
+ */
+int	proto_enc_page_data_head(uint8_t *out, size_t cap, uint32_t count,
+	    const uint64_t *pfns);
+/* PAGE_ZERO or NEED. */
+int	proto_enc_pfn_list(uint8_t *out, size_t cap, uint32_t type,
+	    uint32_t count, const uint64_t *pfns);
+int	proto_enc_page_ref(uint8_t *out, size_t cap, uint32_t count,
+	    const uint64_t *pfns, const uint64_t *hints,
+	    const uint8_t (*digests)[32]);
+int	proto_enc_iter_end(uint8_t *out, size_t cap,
+	    const struct proto_iter_end *ie);
+int	proto_enc_context(uint8_t *out, size_t cap, const void *blob,
+	    uint32_t len);
+/* END or READY. */
+int	proto_enc_end(uint8_t *out, size_t cap, uint32_t type,
+	    const struct proto_end *e);
+int	proto_enc_go(uint8_t *out, size_t cap);
+int	proto_enc_running(uint8_t *out, size_t cap,
+	    const struct proto_running *r);
+int	proto_enc_keepalive(uint8_t *out, size_t cap);
+
+size_t	proto_rec_size(size_t body_len);	/* 8 + body + pad */
+
+#endif

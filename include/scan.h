@@ -1,0 +1,44 @@
+/*
+ * scan.h - the host's scanner thread: walks every local domain in batches
+ * (map, XXH3 each page, SHA-256 only the pages whose XXH3 changed, unmap)
+ * and keeps a pidx up to date, rate-limited to a CPU budget.  It opens its
+ * own hv instance (hv instances are single-threaded).
+ */
+#ifndef SHAREMIG_SCAN_H
+#define SHAREMIG_SCAN_H
+
+#include <stdint.h>
+
+#include "hv.h"
+#include "pidx.h"
+
+struct scan_params {
+	const struct hv_ops	*ops;
+	struct hv_params	 hvp;		/* strings copied by scan_start() */
+	double			 cpu_budget;	/* fraction of one core, (0, 1] */
+	unsigned		 interval_ms;	/* pause between full passes */
+	unsigned		 batch_pages;	/* pages per map batch (<= HV_MAP_BATCH_MAX) */
+};
+
+struct scan_stats {
+	uint64_t	passes;		/* completed full passes */
+	uint64_t	pages_scanned;	/* pages fingerprinted, all passes */
+	uint64_t	pages_hashed;	/* pages SHA-256'd, all passes */
+	uint64_t	domains;	/* domains in the last pass */
+	double		cpu_s;		/* thread CPU time so far */
+};
+
+struct scan;
+
+/* Start the thread.  0 or a negative errno (*out untouched). */
+int	scan_start(struct pidx *ix, const struct scan_params *p, struct scan **out);
+/* Stop and join the thread, free; accepts NULL. */
+void	scan_stop(struct scan *s);
+/* Ask for a new pass now (skips the interval). */
+void	scan_kick(struct scan *s);
+/* Wait until `passes` more full passes have completed (from the call),
+ * or timeout_ms: 0 or -ETIMEDOUT.  Any thread. */
+int	scan_wait(struct scan *s, unsigned passes, int timeout_ms);
+void	scan_get_stats(struct scan *s, struct scan_stats *out);
+
+#endif
