@@ -8,6 +8,8 @@
  * configured gid); at most CTL_MAXCONN connections; a request line is at
  * most CTL_LINE_MAX bytes.  A handler may reply at once or later
  * (ctl_reply() on the saved struct ctl_req), e.g. when a job finishes.
+ * libevent writes with write(2): the process must ignore SIGPIPE.
+ * The protocol is described in docs/CONTROL.md.
  */
 #ifndef SHAREMIG_CTL_H
 #define SHAREMIG_CTL_H
@@ -40,7 +42,10 @@ typedef void (*ctl_handler)(struct ctl_req *r, struct json_object *req,
 int	ctl_server_new(struct event_base *base, const char *path, long gid,
 	    ctl_handler h, void *arg, struct ctl_server **out);
 void	ctl_server_free(struct ctl_server *s);	/* accepts NULL; unlinks */
-/* Send the reply (takes ownership of obj) and release r. */
+/*
+ * Send the reply (takes ownership of obj) and release r.  Event-loop
+ * thread only.  The connection's next request is then handled.
+ */
 void	ctl_reply(struct ctl_req *r, struct json_object *obj);
 /* Convenience: {"ok":false,"error":msg} */
 void	ctl_reply_error(struct ctl_req *r, const char *fmt, ...)

@@ -1,2 +1,600 @@
-/* placeholder: replaced by the module's real tests */
-int main(void) { return 77; }
+/*
+ * test_ctl.c - ctl.c: the control socket server on a libevent base run
+ * by a second thread, with ctl_call() and raw clients on the main thread.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <json-c/json.h>
+
+#include "ctl.h"
+#include "net.h"
+
+#define TEST_GID_ROOT	4242
+
+struct fixture {
+	char			 dir[64];
+	char			 path[128];	/* gid -1 */
+	char			 gpath[128];	/* with a group */
+	long			 gid;
+	struct event_base	*base;
+	struct ctl_server	*s, *gs;
+	pthread_t		 thr;
+};
+
+struct deferred {
+	struct ctl_req	*r;
+	struct event	*ev;
+	int		 ms;
+};
+
+static void
+deferred_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct deferred *d = arg;
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "deferred", json_object_new_int(d->ms));
+	ctl_reply(d->r, o);
+	event_free(d->ev);
+	free(d);
+}
+
+/*
+ * Test commands: {"cmd":"echo"} replies with the request and the uid,
+ * {"cmd":"defer","ms":N} replies after N ms, {"cmd":"error"} fails.
+ */
+static void
+handler(struct ctl_req *r, struct json_object *req, void *arg)
+{
+	struct fixture *f = arg;
+	struct json_object *cmd, *o, *ms;
+	const char *c;
+
+	if (!json_object_object_get_ex(req, "cmd", &cmd)) {
+		ctl_reply_error(r, "no cmd");
+		return;
+	}
+	c = json_object_get_string(cmd);
+	if (strcmp(c, "echo") == 0) {
+		o = json_object_new_object();
+		json_object_object_add(o, "ok", json_object_new_boolean(1));
+		json_object_object_add(o, "req", json_object_get(req));
+		json_object_object_add(o, "uid",
+		    json_object_new_int((int)ctl_req_uid(r)));
+		ctl_reply(r, o);
+	} else if (strcmp(c, "defer") == 0) {
+		struct deferred *d = calloc(1, sizeof(*d));
+		struct timeval tv;
+
+		json_object_object_get_ex(req, "ms", &ms);
+		d->r = r;
+		d->ms = json_object_get_int(ms);
+		d->ev = evtimer_new(f->base, deferred_cb, d);
+		tv.tv_sec = d->ms / 1000;
+		tv.tv_usec = (d->ms % 1000) * 1000;
+		evtimer_add(d->ev, &tv);
+	} else
+		ctl_reply_error(r, "unknown command '%s'", c);
+}
+
+static void *
+loop_thread(void *arg)
+{
+	struct fixture *f = arg;
+
+	event_base_loop(f->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	strcpy(f->dir, "/tmp/test_ctl.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/ctl.sock", f->dir);
+	snprintf(f->gpath, sizeof(f->gpath), "%s/gctl.sock", f->dir);
+	f->gid = geteuid() == 0 ? TEST_GID_ROOT : (long)getegid();
+	f->base = event_base_new();
+	assert_non_null(f->base);
+	assert_int_equal(ctl_server_new(f->base, f->path, -1, handler, f,
+	    &f->s), 0);
+	assert_int_equal(ctl_server_new(f->base, f->gpath, f->gid, handler, f,
+	    &f->gs), 0);
+	assert_int_equal(pthread_create(&f->thr, NULL, loop_thread, f), 0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	event_base_loopbreak(f->base);
+	pthread_join(f->thr, NULL);
+	ctl_server_free(f->s);
+	ctl_server_free(f->gs);
+	event_base_free(f->base);
+	/* ctl_server_free() unlinks the sockets. */
+	assert_int_equal(rmdir(f->dir), 0);
+	free(f);
+	return 0;
+}
+
+static struct json_object *
+call(const char *path, const char *req, int timeout_ms, int *ret)
+{
+	struct json_object *q = json_tokener_parse(req), *o = NULL;
+
+	assert_non_null(q);
+	*ret = ctl_call(path, q, timeout_ms, &o);
+	json_object_put(q);
+	return o;
+}
+
+static int
+get_bool(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, k, &v));
+	return json_object_get_boolean(v);
+}
+
+static const char *
+get_str(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, k, &v));
+	return json_object_get_string(v);
+}
+
+static int
+get_int(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, k, &v));
+	return json_object_get_int(v);
+}
+
+static void
+raw_send(int fd, const char *s, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+
+		assert_true(w > 0);
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+/*
+ * Read one line from a raw connection (5 s limit).  Returns the parsed
+ * object, or NULL at EOF / connection reset.
+ */
+static struct json_object *
+raw_line(int fd)
+{
+	static char buf[CTL_LINE_MAX * 2];
+	struct json_object *o;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	size_t len = 0;
+	char *nl;
+	ssize_t n;
+
+	for (;;) {
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		/* One byte at a time: never read past the line. */
+		n = recv(fd, buf + len, 1, 0);
+		if (n <= 0)
+			return NULL;
+		len += (size_t)n;
+		assert_true(len < sizeof(buf));
+		if ((nl = memchr(buf, '\n', len)) != NULL)
+			break;
+	}
+	*nl = '\0';
+	o = json_tokener_parse(buf);
+	assert_non_null(o);
+	return o;
+}
+
+static int
+raw_connect(const char *path)
+{
+	int fd = net_connect_unix(path);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static void
+test_roundtrip(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *o, *req;
+	int r;
+
+	o = call(f->path, "{\"cmd\":\"echo\",\"x\":[1,2,\"three\"]}", 5000, &r);
+	assert_int_equal(r, 0);
+	assert_true(get_bool(o, "ok"));
+	assert_int_equal(get_int(o, "uid"), (int)geteuid());
+	assert_true(json_object_object_get_ex(o, "req", &req));
+	assert_string_equal(json_object_to_json_string_ext(req,
+	    JSON_C_TO_STRING_PLAIN), "{\"cmd\":\"echo\",\"x\":[1,2,\"three\"]}");
+	json_object_put(o);
+
+	o = call(f->path, "{\"cmd\":\"nope\"}", 5000, &r);
+	assert_int_equal(r, 0);
+	assert_false(get_bool(o, "ok"));
+	assert_string_equal(get_str(o, "error"), "unknown command 'nope'");
+	json_object_put(o);
+
+	/* The grouped socket serves the owner as well. */
+	o = call(f->gpath, "{\"cmd\":\"echo\"}", 5000, &r);
+	assert_int_equal(r, 0);
+	assert_true(get_bool(o, "ok"));
+	json_object_put(o);
+}
+
+static void
+test_client_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct sockaddr_un sun;
+	char p[100];
+	int r, s;
+
+	/* Timeout while the server is still working on it. */
+	assert_null(call(f->path, "{\"cmd\":\"defer\",\"ms\":300}", 100, &r));
+	assert_int_equal(r, -ETIMEDOUT);
+	usleep(400000);		/* let that connection go */
+	snprintf(p, sizeof(p), "%s/none.sock", f->dir);
+	assert_null(call(p, "{\"cmd\":\"echo\"}", 1000, &r));
+	assert_int_equal(r, -ENOENT);
+
+	/* A socket file nobody listens on. */
+	s = socket(AF_UNIX, SOCK_STREAM, 0);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", p);
+	assert_int_equal(bind(s, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	close(s);
+	assert_null(call(p, "{\"cmd\":\"echo\"}", 1000, &r));
+	assert_int_equal(r, -ECONNREFUSED);
+	unlink(p);
+}
+
+static void
+test_deferred(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *o;
+	int r, fd;
+
+	o = call(f->path, "{\"cmd\":\"defer\",\"ms\":100}", 5000, &r);
+	assert_int_equal(r, 0);
+	assert_true(get_bool(o, "ok"));
+	assert_int_equal(get_int(o, "deferred"), 100);
+	json_object_put(o);
+
+	/* The client leaves while its reply is pending: the reply is dropped. */
+	fd = raw_connect(f->path);
+	raw_send(fd, "{\"cmd\":\"defer\",\"ms\":100}\n", 25);
+	usleep(20000);
+	close(fd);
+	usleep(250000);
+	o = call(f->path, "{\"cmd\":\"echo\"}", 5000, &r);
+	assert_int_equal(r, 0);
+	assert_true(get_bool(o, "ok"));
+	json_object_put(o);
+}
+
+static void
+test_ordering(void **state)
+{
+	struct fixture *f = *state;
+	const char *two = "{\"cmd\":\"defer\",\"ms\":150}\n"
+	    "{\"cmd\":\"echo\",\"n\":2}\n";
+	struct json_object *o;
+	int fd;
+
+	fd = raw_connect(f->path);
+	raw_send(fd, two, strlen(two));
+	o = raw_line(fd);
+	assert_non_null(o);
+	assert_int_equal(get_int(o, "deferred"), 150);
+	json_object_put(o);
+	o = raw_line(fd);
+	assert_non_null(o);
+	assert_true(get_bool(o, "ok"));
+	assert_true(json_object_object_get_ex(o, "req", NULL));
+	json_object_put(o);
+
+	/* Half-close after the requests: both still answered, then EOF. */
+	raw_send(fd, two, strlen(two));
+	shutdown(fd, SHUT_WR);
+	o = raw_line(fd);
+	assert_int_equal(get_int(o, "deferred"), 150);
+	json_object_put(o);
+	o = raw_line(fd);
+	assert_true(get_bool(o, "ok"));
+	json_object_put(o);
+	assert_null(raw_line(fd));
+	close(fd);
+}
+
+static void
+test_line_limit(void **state)
+{
+	struct fixture *f = *state;
+	const char *head = "{\"cmd\":\"echo\",\"pad\":\"";
+	struct json_object *o;
+	char *buf;
+	size_t hl = strlen(head), n;
+	int fd;
+
+	buf = malloc(CTL_LINE_MAX + 64);
+	assert_non_null(buf);
+
+	/* Exactly CTL_LINE_MAX bytes before the newline: accepted. */
+	memcpy(buf, head, hl);
+	memset(buf + hl, 'a', CTL_LINE_MAX - hl - 2);
+	memcpy(buf + CTL_LINE_MAX - 2, "\"}\n", 3);
+	fd = raw_connect(f->path);
+	raw_send(fd, buf, CTL_LINE_MAX + 1);
+	o = raw_line(fd);
+	assert_non_null(o);
+	assert_true(get_bool(o, "ok"));
+	json_object_put(o);
+
+	/* One byte more: refused and closed. */
+	memcpy(buf, head, hl);
+	memset(buf + hl, 'a', CTL_LINE_MAX - hl - 1);
+	memcpy(buf + CTL_LINE_MAX - 1, "\"}\n", 3);
+	raw_send(fd, buf, CTL_LINE_MAX + 2);
+	o = raw_line(fd);
+	assert_non_null(o);
+	assert_false(get_bool(o, "ok"));
+	assert_string_equal(get_str(o, "error"), "request too long");
+	json_object_put(o);
+	assert_null(raw_line(fd));
+	close(fd);
+
+	/* No newline at all. */
+	n = CTL_LINE_MAX + 10;
+	memset(buf, 'x', n);
+	fd = raw_connect(f->path);
+	raw_send(fd, buf, n);
+	o = raw_line(fd);
+	assert_non_null(o);
+	assert_string_equal(get_str(o, "error"), "request too long");
+	json_object_put(o);
+	assert_null(raw_line(fd));
+	close(fd);
+	free(buf);
+}
+
+static void
+test_bad_json(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		const char	*line;
+		const char	*error;
+	} bad[] = {
+		{ "hello\n",		"invalid JSON" },
+		{ "{\"a\":\n",		"invalid JSON" },
+		{ "[1,2]\n",		"request is not a JSON object" },
+		{ "42\n",		"request is not a JSON object" },
+		{ "\"s\"\n",		"request is not a JSON object" },
+		{ "{} {}\n",		"invalid JSON: trailing data" },
+	};
+	struct json_object *o;
+	size_t i;
+	int fd;
+
+	fd = raw_connect(f->path);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		raw_send(fd, bad[i].line, strlen(bad[i].line));
+		o = raw_line(fd);
+		assert_non_null(o);
+		assert_false(get_bool(o, "ok"));
+		assert_string_equal(get_str(o, "error"), bad[i].error);
+		json_object_put(o);
+	}
+	/* Empty lines are skipped; the connection still works. */
+	{
+		const char *l = "\n\r\n{\"cmd\":\"echo\"} \r\n";
+
+		raw_send(fd, l, strlen(l));
+	}
+	o = raw_line(fd);
+	assert_non_null(o);
+	assert_true(get_bool(o, "ok"));
+	json_object_put(o);
+	close(fd);
+}
+
+static void
+test_conn_cap(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *o;
+	int fds[CTL_MAXCONN], i, fd, r;
+
+	for (i = 0; i < CTL_MAXCONN; i++) {
+		fds[i] = raw_connect(f->path);
+		/* A roundtrip makes sure the server counted it. */
+		raw_send(fds[i], "{\"cmd\":\"echo\"}\n", 15);
+		o = raw_line(fds[i]);
+		assert_non_null(o);
+		assert_true(get_bool(o, "ok"));
+		json_object_put(o);
+	}
+	fd = raw_connect(f->path);
+	o = raw_line(fd);
+	assert_non_null(o);
+	assert_string_equal(get_str(o, "error"), "too many connections");
+	json_object_put(o);
+	assert_null(raw_line(fd));
+	close(fd);
+
+	/* ctl_call() gets the refusal as an ordinary reply. */
+	o = call(f->path, "{\"cmd\":\"echo\"}", 5000, &r);
+	assert_int_equal(r, 0);
+	assert_false(get_bool(o, "ok"));
+	json_object_put(o);
+
+	close(fds[0]);
+	for (i = 0; i < 100; i++) {
+		o = call(f->path, "{\"cmd\":\"echo\"}", 5000, &r);
+		assert_int_equal(r, 0);
+		if (get_bool(o, "ok"))
+			break;
+		json_object_put(o);
+		o = NULL;
+		usleep(10000);
+	}
+	assert_non_null(o);
+	json_object_put(o);
+	for (i = 1; i < CTL_MAXCONN; i++)
+		close(fds[i]);
+}
+
+static void
+test_socket_files(void **state)
+{
+	struct fixture *f = *state;
+	struct event_base *b2;
+	struct ctl_server *s2 = NULL;
+	struct sockaddr_un sun;
+	struct stat st;
+	char p[100];
+	int s;
+
+	assert_int_equal(lstat(f->path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(lstat(f->gpath, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	assert_int_equal((long)st.st_gid, f->gid);
+
+	/* A live daemon's socket is never taken over. */
+	b2 = event_base_new();
+	assert_int_equal(ctl_server_new(b2, f->path, -1, handler, f, &s2),
+	    -EADDRINUSE);
+	assert_null(s2);
+
+	/* A stale one is. */
+	snprintf(p, sizeof(p), "%s/stale.sock", f->dir);
+	s = socket(AF_UNIX, SOCK_STREAM, 0);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", p);
+	assert_int_equal(bind(s, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	close(s);
+	assert_int_equal(ctl_server_new(b2, p, -1, handler, f, &s2), 0);
+	assert_non_null(s2);
+	assert_int_equal(lstat(p, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	ctl_server_free(s2);
+	assert_int_equal(lstat(p, &st), -1);	/* unlinked */
+	event_base_free(b2);
+}
+
+/* In a child with uid/gid changed: connect, return 0 if allowed. */
+static int
+child_try(const char *path, gid_t gid, uid_t uid, const char *want_error)
+{
+	struct json_object *o, *q;
+	pid_t pid;
+	int st, r;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(gid) < 0 ||
+		    setuid(uid) < 0)
+			_exit(10);
+		q = json_tokener_parse("{\"cmd\":\"echo\"}");
+		r = ctl_call(path, q, 5000, &o);
+		if (r < 0)
+			_exit(11);
+		if (want_error == NULL)
+			_exit(json_object_get_boolean(
+			    json_object_object_get(o, "ok")) ? 0 : 12);
+		_exit(strcmp(json_object_get_string(
+		    json_object_object_get(o, "error")), want_error) == 0 ?
+		    0 : 13);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void
+test_credentials(void **state)
+{
+	struct fixture *f = *state;
+
+	if (geteuid() != 0)
+		skip();		/* needs another uid */
+	/* Let the file mode through so the credential check is reached. */
+	assert_int_equal(chmod(f->dir, 0711), 0);
+	assert_int_equal(chmod(f->path, 0666), 0);
+	assert_int_equal(chmod(f->gpath, 0666), 0);
+	assert_int_equal(child_try(f->path, 65534, 65534,
+	    "permission denied"), 0);
+	assert_int_equal(child_try(f->gpath, 65534, 65534,
+	    "permission denied"), 0);
+	assert_int_equal(child_try(f->gpath, (gid_t)f->gid, 65534, NULL), 0);
+	assert_int_equal(chmod(f->path, 0600), 0);
+	assert_int_equal(chmod(f->gpath, 0660), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_client_errors),
+		cmocka_unit_test(test_deferred),
+		cmocka_unit_test(test_ordering),
+		cmocka_unit_test(test_line_limit),
+		cmocka_unit_test(test_bad_json),
+		cmocka_unit_test(test_conn_cap),
+		cmocka_unit_test(test_socket_files),
+		cmocka_unit_test(test_credentials),
+	};
+
+	/* As in the daemons: libevent writes with write(2). */
+	signal(SIGPIPE, SIG_IGN);
+	evthread_use_pthreads();
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
