@@ -1461,6 +1461,15 @@ write_corpus(const char *dir)
 			return 1;
 		}
 	}
+	/* The stream header, for proto_stream_hdr_check(). */
+	snprintf(path, sizeof(path), "%s/%02zu-stream-header", dir, NCASES + 1);
+	if ((f = fopen(path, "wb")) == NULL)
+		return 1;
+	set32(buf, PH_HELLO);
+	proto_stream_hdr_encode(buf + 4);
+	fwrite(buf, 1, 4 + PROTO_STREAM_HDR_LEN, f);
+	if (fclose(f) != 0)
+		return 1;
 	/* One multi-record input: a whole session, S2D side. */
 	snprintf(path, sizeof(path), "%s/%02zu-session", dir, NCASES);
 	if ((f = fopen(path, "wb")) == NULL)
