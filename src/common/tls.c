@@ -1,0 +1,214 @@
+/*
+ * tls.c - TLS contexts for the migration link (OpenSSL 3).  See tls.h.
+ *
+ * Both sides: TLS 1.3 only, a certificate chain and key of their own, a
+ * CA bundle that must have signed the peer's certificate.  No
+ * renegotiation (TLS 1.3 has none), no compression, no session
+ * resumption: every migration link is one full handshake.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "tls.h"
+
+void
+tls_err_string(char *buf, size_t len)
+{
+	const char *file, *func, *data;
+	unsigned long e;
+	size_t n = 0;
+	int line, flags, k;
+	char one[256];
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	while ((e = ERR_get_error_all(&file, &line, &func, &data,
+	    &flags)) != 0) {
+		const char *lib = ERR_lib_error_string(e);
+		const char *reason = ERR_reason_error_string(e);
+
+		if (reason != NULL)
+			snprintf(one, sizeof(one), "%s%s%s", reason,
+			    (flags & ERR_TXT_STRING) && data != NULL &&
+			    *data != '\0' ? ": " : "",
+			    (flags & ERR_TXT_STRING) && data != NULL ? data : "");
+		else
+			snprintf(one, sizeof(one), "error %lx", e);
+		if (n >= len - 1)
+			continue;	/* keep draining */
+		k = snprintf(buf + n, len - n, "%s%s%s%s", n > 0 ? "; " : "",
+		    lib != NULL ? lib : "", lib != NULL ? ": " : "", one);
+		if (k > 0)
+			n += (size_t)k;
+		if (n > len - 1)
+			n = len - 1;
+	}
+	if (n == 0)
+		snprintf(buf, len, "unknown TLS error");
+}
+
+/* Write "what path: reason" into err, the reason from OpenSSL. */
+static void
+file_error(char *err, size_t errlen, const char *what, const char *path)
+{
+	char why[512];
+
+	tls_err_string(why, sizeof(why));
+	snprintf(err, errlen, "%s %s: %s", what, path, why);
+}
+
+/*
+ * Check that path is readable before OpenSSL tries: its own message for
+ * a missing file is obscure.  0, or -errno with err filled.
+ */
+static int
+check_file(const char *what, const char *path, char *err, size_t errlen)
+{
+	int e;
+
+	if (path == NULL || *path == '\0') {
+		snprintf(err, errlen, "%s: no file configured", what);
+		return -EINVAL;
+	}
+	if (access(path, R_OK) < 0) {
+		e = errno;
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/*
+ * The common part of both contexts.  NULL on error with err filled and
+ * errno set (ENOENT, EACCES... for files, EPROTO for bad contents).
+ */
+static SSL_CTX *
+ctx_new(const SSL_METHOD *m, const struct tls_files *f, int server,
+    char *err, size_t errlen)
+{
+	SSL_CTX *ctx = NULL;
+	int r;
+
+	ERR_clear_error();
+	if ((r = check_file("certificate", f->cert, err, errlen)) < 0 ||
+	    (r = check_file("key", f->key, err, errlen)) < 0 ||
+	    (r = check_file("CA", f->ca, err, errlen)) < 0) {
+		errno = -r;
+		return NULL;
+	}
+	if ((ctx = SSL_CTX_new(m)) == NULL) {
+		char why[256];
+
+		tls_err_string(why, sizeof(why));
+		snprintf(err, errlen, "SSL_CTX_new: %s", why);
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION)) {
+		char why[256];
+
+		tls_err_string(why, sizeof(why));
+		snprintf(err, errlen, "TLS 1.3: %s", why);
+		goto fail;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (server)
+		SSL_CTX_set_num_tickets(ctx, 0);
+
+	if (SSL_CTX_use_certificate_chain_file(ctx, f->cert) != 1) {
+		file_error(err, errlen, "certificate", f->cert);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, f->key, SSL_FILETYPE_PEM) != 1) {
+		file_error(err, errlen, "key", f->key);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		char why[256];
+
+		tls_err_string(why, sizeof(why));
+		snprintf(err, errlen, "key %s does not match certificate %s: %s",
+		    f->key, f->cert, why);
+		goto fail;
+	}
+	if (SSL_CTX_load_verify_locations(ctx, f->ca, NULL) != 1) {
+		file_error(err, errlen, "CA", f->ca);
+		goto fail;
+	}
+	SSL_CTX_set_verify(ctx, server ?
+	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+	    NULL);
+	SSL_CTX_set_verify_depth(ctx, 4);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	errno = EPROTO;
+	return NULL;
+}
+
+SSL_CTX *
+tls_ctx_server(const struct tls_files *f, char *err, size_t errlen)
+{
+	return ctx_new(TLS_server_method(), f, 1, err, errlen);
+}
+
+SSL_CTX *
+tls_ctx_client(const struct tls_files *f, char *err, size_t errlen)
+{
+	return ctx_new(TLS_client_method(), f, 0, err, errlen);
+}
+
+SSL *
+tls_client_ssl(SSL_CTX *ctx, const char *host)
+{
+	unsigned char ip[sizeof(struct in6_addr)];
+	SSL *ssl;
+
+	if (host == NULL || *host == '\0')
+		return NULL;
+	if ((ssl = SSL_new(ctx)) == NULL)
+		return NULL;
+	if (inet_pton(AF_INET, host, ip) == 1 ||
+	    inet_pton(AF_INET6, host, ip) == 1) {
+		/* IP SANs only; no SNI for literals (RFC 6066). */
+		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+		    host) != 1)
+			goto fail;
+	} else {
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (SSL_set1_host(ssl, host) != 1 ||
+		    SSL_set_tlsext_host_name(ssl, host) != 1)
+			goto fail;
+	}
+	return ssl;
+fail:
+	SSL_free(ssl);
+	return NULL;
+}
+
+void
+tls_peer_name(SSL *ssl, char *buf, size_t len)
+{
+	X509 *cert;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	cert = SSL_get0_peer_certificate(ssl);
+	if (cert == NULL)
+		return;
+	if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
+	    NID_commonName, buf, (int)len) < 0)
+		buf[0] = '\0';
+}
