@@ -1,0 +1,1274 @@
+/*
+ * hv_xen.c - the Xen backend of struct hv_ops.
+ *
+ * Libraries (Debian's libxen-dev 4.17):
+ *  - libxenctrl: domain list and facts, pause/unpause, log-dirty,
+ *    HVM context and params, TSC info, populating pfns;
+ *  - libxenforeignmemory: mapping guest pages into this process;
+ *  - libxenstore: domain names (/local/domain/N/name), opened lazily;
+ *  - libxenlight: the domain's toolstack configuration (config_get), and
+ *    building, renaming and destroying domains (create/commit/destroy),
+ *    opened lazily.
+ * open() needs only the first two, so list/map/log-dirty work in a dom0
+ * where only xenstored is missing.
+ *
+ * Guests: HVM and PVH with HAP only.  Log-dirty of a PV guest needs shadow
+ * paging, which Debian builds Xen without, so dom_open() refuses PV guests
+ * (and HVM ones without HAP) with -EOPNOTSUPP.
+ *
+ * Domains being built by a migration are named "<name>--incoming" (as
+ * `xl migrate-receive` does) and list() skips them; commit() renames them.
+ *
+ * docs/XEN.md explains the choices (why create() drives libxl, what the
+ * context blob holds, what the lab covers).  Library code: no logging,
+ * except libxc/libxl's own messages on stderr when SHAREMIG_XEN_DEBUG is
+ * set in the environment.
+ */
+#define LIBXL_API_VERSION 0x041300
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <xenctrl.h>
+#include <xenforeignmemory.h>
+#include <xenstore.h>
+#include <xentoollog.h>
+#include <libxl.h>
+#include <libxl_utils.h>
+#include <xen/hvm/params.h>
+
+#include "hv.h"
+
+/*
+ * Xen's dirty bitmap is an array of unsigned long, bit p of word p/BITS is
+ * pfn p (LSB first); ours is the same with uint64_t words.  On x86_64
+ * (LP64, little-endian), the only target Debian's Xen tools exist for,
+ * the two layouts are byte-identical.
+ */
+_Static_assert(sizeof(unsigned long) == sizeof(uint64_t),
+    "Xen's bitmap words must be 64-bit");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+    "Xen's bitmap layout equals ours only on little-endian hosts");
+_Static_assert(sizeof(xen_domain_handle_t) == 16, "uuid is 16 bytes");
+
+#define INCOMING_SUFFIX	"--incoming"
+#define LIST_CHUNK	256
+
+/*
+ * The decoded context blob (see hv_xen_ctx_encode() for the wire layout).
+ * hvm points into the blob it was decoded from, or to the caller's buffer
+ * when encoding.
+ */
+#define HV_XEN_CTX_MAGIC	"SMXHVMC1"
+#define HV_XEN_CTX_VERSION	1
+#define HV_XEN_CTX_HDR		48
+#define HV_XEN_CTX_PARAM	16
+#define HV_XEN_PARAMS_MAX	16
+
+struct hv_xen_param {
+	uint32_t	index;
+	uint64_t	value;
+};
+
+struct hv_xen_ctx {
+	uint32_t	tsc_mode;
+	uint32_t	gtsc_khz;
+	uint64_t	elapsed_nsec;
+	uint32_t	incarnation;
+	uint32_t	nparams;
+	struct hv_xen_param params[HV_XEN_PARAMS_MAX];
+	const uint8_t	*hvm;		/* Xen's HVM save records */
+	uint32_t	hvm_len;
+};
+
+/*
+ * Internal helpers with external linkage so that tests/test_hv_xen.c can
+ * call them without a hypervisor.  Not part of the hv_ops contract.
+ */
+void	hv_xen_bitmap_import(uint64_t *dst, const unsigned long *src,
+	    uint64_t nbits);
+int	hv_xen_ctx_encode(const struct hv_xen_ctx *c, void **buf,
+	    size_t *len);
+int	hv_xen_ctx_decode(const void *buf, size_t len,
+	    struct hv_xen_ctx *out);
+int	hv_xen_param_allowed(uint32_t index);
+int	hv_xen_parse_domid(const char *s, uint32_t *out);
+int	hv_xen_is_incoming_name(const char *name);
+
+/*
+ * The HVM params a restore needs: the list Xen's own save code
+ * (xg_sr_save_x86_hvm.c, write_hvm_params) sends.  Only these may be set
+ * by context_set(); event channel params are the destination's own.
+ */
+static const uint32_t ctx_params[HV_XEN_PARAMS_MAX] = {
+	HVM_PARAM_STORE_PFN,
+	HVM_PARAM_IOREQ_PFN,
+	HVM_PARAM_BUFIOREQ_PFN,
+	HVM_PARAM_PAGING_RING_PFN,
+	HVM_PARAM_MONITOR_RING_PFN,
+	HVM_PARAM_SHARING_RING_PFN,
+	HVM_PARAM_VM86_TSS_SIZED,
+	HVM_PARAM_CONSOLE_PFN,
+	HVM_PARAM_ACPI_IOPORTS_LOCATION,
+	HVM_PARAM_VIRIDIAN,
+	HVM_PARAM_IDENT_PT,
+	HVM_PARAM_VM_GENERATION_ID_ADDR,
+	HVM_PARAM_IOREQ_SERVER_PFN,
+	HVM_PARAM_NR_IOREQ_SERVER_PAGES,
+	HVM_PARAM_X87_FIP_WIDTH,
+	HVM_PARAM_MCA_CAP,
+};
+
+/*
+ * A backend instance.  Used by one thread at a time (hv.h); the lazily
+ * opened xenstore and libxl handles belong to the instance.
+ */
+struct hv {
+	xentoollog_logger	*lg;	/* shared by xc, fmem and libxl */
+	xc_interface		*xch;
+	xenforeignmemory_handle	*fmem;
+	struct xs_handle	*xsh;	/* NULL until a name is needed */
+	libxl_ctx		*ctx;	/* NULL until the toolstack is needed */
+	unsigned int		 ndoms;	/* open hv_dom handles */
+};
+
+struct hv_dom {
+	struct hv	*hv;
+	uint32_t	 domid;
+	uint8_t		 uuid[16];	/* guards against domid reuse */
+	char		 name[HV_NAME_MAX];
+	uint64_t	 pages;		/* pfn space, refreshed by dom_info */
+	uint32_t	 vcpus;
+	int		 incoming;	/* built by create(), not committed */
+	int		 logdirty;	/* enabled by us */
+	unsigned int	 nmaps;		/* live hv_map objects */
+};
+
+struct hv_map {
+	void	*addr;
+	size_t	 n;
+};
+
+/* ---- pure helpers (unit-tested without Xen) ---- */
+
+/*
+ * Copy nbits of a Xen dirty bitmap into ours (bm_words(nbits) words), with
+ * the bits past nbits in the last word cleared.
+ */
+void
+hv_xen_bitmap_import(uint64_t *dst, const unsigned long *src, uint64_t nbits)
+{
+	size_t words = (size_t)((nbits + 63) / 64);
+
+	if (words == 0)
+		return;
+	memcpy(dst, src, words * sizeof(uint64_t));
+	if (nbits % 64)
+		dst[words - 1] &= (1ull << (nbits % 64)) - 1;
+}
+
+int
+hv_xen_param_allowed(uint32_t index)
+{
+	for (size_t i = 0; i < HV_XEN_PARAMS_MAX; i++)
+		if (ctx_params[i] == index)
+			return 1;
+	return 0;
+}
+
+/* Parse a decimal domid of a guest (1..DOMID_FIRST_RESERVED-1). */
+int
+hv_xen_parse_domid(const char *s, uint32_t *out)
+{
+	uint32_t v = 0;
+
+	if (s == NULL || *s == '\0')
+		return -EINVAL;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		v = v * 10 + (uint32_t)(*p - '0');
+		if (v >= DOMID_FIRST_RESERVED)
+			return -ERANGE;
+	}
+	if (v == 0)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int
+hv_xen_is_incoming_name(const char *name)
+{
+	size_t n = strlen(name), s = strlen(INCOMING_SUFFIX);
+
+	return n > s && strcmp(name + n - s, INCOMING_SUFFIX) == 0;
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+static uint64_t
+get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static size_t
+ctx_blob_len(uint32_t nparams, uint32_t hvm_len)
+{
+	size_t len = HV_XEN_CTX_HDR + (size_t)nparams * HV_XEN_CTX_PARAM +
+	    hvm_len;
+
+	return (len + 7) & ~(size_t)7;
+}
+
+/*
+ * Encode a context into a malloc'd blob.  Layout, all little-endian:
+ *
+ *   0  u8[8]  magic "SMXHVMC1"
+ *   8  u32    version (1)
+ *  12  u32    flags (0; ignored on receive)
+ *  16  u32    tsc_mode        } xc_domain_get_tsc_info()
+ *  20  u32    gtsc_khz        }
+ *  24  u64    elapsed_nsec    }
+ *  32  u32    incarnation     }
+ *  36  u32    nparams (<= 16)
+ *  40  u32    hvm_len
+ *  44  u32    reserved (0)
+ *  48  nparams x { u32 index, u32 reserved (0), u64 value }  HVM params
+ *  ..  hvm_len bytes: Xen's HVM context (XEN_DOMCTL_gethvmcontext)
+ *  ..  zero padding to a multiple of 8; the total is exact
+ */
+int
+hv_xen_ctx_encode(const struct hv_xen_ctx *c, void **buf, size_t *len)
+{
+	uint8_t *b, *p;
+	size_t n;
+
+	if (c == NULL || buf == NULL || len == NULL ||
+	    c->nparams > HV_XEN_PARAMS_MAX || (c->hvm_len && c->hvm == NULL))
+		return -EINVAL;
+	n = ctx_blob_len(c->nparams, c->hvm_len);
+	if (n > HV_CONTEXT_MAX)
+		return -E2BIG;
+	if ((b = calloc(1, n)) == NULL)
+		return -ENOMEM;
+	memcpy(b, HV_XEN_CTX_MAGIC, 8);
+	put32(b + 8, HV_XEN_CTX_VERSION);
+	put32(b + 16, c->tsc_mode);
+	put32(b + 20, c->gtsc_khz);
+	put64(b + 24, c->elapsed_nsec);
+	put32(b + 32, c->incarnation);
+	put32(b + 36, c->nparams);
+	put32(b + 40, c->hvm_len);
+	p = b + HV_XEN_CTX_HDR;
+	for (uint32_t i = 0; i < c->nparams; i++, p += HV_XEN_CTX_PARAM) {
+		put32(p, c->params[i].index);
+		put64(p + 8, c->params[i].value);
+	}
+	if (c->hvm_len)
+		memcpy(p, c->hvm, c->hvm_len);
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
+/*
+ * Validate and decode a blob: magic, version, counts, exact length, every
+ * param index in ctx_params[], no duplicate index, zero padding.
+ * out->hvm points into buf.
+ */
+int
+hv_xen_ctx_decode(const void *buf, size_t len, struct hv_xen_ctx *out)
+{
+	const uint8_t *b = buf, *p;
+	struct hv_xen_ctx c;
+
+	if (buf == NULL || out == NULL)
+		return -EINVAL;
+	if (len < HV_XEN_CTX_HDR || len > HV_CONTEXT_MAX)
+		return -EBADMSG;
+	if (memcmp(b, HV_XEN_CTX_MAGIC, 8) != 0 ||
+	    get32(b + 8) != HV_XEN_CTX_VERSION)
+		return -EBADMSG;
+	memset(&c, 0, sizeof(c));
+	c.tsc_mode = get32(b + 16);
+	c.gtsc_khz = get32(b + 20);
+	c.elapsed_nsec = get64(b + 24);
+	c.incarnation = get32(b + 32);
+	c.nparams = get32(b + 36);
+	c.hvm_len = get32(b + 40);
+	if (c.nparams > HV_XEN_PARAMS_MAX || c.hvm_len > HV_CONTEXT_MAX ||
+	    ctx_blob_len(c.nparams, c.hvm_len) != len)
+		return -EBADMSG;
+	p = b + HV_XEN_CTX_HDR;
+	for (uint32_t i = 0; i < c.nparams; i++, p += HV_XEN_CTX_PARAM) {
+		c.params[i].index = get32(p);
+		c.params[i].value = get64(p + 8);
+		if (!hv_xen_param_allowed(c.params[i].index))
+			return -EBADMSG;
+		for (uint32_t j = 0; j < i; j++)
+			if (c.params[j].index == c.params[i].index)
+				return -EBADMSG;
+	}
+	c.hvm = c.hvm_len ? p : NULL;
+	for (const uint8_t *q = p + c.hvm_len; q < b + len; q++)
+		if (*q != 0)
+			return -EBADMSG;
+	*out = c;
+	return 0;
+}
+
+/* ---- logging glue ---- */
+
+static void
+quiet_vmessage(struct xentoollog_logger *l, xentoollog_level level,
+    int errnoval, const char *context, const char *format, va_list al)
+{
+}
+
+static void
+quiet_progress(struct xentoollog_logger *l, const char *context,
+    const char *doing_what, int percent, unsigned long done,
+    unsigned long total)
+{
+}
+
+static void
+quiet_destroy(struct xentoollog_logger *l)
+{
+	free(l);
+}
+
+/* A silent logger, or libxc's stderr logger when SHAREMIG_XEN_DEBUG is set. */
+static xentoollog_logger *
+logger_new(void)
+{
+	xentoollog_logger *l;
+
+	if (getenv("SHAREMIG_XEN_DEBUG") != NULL)
+		return (xentoollog_logger *)xtl_createlogger_stdiostream(stderr,
+		    XTL_DEBUG, 0);
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	l->vmessage = quiet_vmessage;
+	l->progress = quiet_progress;
+	l->destroy = quiet_destroy;
+	return l;
+}
+
+/* Map a libxl ERROR_* code to a negative errno. */
+static int
+libxl_errno(int rc)
+{
+	switch (rc) {
+	case 0:
+		return 0;
+	case ERROR_NOMEM:
+		return -ENOMEM;
+	case ERROR_INVAL:
+		return -EINVAL;
+	case ERROR_DOMAIN_NOTFOUND:
+		return -ENOENT;
+	case ERROR_NOT_READY:
+		return -EAGAIN;
+	case ERROR_NOPARAVIRT:
+		return -EOPNOTSUPP;
+	default:
+		return -EIO;
+	}
+}
+
+static int
+neg_errno(void)
+{
+	return errno > 0 ? -errno : -EIO;
+}
+
+/* ---- instance ---- */
+
+static void
+xen_close(struct hv *hv)
+{
+	if (hv == NULL)
+		return;
+	assert(hv->ndoms == 0);
+	if (hv->ctx)
+		libxl_ctx_free(hv->ctx);
+	if (hv->xsh)
+		xs_close(hv->xsh);
+	if (hv->fmem)
+		xenforeignmemory_close(hv->fmem);
+	if (hv->xch)
+		xc_interface_close(hv->xch);
+	if (hv->lg)
+		xtl_logger_destroy(hv->lg);
+	free(hv);
+}
+
+/*
+ * Open libxenctrl and libxenforeignmemory.  Without a privcmd device (not
+ * a Xen dom0, or xenfs not mounted) this fails with -ENOENT before any
+ * library is asked, so nothing is printed.
+ */
+static int
+xen_open(const struct hv_params *p, struct hv **out)
+{
+	struct stat st;
+	struct hv *hv;
+	int rc;
+
+	if (out == NULL)
+		return -EINVAL;
+	if (stat("/dev/xen/privcmd", &st) != 0 &&
+	    stat("/proc/xen/privcmd", &st) != 0)
+		return -ENOENT;
+	if ((hv = calloc(1, sizeof(*hv))) == NULL)
+		return -ENOMEM;
+	if ((hv->lg = logger_new()) == NULL) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if ((hv->xch = xc_interface_open(hv->lg, hv->lg, 0)) == NULL) {
+		rc = neg_errno();
+		goto fail;
+	}
+	if ((hv->fmem = xenforeignmemory_open(hv->lg, 0)) == NULL) {
+		rc = neg_errno();
+		goto fail;
+	}
+	*out = hv;
+	return 0;
+fail:
+	xen_close(hv);
+	return rc;
+}
+
+static int
+need_xs(struct hv *hv)
+{
+	if (hv->xsh == NULL && (hv->xsh = xs_open(0)) == NULL)
+		return neg_errno();
+	return 0;
+}
+
+static int
+need_libxl(struct hv *hv)
+{
+	int rc;
+
+	if (hv->ctx)
+		return 0;
+	rc = libxl_ctx_alloc(&hv->ctx, LIBXL_VERSION, 0, hv->lg);
+	if (rc) {
+		hv->ctx = NULL;
+		return libxl_errno(rc);
+	}
+	return 0;
+}
+
+/* The domain's name from xenstore into buf (empty when unknown). */
+static void
+dom_name(struct hv *hv, uint32_t domid, char *buf, size_t size)
+{
+	char path[64];
+	unsigned int len = 0;
+	char *v;
+
+	buf[0] = '\0';
+	if (need_xs(hv) != 0)
+		return;
+	snprintf(path, sizeof(path), "/local/domain/%u/name", domid);
+	if ((v = xs_read(hv->xsh, XBT_NULL, path, &len)) == NULL)
+		return;
+	if (len < size) {
+		memcpy(buf, v, len);
+		buf[len] = '\0';
+	}
+	free(v);
+}
+
+/* Exactly domain domid's info, or -ENOENT. */
+static int
+getinfo(struct hv *hv, uint32_t domid, xc_domaininfo_t *info)
+{
+	int n = xc_domain_getinfolist(hv->xch, domid, 1, info);
+
+	if (n < 0)
+		return neg_errno();
+	if (n == 0 || info->domain != domid)
+		return -ENOENT;
+	return 0;
+}
+
+static int
+pfn_space(struct hv *hv, uint32_t domid, uint64_t *pages)
+{
+	xen_pfn_t max = 0;
+
+	if (xc_domain_maximum_gpfn(hv->xch, domid, &max) < 0)
+		return neg_errno();
+	*pages = (uint64_t)max + 1;
+	return 0;
+}
+
+static void
+fill_info(struct hv *hv, const xc_domaininfo_t *xi, uint64_t pages,
+    const char *name, struct hv_dom_info *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->domid = xi->domain;
+	o->vcpus = xi->max_vcpu_id == XEN_INVALID_MAX_VCPU_ID ? 0 :
+	    xi->max_vcpu_id + 1;
+	if (xi->flags & XEN_DOMINF_paused)
+		o->flags |= HV_DOM_PAUSED;
+	else if (!(xi->flags & XEN_DOMINF_shutdown))
+		o->flags |= HV_DOM_RUNNING;
+	if (xi->flags & XEN_DOMINF_dying)
+		o->flags |= HV_DOM_DYING;
+	o->pages = pages;
+	memcpy(o->uuid, xi->handle, 16);
+	snprintf(o->name, sizeof(o->name), "%s", name);
+}
+
+static int
+xen_list(struct hv *hv, struct hv_dom_info **out, size_t *nout)
+{
+	xc_domaininfo_t *xi = NULL;
+	struct hv_dom_info *v = NULL, *nv;
+	size_t n = 0, cap = 0;
+	uint32_t first = 1;	/* skips Domain-0 */
+	int got, rc;
+
+	if (hv == NULL || out == NULL || nout == NULL)
+		return -EINVAL;
+	if ((xi = calloc(LIST_CHUNK, sizeof(*xi))) == NULL)
+		return -ENOMEM;
+	do {
+		got = xc_domain_getinfolist(hv->xch, first, LIST_CHUNK, xi);
+		if (got < 0) {
+			rc = neg_errno();
+			goto fail;
+		}
+		for (int i = 0; i < got; i++) {
+			char name[HV_NAME_MAX];
+			uint64_t pages;
+
+			first = xi[i].domain + 1u;
+			if (xi[i].domain == 0 ||
+			    (xi[i].flags & (XEN_DOMINF_dying |
+			    XEN_DOMINF_xs_domain)))
+				continue;
+			dom_name(hv, xi[i].domain, name, sizeof(name));
+			if (hv_xen_is_incoming_name(name))
+				continue;
+			/* A domain that vanished meanwhile is skipped. */
+			if (pfn_space(hv, xi[i].domain, &pages) != 0)
+				continue;
+			if (n == cap) {
+				cap = cap ? 2 * cap : 16;
+				if ((nv = reallocarray(v, cap,
+				    sizeof(*v))) == NULL) {
+					rc = -ENOMEM;
+					goto fail;
+				}
+				v = nv;
+			}
+			fill_info(hv, &xi[i], pages, name, &v[n++]);
+		}
+	} while (got == LIST_CHUNK);
+	free(xi);
+	if (v == NULL && (v = malloc(sizeof(*v))) == NULL)
+		return -ENOMEM;
+	*out = v;
+	*nout = n;
+	return 0;
+fail:
+	free(xi);
+	free(v);
+	return rc;
+}
+
+/* Find a live guest by xenstore name. */
+static int
+find_by_name(struct hv *hv, const char *name, uint32_t *domid)
+{
+	xc_domaininfo_t *xi;
+	uint32_t first = 1;
+	int got, rc = -ENOENT;
+
+	if ((rc = need_xs(hv)) != 0)
+		return rc == -ENOENT ? -ENOENT : rc;
+	rc = -ENOENT;
+	if ((xi = calloc(LIST_CHUNK, sizeof(*xi))) == NULL)
+		return -ENOMEM;
+	do {
+		got = xc_domain_getinfolist(hv->xch, first, LIST_CHUNK, xi);
+		if (got < 0) {
+			rc = neg_errno();
+			break;
+		}
+		for (int i = 0; i < got; i++) {
+			char n[HV_NAME_MAX];
+
+			first = xi[i].domain + 1u;
+			if (xi[i].flags & XEN_DOMINF_dying)
+				continue;
+			dom_name(hv, xi[i].domain, n, sizeof(n));
+			if (strcmp(n, name) == 0) {
+				*domid = xi[i].domain;
+				free(xi);
+				return 0;
+			}
+		}
+	} while (got == LIST_CHUNK);
+	free(xi);
+	return rc;
+}
+
+/*
+ * Build a handle for a live domain after checking its kind.  incoming is
+ * set by create().
+ */
+static int
+dom_new(struct hv *hv, uint32_t domid, int incoming, struct hv_dom **out)
+{
+	xc_domaininfo_t xi;
+	struct hv_dom *d;
+	int rc;
+
+	if ((rc = getinfo(hv, domid, &xi)) != 0)
+		return rc;
+	if (xi.flags & XEN_DOMINF_dying)
+		return -ENOENT;
+	/* PV log-dirty needs shadow paging: not in Debian's Xen. */
+	if (!(xi.flags & XEN_DOMINF_hvm_guest) || !(xi.flags & XEN_DOMINF_hap))
+		return -EOPNOTSUPP;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return -ENOMEM;
+	d->hv = hv;
+	d->domid = domid;
+	d->incoming = incoming;
+	memcpy(d->uuid, xi.handle, 16);
+	d->vcpus = xi.max_vcpu_id == XEN_INVALID_MAX_VCPU_ID ? 0 :
+	    xi.max_vcpu_id + 1;
+	if ((rc = pfn_space(hv, domid, &d->pages)) != 0) {
+		free(d);
+		return rc;
+	}
+	dom_name(hv, domid, d->name, sizeof(d->name));
+	hv->ndoms++;
+	*out = d;
+	return 0;
+}
+
+static int
+xen_dom_open(struct hv *hv, const char *name, struct hv_dom **out)
+{
+	uint32_t domid;
+	int rc;
+
+	if (hv == NULL || name == NULL || out == NULL || *name == '\0')
+		return -EINVAL;
+	rc = hv_xen_parse_domid(name, &domid);
+	if (rc == -ERANGE)
+		return -ENOENT;	/* Domain-0 or a reserved id: not a guest */
+	if (rc != 0 && (rc = find_by_name(hv, name, &domid)) != 0)
+		return rc;
+	return dom_new(hv, domid, 0, out);
+}
+
+static void
+xen_dom_close(struct hv_dom *d)
+{
+	if (d == NULL)
+		return;
+	assert(d->nmaps == 0);
+	d->hv->ndoms--;
+	free(d);
+}
+
+/* Info of the domain this handle was opened on (-ENOENT if it is gone). */
+static int
+dom_getinfo(struct hv_dom *d, xc_domaininfo_t *xi)
+{
+	int rc;
+
+	if ((rc = getinfo(d->hv, d->domid, xi)) != 0)
+		return rc;
+	if (memcmp(xi->handle, d->uuid, 16) != 0)
+		return -ENOENT;		/* domid reused by another domain */
+	return 0;
+}
+
+static int
+xen_dom_info(struct hv_dom *d, struct hv_dom_info *out)
+{
+	xc_domaininfo_t xi;
+	uint64_t pages;
+	int rc;
+
+	if (d == NULL || out == NULL)
+		return -EINVAL;
+	if ((rc = dom_getinfo(d, &xi)) != 0)
+		return rc;
+	if ((rc = pfn_space(d->hv, d->domid, &pages)) != 0)
+		return rc;
+	/* The pfn space only grows as far as callers are concerned. */
+	if (pages > d->pages)
+		d->pages = pages;
+	dom_name(d->hv, d->domid, d->name, sizeof(d->name));
+	fill_info(d->hv, &xi, d->pages, d->name, out);
+	if (d->incoming)
+		out->flags |= HV_DOM_INCOMING;
+	return 0;
+}
+
+/* ---- memory ---- */
+
+/*
+ * Populate the holes among pfns of an incoming domain so that they can be
+ * mapped writable.  Holes are the entries with err[i] != 0.
+ */
+static int
+populate_holes(struct hv_dom *d, const xen_pfn_t *xp, const int *err,
+    size_t n)
+{
+	xen_pfn_t holes[HV_MAP_BATCH_MAX];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (err[i])
+			holes[k++] = xp[i];
+	if (k == 0)
+		return 0;
+	if (xc_domain_populate_physmap_exact(d->hv->xch, d->domid, k, 0, 0,
+	    holes) != 0)
+		return neg_errno();
+	return 0;
+}
+
+/*
+ * Map n pfns.  A read-only map returns holes as NULL.  A writable map
+ * (incoming domains only) first populates the holes, since the source
+ * may hold a page where the freshly built domain has none; a page that
+ * still cannot be mapped fails the whole call.
+ */
+static int
+xen_map(struct hv_dom *d, const uint64_t *pfns, size_t n, int writable,
+    void **pages, struct hv_map **out)
+{
+	xen_pfn_t xp[HV_MAP_BATCH_MAX];
+	int err[HV_MAP_BATCH_MAX];
+	struct hv_map *m;
+	void *addr;
+	int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+	int rc;
+
+	if (d == NULL || pfns == NULL || pages == NULL || out == NULL ||
+	    n == 0 || n > HV_MAP_BATCH_MAX)
+		return -EINVAL;
+	if (writable && !d->incoming)
+		return -EPERM;
+	for (size_t i = 0; i < n; i++) {
+		if (pfns[i] >= d->pages) {
+			/* Refresh once: the guest may have grown. */
+			uint64_t np;
+
+			if (pfn_space(d->hv, d->domid, &np) == 0 &&
+			    np > d->pages)
+				d->pages = np;
+			if (pfns[i] >= d->pages)
+				return -EINVAL;
+		}
+		xp[i] = (xen_pfn_t)pfns[i];
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return -ENOMEM;
+	addr = xenforeignmemory_map(d->hv->fmem, d->domid, prot, n, xp, err);
+	if (addr == NULL) {
+		rc = neg_errno();
+		goto fail;
+	}
+	if (writable) {
+		size_t bad = 0;
+
+		for (size_t i = 0; i < n; i++)
+			bad += err[i] != 0;
+		if (bad) {
+			xenforeignmemory_unmap(d->hv->fmem, addr, n);
+			addr = NULL;
+			if ((rc = populate_holes(d, xp, err, n)) != 0)
+				goto fail;
+			addr = xenforeignmemory_map(d->hv->fmem, d->domid,
+			    prot, n, xp, err);
+			if (addr == NULL) {
+				rc = neg_errno();
+				goto fail;
+			}
+			for (size_t i = 0; i < n; i++)
+				if (err[i]) {
+					rc = err[i] < 0 ? err[i] : -EFAULT;
+					goto fail;
+				}
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		pages[i] = err[i] ? NULL :
+		    (uint8_t *)addr + i * (size_t)HV_PAGE_SIZE;
+	m->addr = addr;
+	m->n = n;
+	d->nmaps++;
+	*out = m;
+	return 0;
+fail:
+	if (addr)
+		xenforeignmemory_unmap(d->hv->fmem, addr, n);
+	free(m);
+	return rc;
+}
+
+static void
+xen_unmap(struct hv_dom *d, struct hv_map *m)
+{
+	if (m == NULL)
+		return;
+	xenforeignmemory_unmap(d->hv->fmem, m->addr, m->n);
+	d->nmaps--;
+	free(m);
+}
+
+/* ---- log-dirty ---- */
+
+static int
+xen_logdirty_enable(struct hv_dom *d)
+{
+	xc_interface *xch;
+
+	if (d == NULL)
+		return -EINVAL;
+	xch = d->hv->xch;
+	if (xc_shadow_control(xch, d->domid,
+	    XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0) != 0) {
+		/*
+		 * Still on from an earlier, abandoned run (as Xen's own
+		 * save code assumes): switch it off and on again.  A PV
+		 * guest fails here with EOPNOTSUPP.
+		 */
+		int e = errno;
+
+		if (e == EOPNOTSUPP ||
+		    xc_shadow_control(xch, d->domid, XEN_DOMCTL_SHADOW_OP_OFF,
+		    NULL, 0) != 0 ||
+		    xc_shadow_control(xch, d->domid,
+		    XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0) != 0)
+			return e > 0 ? -e : -EIO;
+	}
+	d->logdirty = 1;
+	return 0;
+}
+
+static int
+xen_logdirty_disable(struct hv_dom *d)
+{
+	if (d == NULL)
+		return -EINVAL;
+	if (xc_shadow_control(d->hv->xch, d->domid, XEN_DOMCTL_SHADOW_OP_OFF,
+	    NULL, 0) != 0)
+		return neg_errno();
+	d->logdirty = 0;
+	return 0;
+}
+
+/*
+ * XEN_DOMCTL_SHADOW_OP_CLEAN into a hypercall buffer of d->pages bits,
+ * then imported into the caller's bitmap (bm_words(d->pages) words).
+ */
+static int
+xen_dirty_fetch(struct hv_dom *d, uint64_t *bitmap, int final)
+{
+	xc_interface *xch;
+	uint64_t nbits;
+	size_t bytes, npg;
+	long long got;
+	int rc = 0;
+
+	if (d == NULL || bitmap == NULL)
+		return -EINVAL;
+	if (!d->logdirty)
+		return -EINVAL;
+	xch = d->hv->xch;
+	nbits = d->pages;
+	bytes = (size_t)((nbits + 63) / 64) * sizeof(uint64_t);
+	npg = (bytes + XC_PAGE_SIZE - 1) / XC_PAGE_SIZE;
+	DECLARE_HYPERCALL_BUFFER(unsigned long, xbm);
+	xbm = xc_hypercall_buffer_alloc_pages(xch, xbm, npg);
+	if (xbm == NULL)
+		return -ENOMEM;
+	memset(xbm, 0, npg * XC_PAGE_SIZE);
+	got = xc_logdirty_control(xch, d->domid, XEN_DOMCTL_SHADOW_OP_CLEAN,
+	    HYPERCALL_BUFFER(xbm), nbits,
+	    final ? XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL : 0, NULL);
+	if (got < 0) {
+		rc = neg_errno();
+		goto out;
+	}
+	/*
+	 * Xen may report fewer pfns than asked (its p2m is smaller); the
+	 * rest of the buffer is still zero.
+	 */
+	hv_xen_bitmap_import(bitmap, xbm, nbits);
+out:
+	xc_hypercall_buffer_free_pages(xch, xbm, npg);
+	return rc;
+}
+
+/* ---- run state ---- */
+
+/* Idempotent: Xen's pause count is not nested by sharemig. */
+static int
+xen_pause(struct hv_dom *d)
+{
+	xc_domaininfo_t xi;
+	int rc;
+
+	if (d == NULL)
+		return -EINVAL;
+	if ((rc = dom_getinfo(d, &xi)) != 0)
+		return rc;
+	if (xi.flags & XEN_DOMINF_paused)
+		return 0;
+	/* Returns once every vCPU is descheduled. */
+	if (xc_domain_pause(d->hv->xch, d->domid) != 0)
+		return neg_errno();
+	return 0;
+}
+
+/* Idempotent; also starts a domain create() left paused. */
+static int
+xen_unpause(struct hv_dom *d)
+{
+	xc_domaininfo_t xi;
+	int rc;
+
+	if (d == NULL)
+		return -EINVAL;
+	if ((rc = dom_getinfo(d, &xi)) != 0)
+		return rc;
+	if (!(xi.flags & XEN_DOMINF_paused))
+		return 0;
+	if (xc_domain_unpause(d->hv->xch, d->domid) != 0)
+		return neg_errno();
+	return 0;
+}
+
+/* ---- context ---- */
+
+static int
+xen_context_get(struct hv_dom *d, void **buf, size_t *len)
+{
+	struct hv_xen_ctx c;
+	xc_interface *xch;
+	uint8_t *hvm = NULL;
+	int size, rc;
+
+	if (d == NULL || buf == NULL || len == NULL)
+		return -EINVAL;
+	xch = d->hv->xch;
+	memset(&c, 0, sizeof(c));
+	if (xc_domain_get_tsc_info(xch, d->domid, &c.tsc_mode,
+	    &c.elapsed_nsec, &c.gtsc_khz, &c.incarnation) != 0)
+		return neg_errno();
+	for (size_t i = 0; i < HV_XEN_PARAMS_MAX; i++) {
+		uint64_t v = 0;
+
+		if (xc_hvm_param_get(xch, d->domid, ctx_params[i], &v) != 0)
+			return neg_errno();
+		if (v != 0) {
+			c.params[c.nparams].index = ctx_params[i];
+			c.params[c.nparams].value = v;
+			c.nparams++;
+		}
+	}
+	if ((size = xc_domain_hvm_getcontext(xch, d->domid, NULL, 0)) < 0)
+		return neg_errno();
+	if ((size_t)size > HV_CONTEXT_MAX)
+		return -E2BIG;
+	if ((hvm = malloc(size ? size : 1)) == NULL)
+		return -ENOMEM;
+	if ((size = xc_domain_hvm_getcontext(xch, d->domid, hvm, size)) < 0) {
+		rc = neg_errno();
+		goto out;
+	}
+	c.hvm = hvm;
+	c.hvm_len = (uint32_t)size;
+	rc = hv_xen_ctx_encode(&c, buf, len);
+out:
+	free(hvm);
+	return rc;
+}
+
+/*
+ * Restore in the order Xen's own restore uses: TSC info, HVM params, then
+ * the HVM context.  The domain must be paused (-EBUSY otherwise).
+ */
+static int
+xen_context_set(struct hv_dom *d, const void *buf, size_t len)
+{
+	struct hv_xen_ctx c;
+	xc_domaininfo_t xi;
+	xc_interface *xch;
+	uint8_t *hvm = NULL;
+	int rc;
+
+	if (d == NULL || buf == NULL)
+		return -EINVAL;
+	if ((rc = hv_xen_ctx_decode(buf, len, &c)) != 0)
+		return rc;
+	if ((rc = dom_getinfo(d, &xi)) != 0)
+		return rc;
+	if (!(xi.flags & XEN_DOMINF_paused))
+		return -EBUSY;
+	xch = d->hv->xch;
+	if (xc_domain_set_tsc_info(xch, d->domid, c.tsc_mode, c.elapsed_nsec,
+	    c.gtsc_khz, c.incarnation) != 0)
+		return neg_errno();
+	for (uint32_t i = 0; i < c.nparams; i++)
+		if (xc_hvm_param_set(xch, d->domid, c.params[i].index,
+		    c.params[i].value) != 0)
+			return neg_errno();
+	if (c.hvm_len == 0)
+		return -EBADMSG;
+	/* setcontext takes a non-const buffer. */
+	if ((hvm = malloc(c.hvm_len)) == NULL)
+		return -ENOMEM;
+	memcpy(hvm, c.hvm, c.hvm_len);
+	if (xc_domain_hvm_setcontext(xch, d->domid, hvm, c.hvm_len) != 0)
+		rc = neg_errno();
+	free(hvm);
+	return rc;
+}
+
+/* ---- toolstack ---- */
+
+/* The domain's libxl configuration as JSON text (no NUL in *len). */
+static int
+xen_config_get(struct hv_dom *d, void **buf, size_t *len)
+{
+	libxl_domain_config cfg;
+	char *json;
+	size_t n;
+	int rc;
+
+	if (d == NULL || buf == NULL || len == NULL)
+		return -EINVAL;
+	if ((rc = need_libxl(d->hv)) != 0)
+		return rc;
+	libxl_domain_config_init(&cfg);
+	rc = libxl_retrieve_domain_configuration(d->hv->ctx, d->domid, &cfg,
+	    NULL);
+	if (rc) {
+		rc = libxl_errno(rc);
+		goto out;
+	}
+	if ((json = libxl_domain_config_to_json(d->hv->ctx, &cfg)) == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	n = strlen(json);
+	if (n > HV_CONFIG_MAX) {
+		free(json);
+		rc = -E2BIG;
+		goto out;
+	}
+	*buf = json;
+	*len = n;
+out:
+	libxl_domain_config_dispose(&cfg);
+	return rc;
+}
+
+/* A guest name we can put in xenstore and suffix: printable, no '/'. */
+static int
+name_ok(const char *name)
+{
+	size_t n = strnlen(name, HV_NAME_MAX);
+
+	if (n == 0 || n + sizeof(INCOMING_SUFFIX) > HV_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (name[i] <= ' ' || name[i] > '~' || name[i] == '/')
+			return 0;
+	return !hv_xen_is_incoming_name(name);
+}
+
+/*
+ * Build the domain with libxl from the source's JSON config, under the
+ * name "<name>--incoming" and the source's uuid.  libxl leaves a new
+ * domain paused (xl unpauses it itself).  The kernel and ramdisk paths in
+ * the config must exist on this host: libxl loads them, then the
+ * migration overwrites all memory and the context.
+ */
+static int
+xen_create(struct hv *hv, const struct hv_dom_info *shape,
+    const void *config, size_t config_len, struct hv_dom **out)
+{
+	libxl_domain_config cfg;
+	char iname[HV_NAME_MAX], *json = NULL;
+	uint32_t domid = (uint32_t)INVALID_DOMID, other;
+	struct hv_dom *d = NULL;
+	int rc;
+
+	if (hv == NULL || shape == NULL || config == NULL || out == NULL ||
+	    config_len == 0 || config_len > HV_CONFIG_MAX ||
+	    !name_ok(shape->name))
+		return -EINVAL;
+	if ((rc = need_libxl(hv)) != 0)
+		return rc;
+	snprintf(iname, sizeof(iname), "%s%s", shape->name, INCOMING_SUFFIX);
+	if (libxl_name_to_domid(hv->ctx, shape->name, &other) == 0 ||
+	    libxl_name_to_domid(hv->ctx, iname, &other) == 0)
+		return -EEXIST;
+	if ((json = malloc(config_len + 1)) == NULL)
+		return -ENOMEM;
+	memcpy(json, config, config_len);
+	json[config_len] = '\0';
+	libxl_domain_config_init(&cfg);
+	if (strlen(json) != config_len ||
+	    libxl_domain_config_from_json(hv->ctx, &cfg, json) != 0) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	if (cfg.c_info.type != LIBXL_DOMAIN_TYPE_PVH &&
+	    cfg.c_info.type != LIBXL_DOMAIN_TYPE_HVM) {
+		rc = -EOPNOTSUPP;
+		goto out;
+	}
+	if (shape->vcpus != 0 && cfg.b_info.max_vcpus != (int)shape->vcpus) {
+		rc = -EINVAL;
+		goto out;
+	}
+	free(cfg.c_info.name);
+	if ((cfg.c_info.name = strdup(iname)) == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(libxl_uuid_bytearray(&cfg.c_info.uuid), shape->uuid, 16);
+	rc = libxl_domain_create_new(hv->ctx, &cfg, &domid, NULL, NULL);
+	if (rc) {
+		rc = libxl_errno(rc);
+		goto out;
+	}
+	if ((rc = dom_new(hv, domid, 1, &d)) != 0)
+		goto out;
+	/* Mappings are checked against the source's pfn space too. */
+	if (shape->pages > d->pages)
+		d->pages = shape->pages;
+	*out = d;
+	d = NULL;
+	domid = (uint32_t)INVALID_DOMID;
+out:
+	if (domid != (uint32_t)INVALID_DOMID)
+		libxl_domain_destroy(hv->ctx, domid, NULL);
+	libxl_domain_config_dispose(&cfg);
+	free(json);
+	return rc;
+}
+
+/* Rename "<name>--incoming" to "<name>"; the domain stays paused. */
+static int
+xen_commit(struct hv_dom *d)
+{
+	char name[HV_NAME_MAX];
+	size_t n;
+	int rc;
+
+	if (d == NULL || !d->incoming)
+		return -EINVAL;
+	if ((rc = need_libxl(d->hv)) != 0)
+		return rc;
+	dom_name(d->hv, d->domid, d->name, sizeof(d->name));
+	if (!hv_xen_is_incoming_name(d->name))
+		return -ESTALE;
+	n = strlen(d->name) - strlen(INCOMING_SUFFIX);
+	memcpy(name, d->name, n);
+	name[n] = '\0';
+	rc = libxl_domain_rename(d->hv->ctx, d->domid, d->name, name);
+	if (rc)
+		return libxl_errno(rc);
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->incoming = 0;
+	return 0;
+}
+
+/*
+ * Destroy through libxl (devices, xenstore, the domain); plain
+ * xc_domain_destroy only when libxl cannot be had (no xenstored).
+ */
+static int
+xen_destroy(struct hv_dom *d)
+{
+	xc_domaininfo_t xi;
+	int rc;
+
+	if (d == NULL)
+		return -EINVAL;
+	assert(d->nmaps == 0);
+	if ((rc = dom_getinfo(d, &xi)) != 0)
+		goto out;
+	if (need_libxl(d->hv) == 0)
+		rc = libxl_errno(libxl_domain_destroy(d->hv->ctx, d->domid,
+		    NULL));
+	else if (xc_domain_destroy(d->hv->xch, d->domid) != 0)
+		rc = neg_errno();
+out:
+	xen_dom_close(d);
+	return rc;
+}
+
+const struct hv_ops hv_xen_ops = {
+	.name = "xen",
+	.open = xen_open,
+	.close = xen_close,
+	.list = xen_list,
+	.dom_open = xen_dom_open,
+	.dom_close = xen_dom_close,
+	.dom_info = xen_dom_info,
+	.map = xen_map,
+	.unmap = xen_unmap,
+	.logdirty_enable = xen_logdirty_enable,
+	.logdirty_disable = xen_logdirty_disable,
+	.dirty_fetch = xen_dirty_fetch,
+	.pause = xen_pause,
+	.unpause = xen_unpause,
+	.context_get = xen_context_get,
+	.context_set = xen_context_set,
+	.config_get = xen_config_get,
+	.create = xen_create,
+	.commit = xen_commit,
+	.destroy = xen_destroy,
+};
