@@ -18,7 +18,6 @@
  * zero, the rest unique.
  */
 #include <errno.h>
-#include <math.h>
 #include <string.h>
 
 #include "simguest.h"
@@ -105,8 +104,8 @@ sg_layout_init(struct sg_layout *l, const struct sd_config *cfg,
 		break;
 	case SD_PROFILE_MICRO:
 		/* Counted over all pages; header and table are unique. */
-		c = round(cfg->share * (double)pages);
-		l->ncommon = c > (double)l->ndata ? l->ndata : (uint64_t)c;
+		c = cfg->share * (double)pages + 0.5;	/* round */
+		l->ncommon = c >= (double)l->ndata ? l->ndata : (uint64_t)c;
 		l->nzero = 0;
 		break;
 	case SD_PROFILE_WRITER:
@@ -174,7 +173,7 @@ sg_expected(const struct sg_layout *l, uint64_t pfn, uint32_t entry,
 		h.seed = l->cfg.seed;
 		h.profile = l->cfg.profile;
 		h.ntable = (uint32_t)l->ntable;
-		h.share_ppb = (uint64_t)llround(l->cfg.share * 1e9);
+		h.share_ppb = (uint64_t)(l->cfg.share * 1e9 + 0.5);
 		memcpy(page, &h, sizeof(h));
 		break;
 	case SG_TABLE:
