@@ -1,2 +1,308 @@
-/* placeholder: replaced by the module's real tests */
-int main(void) { return 77; }
+/*
+ * test_cfg.c - cfg.c: defaults, every key, bad values, unknown keys and
+ * sections, line numbers in errors, the struct untouched on error.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "cfg.h"
+
+static char dir[64];
+static char path[128];
+
+static void
+write_file(const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+static int
+setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/test_cfg.XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/sharemig.conf", dir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	unlink(path);
+	return rmdir(dir);
+}
+
+static void
+test_defaults(void **state)
+{
+	struct cfg c;
+
+	cfg_defaults(&c);
+	assert_string_equal(c.backend, "xen");
+	assert_string_equal(c.state_dir, "/var/lib/sharemig");
+	assert_string_equal(c.listen, "0.0.0.0:8002");
+	assert_string_equal(c.destd_control, "/run/sharemig/destd.sock");
+	assert_string_equal(c.sourced_control, "/run/sharemig/sourced.sock");
+	assert_string_equal(c.tls_cert, "/etc/sharemig/tls/host.pem");
+	assert_string_equal(c.tls_key, "/etc/sharemig/tls/host.key");
+	assert_string_equal(c.tls_ca, "/etc/sharemig/tls/ca.pem");
+	assert_int_equal(c.insecure, 0);
+	assert_true(c.scan_cpu == 0.25);
+	assert_int_equal(c.scan_interval_ms, 10000);
+	assert_string_equal(c.dedup, "all");
+	assert_int_equal(c.downtime_ms, 300);
+	assert_int_equal(c.max_iters, 30);
+	assert_int_equal(c.bandwidth, 0);
+	assert_int_equal(c.streams, 1);
+	cfg_free(&c);
+	assert_null(c.backend);
+	cfg_free(&c);		/* twice is fine */
+	cfg_free(NULL);
+}
+
+static void
+test_full_file(void **state)
+{
+	char err[256] = "";
+	struct cfg c;
+
+	write_file(
+	    "; sharemig.conf\n"
+	    "# comments both ways\n"
+	    "\n"
+	    "[host]\n"
+	    "backend = sim\n"
+	    "state_dir = /srv/sharemig\n"
+	    "[destd]\n"
+	    "listen = [::1]:9000\n"
+	    "control = /tmp/d.sock\n"
+	    "[sourced]\n"
+	    "control=/tmp/s.sock\n"
+	    "[tls]\n"
+	    "cert = /etc/x/h.pem\n"
+	    "key = /etc/x/h.key\n"
+	    "ca = /etc/x/ca.pem\n"
+	    "insecure = yes\n"
+	    "[scanner]\n"
+	    "cpu_budget = 0.5\n"
+	    "interval_ms = 250\n"
+	    "[migration]\n"
+	    "dedup = shared\n"
+	    "downtime_ms = 50\n"
+	    "max_iterations = 7\n"
+	    "bandwidth = 125000000\n"
+	    "streams = 4\n");
+	cfg_defaults(&c);
+	assert_int_equal(cfg_load(&c, path, err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+	assert_string_equal(c.backend, "sim");
+	assert_string_equal(c.state_dir, "/srv/sharemig");
+	assert_string_equal(c.listen, "[::1]:9000");
+	assert_string_equal(c.destd_control, "/tmp/d.sock");
+	assert_string_equal(c.sourced_control, "/tmp/s.sock");
+	assert_string_equal(c.tls_cert, "/etc/x/h.pem");
+	assert_string_equal(c.tls_key, "/etc/x/h.key");
+	assert_string_equal(c.tls_ca, "/etc/x/ca.pem");
+	assert_int_equal(c.insecure, 1);
+	assert_true(c.scan_cpu == 0.5);
+	assert_int_equal(c.scan_interval_ms, 250);
+	assert_string_equal(c.dedup, "shared");
+	assert_int_equal(c.downtime_ms, 50);
+	assert_int_equal(c.max_iters, 7);
+	assert_int_equal(c.bandwidth, 125000000);
+	assert_int_equal(c.streams, 4);
+	cfg_free(&c);
+}
+
+/* One key at a time: the others keep their defaults. */
+static void
+test_each_key(void **state)
+{
+	static const struct {
+		const char	*text;
+		size_t		 off;	/* of the field that changes */
+	} cases[] = {
+		{ "[host]\nbackend = xen\n", offsetof(struct cfg, backend) },
+		{ "[tls]\ninsecure = no\n", offsetof(struct cfg, insecure) },
+		{ "[tls]\ninsecure = TRUE\n", offsetof(struct cfg, insecure) },
+		{ "[tls]\ninsecure = on\n", offsetof(struct cfg, insecure) },
+		{ "[tls]\ninsecure = 1\n", offsetof(struct cfg, insecure) },
+		{ "[scanner]\ncpu_budget = 1\n", offsetof(struct cfg, scan_cpu) },
+		{ "[scanner]\ncpu_budget = 0.01\n",
+		    offsetof(struct cfg, scan_cpu) },
+		{ "[migration]\ndedup = none\n", offsetof(struct cfg, dedup) },
+		{ "[migration]\nbandwidth = 18446744073709551615\n",
+		    offsetof(struct cfg, bandwidth) },
+		{ "[migration]\nstreams = 64\n", offsetof(struct cfg, streams) },
+		{ "[destd]\nlisten = host.example:1 ; inline comment\n",
+		    offsetof(struct cfg, listen) },
+		{ "", 0 },
+		{ "[host]\n", 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cfg c, d;
+		char err[256];
+
+		write_file(cases[i].text);
+		cfg_defaults(&c);
+		cfg_defaults(&d);
+		if (cfg_load(&c, path, err, sizeof(err)) != 0)
+			fail_msg("case %zu: %s", i, err);
+		assert_string_equal(c.state_dir, d.state_dir);
+		assert_string_equal(c.tls_ca, d.tls_ca);
+		assert_int_equal(c.max_iters, d.max_iters);
+		assert_int_equal(c.downtime_ms, d.downtime_ms);
+		if (cases[i].off == offsetof(struct cfg, insecure))
+			assert_int_equal(c.insecure,
+			    strstr(cases[i].text, "no") == NULL);
+		if (cases[i].off == offsetof(struct cfg, scan_cpu))
+			assert_true(c.scan_cpu == (strstr(cases[i].text,
+			    "0.01") ? 0.01 : 1.0));
+		if (cases[i].off == offsetof(struct cfg, dedup))
+			assert_string_equal(c.dedup, "none");
+		if (cases[i].off == offsetof(struct cfg, bandwidth))
+			assert_true(c.bandwidth == UINT64_MAX);
+		if (cases[i].off == offsetof(struct cfg, streams))
+			assert_int_equal(c.streams, 64);
+		if (cases[i].off == offsetof(struct cfg, listen))
+			assert_string_equal(c.listen, "host.example:1");
+		if (cases[i].off == 0)
+			assert_string_equal(c.backend, "xen");
+		cfg_free(&c);
+		cfg_free(&d);
+	}
+}
+
+static void
+test_errors(void **state)
+{
+	static const struct {
+		const char	*text;
+		const char	*err;	/* after "path:" */
+	} cases[] = {
+		{ "[host]\nbogus = 1\n", "2: unknown key 'bogus' in [host]" },
+		{ "[bogus]\nkey = 1\n", "1: unknown section [bogus]" },
+		{ "[host]\nbackend = sim\n[empty]\n",
+		    "3: unknown section [empty]" },
+		{ "backend = sim\n", "1: unknown key 'backend' in []" },
+		{ "[destd]\n\n\n; c\nstate_dir = /x\n",
+		    "5: unknown key 'state_dir' in [destd]" },
+		{ "[host]\nbackend = kvm\n", "2: backend: 'kvm' is not sim or xen" },
+		{ "[host]\nstate_dir = relative\n",
+		    "2: state_dir: 'relative' is not an absolute path" },
+		{ "[host]\nstate_dir =\n", "2: state_dir: empty value" },
+		{ "[sourced]\ncontrol = run/s.sock\n",
+		    "2: control: 'run/s.sock' is not an absolute path" },
+		{ "[destd]\ncontrol = /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		    "aaaaaaaaaaaaaaaaaa\n", "2: control: socket path too long" },
+		{ "[tls]\ninsecure = maybe\n",
+		    "2: insecure: 'maybe' is not yes or no" },
+		{ "[scanner]\ncpu_budget = 0\n",
+		    "2: cpu_budget: '0' is not a number in (0, 1]" },
+		{ "[scanner]\ncpu_budget = 1.5\n",
+		    "2: cpu_budget: '1.5' is not a number in (0, 1]" },
+		{ "[scanner]\ncpu_budget = nan\n",
+		    "2: cpu_budget: 'nan' is not a number in (0, 1]" },
+		{ "[scanner]\ncpu_budget = 0.5x\n",
+		    "2: cpu_budget: '0.5x' is not a number in (0, 1]" },
+		{ "[scanner]\ninterval_ms = 0\n",
+		    "2: interval_ms: '0' is not an integer in [1, 86400000]" },
+		{ "[scanner]\ninterval_ms = -5\n",
+		    "2: interval_ms: '-5' is not an integer in [1, 86400000]" },
+		{ "[migration]\ndedup = some\n",
+		    "2: dedup: 'some' is not none, shared or all" },
+		{ "[migration]\ndowntime_ms = 10ms\n",
+		    "2: downtime_ms: '10ms' is not an integer in [1, 3600000]" },
+		{ "[migration]\nmax_iterations = 0\n",
+		    "2: max_iterations: '0' is not an integer in [1, 100000]" },
+		{ "[migration]\nbandwidth = 18446744073709551616\n",
+		    "2: bandwidth: '18446744073709551616' is not an integer in "
+		    "[0, 18446744073709551615]" },
+		{ "[migration]\nstreams = 65\n",
+		    "2: streams: '65' is not an integer in [1, 64]" },
+		{ "[migration]\nstreams = +2\n",
+		    "2: streams: '+2' is not an integer in [1, 64]" },
+		{ "[host]\nbackend sim\n", "2: syntax error" },
+		{ "[host\nbackend = sim\n", "1: syntax error" },
+		/* The first error wins. */
+		{ "[host]\nbackend = sim\nx = 1\ny = 2\n",
+		    "3: unknown key 'x' in [host]" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char err[512], want[512];
+		struct cfg c;
+
+		write_file(cases[i].text);
+		cfg_defaults(&c);
+		snprintf(want, sizeof(want), "%s:%s", path, cases[i].err);
+		if (cfg_load(&c, path, err, sizeof(err)) != -EINVAL)
+			fail_msg("case %zu: no error", i);
+		if (strcmp(err, want) != 0)
+			fail_msg("case %zu: got \"%s\", want \"%s\"", i, err,
+			    want);
+		/* Untouched on error, even by the good lines before. */
+		assert_string_equal(c.backend, "xen");
+		assert_string_equal(c.state_dir, "/var/lib/sharemig");
+		cfg_free(&c);
+	}
+}
+
+static void
+test_missing(void **state)
+{
+	char err[256], p[160];
+	struct cfg c;
+
+	snprintf(p, sizeof(p), "%s/none.conf", dir);
+	cfg_defaults(&c);
+	assert_int_equal(cfg_load(&c, p, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "none.conf"));
+	assert_string_equal(c.backend, "xen");
+	/* A directory is not a config file. */
+	assert_true(cfg_load(&c, dir, err, sizeof(err)) < 0);
+	cfg_free(&c);
+}
+
+static void
+test_dedup(void **state)
+{
+	assert_int_equal(cfg_parse_dedup("none"), 0);
+	assert_int_equal(cfg_parse_dedup("shared"), 1);
+	assert_int_equal(cfg_parse_dedup("all"), 2);
+	assert_int_equal(cfg_parse_dedup("ALL"), -EINVAL);
+	assert_int_equal(cfg_parse_dedup(""), -EINVAL);
+	assert_int_equal(cfg_parse_dedup(NULL), -EINVAL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_full_file),
+		cmocka_unit_test(test_each_key),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_missing),
+		cmocka_unit_test(test_dedup),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
