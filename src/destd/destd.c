@@ -1,0 +1,663 @@
+/*
+ * destd.c - the destination daemon: the migration listener, the control
+ * socket, and the host's scanner and shared-page index.
+ *
+ * One scanner and one index per host: destd owns them.  sourced on the
+ * same host asks destd over this control socket ("index-shared") when it
+ * needs to know which of a guest's pages are shared on the host (the
+ * "shared" dedup policy).  The migration path reads the index directly.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <json-c/json.h>
+#include <openssl/ssl.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "bitmap.h"
+#include "cfg.h"
+#include "ctl.h"
+#include "destd.h"
+#include "hostid.h"
+#include "hv.h"
+#include "log.h"
+#include "mig_dst.h"
+#include "net.h"
+#include "pidx.h"
+#include "scan.h"
+#include "tls.h"
+
+#define DESTD_MAX_SESSIONS	16
+#define DESTD_KEEP_DONE		32
+
+struct scan_waiter {
+	struct ctl_req		*req;
+	uint64_t		 target;	/* pass count to reach */
+	struct timespec		 deadline;
+	struct scan_waiter	*next;
+};
+
+struct destd {
+	/* Read-only after start-up. */
+	struct dst_env		 env;
+	struct hv_params	 hvp;
+	SSL_CTX			*tls;		/* NULL with --insecure */
+
+	/* Event-loop thread only. */
+	struct event_base	*base;
+	struct evconnlistener	*listener;
+	struct ctl_server	*ctl;
+	struct scan		*scan;
+	struct event		*ev_sigint, *ev_sigterm, *ev_tick;
+	struct mig_dst		*sess[DESTD_MAX_SESSIONS + DESTD_KEEP_DONE];
+	size_t			 nsess;
+	uint32_t		 next_id;
+	struct scan_waiter	*scan_waiters;
+};
+
+static size_t
+sessions_live(struct destd *dd)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < dd->nsess; i++)
+		n += !mig_dst_terminal(dd->sess[i]);
+	return n;
+}
+
+/* Forget the oldest finished sessions so the table has room. */
+static void
+sessions_gc(struct destd *dd, size_t keep)
+{
+	size_t i, done = dd->nsess - sessions_live(dd);
+
+	for (i = 0; i < dd->nsess && done > keep;) {
+		if (!mig_dst_terminal(dd->sess[i])) {
+			i++;
+			continue;
+		}
+		mig_dst_free(dd->sess[i]);
+		memmove(&dd->sess[i], &dd->sess[i + 1],
+		    (dd->nsess - i - 1) * sizeof(dd->sess[0]));
+		dd->nsess--;
+		done--;
+	}
+}
+
+static void
+session_done(struct mig_dst *s, void *arg)
+{
+	/* Kept for "status"; collected by sessions_gc(). */
+}
+
+static void
+on_accept(struct evconnlistener *lst, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct destd *dd = arg;
+	struct bufferevent *bev;
+	struct mig_dst *s;
+	char peer[96];
+	SSL *ssl;
+
+	net_peer_str(fd, peer, sizeof(peer));
+	sessions_gc(dd, DESTD_KEEP_DONE - 1);
+	if (sessions_live(dd) >= DESTD_MAX_SESSIONS ||
+	    dd->nsess >= DESTD_MAX_SESSIONS + DESTD_KEEP_DONE) {
+		log_warn("connection from %s refused: %d migrations in "
+		    "progress", peer, DESTD_MAX_SESSIONS);
+		close(fd);
+		return;
+	}
+	(void)net_link_opts(fd, 10, 5, 3, dd->env.timeout_s * 1000);
+	if (dd->tls != NULL) {
+		if ((ssl = SSL_new(dd->tls)) == NULL) {
+			log_err("connection from %s: out of memory", peer);
+			close(fd);
+			return;
+		}
+		bev = bufferevent_openssl_socket_new(dd->base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		if (bev != NULL)
+			bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	} else {
+		bev = bufferevent_socket_new(dd->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (bev == NULL) {
+		log_err("connection from %s: out of memory", peer);
+		close(fd);
+		return;
+	}
+	s = mig_dst_new(&dd->env, dd->next_id, bev, dd->tls != NULL,
+	    session_done, dd);
+	if (s == NULL) {
+		log_err("connection from %s: out of memory", peer);
+		bufferevent_free(bev);
+		return;
+	}
+	dd->next_id++;
+	dd->sess[dd->nsess++] = s;
+}
+
+static void
+on_accept_error(struct evconnlistener *lst, void *arg)
+{
+	int e = EVUTIL_SOCKET_ERROR();
+
+	log_warn("accept: %s", evutil_socket_error_to_string(e));
+}
+
+/* ---- control commands ---- */
+
+static int
+json_get_int(struct json_object *o, const char *k, int64_t *out)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int))
+		return -EINVAL;
+	*out = json_object_get_int64(v);
+	return 1;
+}
+
+static struct json_object *
+reply_ok(void)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	return o;
+}
+
+static void
+cmd_list(struct destd *dd, struct ctl_req *r, struct json_object *req)
+{
+	struct hv_dom_info *doms = NULL;
+	struct json_object *o, *arr, *d;
+	size_t n = 0, i;
+	int rc;
+
+	if ((rc = dd->env.ops->list(dd->env.hv, &doms, &n)) != 0) {
+		ctl_reply_error(r, "cannot list domains: %s", strerror(-rc));
+		return;
+	}
+	o = reply_ok();
+	arr = json_object_new_array();
+	for (i = 0; i < n; i++) {
+		d = json_object_new_object();
+		json_object_object_add(d, "name",
+		    json_object_new_string(doms[i].name));
+		json_object_object_add(d, "domid",
+		    json_object_new_int64(doms[i].domid));
+		json_object_object_add(d, "pages",
+		    json_object_new_uint64(doms[i].pages));
+		json_object_array_add(arr, d);
+	}
+	json_object_object_add(o, "domains", arr);
+	free(doms);
+	ctl_reply(r, o);
+}
+
+static void
+cmd_status(struct destd *dd, struct ctl_req *r, struct json_object *req)
+{
+	struct json_object *o = reply_ok(), *arr = json_object_new_array();
+	size_t i;
+
+	for (i = 0; i < dd->nsess; i++)
+		json_object_array_add(arr, mig_dst_json(dd->sess[i]));
+	json_object_object_add(o, "sessions", arr);
+	ctl_reply(r, o);
+}
+
+/*
+ * Which pages of a local domain are shared on this host: a bitmap as
+ * lowercase hex, 16 digits per 64-bit word (word 0 first; bit p of a word
+ * is pfn 64*w + p).  Used by sourced for the "shared" policy.
+ */
+static void
+cmd_index_shared(struct destd *dd, struct ctl_req *r, struct json_object *req)
+{
+	struct json_object *o;
+	int64_t domid, pages;
+	uint64_t *bm;
+	size_t words, i;
+	char *hex;
+	int rc;
+
+	if (json_get_int(req, "domid", &domid) != 1 ||
+	    json_get_int(req, "pages", &pages) != 1 || domid < 0 ||
+	    pages <= 0 || (uint64_t)pages > dd->env.max_pages) {
+		ctl_reply_error(r, "index-shared needs integer domid and "
+		    "pages");
+		return;
+	}
+	words = bm_words((uint64_t)pages);
+	if ((bm = bm_alloc((uint64_t)pages)) == NULL ||
+	    (hex = malloc(words * 16 + 1)) == NULL) {
+		free(bm);
+		ctl_reply_error(r, "out of memory");
+		return;
+	}
+	rc = pidx_dom_shared(dd->env.index, (uint32_t)domid, bm,
+	    (uint64_t)pages);
+	if (rc != 0 && rc != -ENOENT) {
+		free(bm);
+		free(hex);
+		ctl_reply_error(r, "index: %s", strerror(-rc));
+		return;
+	}
+	for (i = 0; i < words; i++)
+		snprintf(hex + i * 16, 17, "%016llx",
+		    (unsigned long long)bm[i]);
+	hex[words * 16] = '\0';
+	o = reply_ok();
+	json_object_object_add(o, "indexed", json_object_new_boolean(rc == 0));
+	json_object_object_add(o, "bitmap", json_object_new_string(hex));
+	free(bm);
+	free(hex);
+	ctl_reply(r, o);
+}
+
+static struct json_object *
+stats_json(const struct pidx_stats *st)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "pages", json_object_new_uint64(st->pages));
+	json_object_object_add(o, "zero_pages",
+	    json_object_new_uint64(st->zero_pages));
+	json_object_object_add(o, "unique_digests",
+	    json_object_new_uint64(st->unique_digests));
+	json_object_object_add(o, "shared_pages",
+	    json_object_new_uint64(st->shared_pages));
+	json_object_object_add(o, "bytes", json_object_new_uint64(st->bytes));
+	return o;
+}
+
+static void
+cmd_index(struct destd *dd, struct ctl_req *r, struct json_object *req)
+{
+	struct json_object *o = reply_ok(), *arr = json_object_new_array(), *d;
+	struct hv_dom_info *doms = NULL;
+	struct pidx_stats st;
+	struct scan_stats ss;
+	size_t n = 0, i;
+
+	if (dd->env.ops->list(dd->env.hv, &doms, &n) == 0) {
+		for (i = 0; i < n; i++) {
+			if (pidx_stats(dd->env.index, doms[i].domid, &st) != 0)
+				continue;
+			d = stats_json(&st);
+			json_object_object_add(d, "name",
+			    json_object_new_string(doms[i].name));
+			json_object_object_add(d, "domid",
+			    json_object_new_int64(doms[i].domid));
+			json_object_array_add(arr, d);
+		}
+		free(doms);
+	}
+	json_object_object_add(o, "domains", arr);
+	if (pidx_stats(dd->env.index, UINT32_MAX, &st) == 0)
+		json_object_object_add(o, "host", stats_json(&st));
+	scan_get_stats(dd->scan, &ss);
+	d = json_object_new_object();
+	json_object_object_add(d, "passes", json_object_new_uint64(ss.passes));
+	json_object_object_add(d, "pages_scanned",
+	    json_object_new_uint64(ss.pages_scanned));
+	json_object_object_add(d, "pages_hashed",
+	    json_object_new_uint64(ss.pages_hashed));
+	json_object_object_add(d, "cpu_s", json_object_new_double(ss.cpu_s));
+	json_object_object_add(o, "scanner", d);
+	ctl_reply(r, o);
+}
+
+static int
+ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec ||
+	    (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Answer scan-wait requests whose pass arrived or whose time is up. */
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct destd *dd = arg;
+	struct scan_waiter **wp, *w;
+	struct scan_stats ss;
+	struct timespec now;
+	struct json_object *o;
+
+	scan_get_stats(dd->scan, &ss);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (wp = &dd->scan_waiters; (w = *wp) != NULL;) {
+		if (ss.passes >= w->target) {
+			o = reply_ok();
+			json_object_object_add(o, "passes",
+			    json_object_new_uint64(ss.passes));
+			ctl_reply(w->req, o);
+		} else if (ts_before(&w->deadline, &now)) {
+			ctl_reply_error(w->req, "timed out waiting for the "
+			    "scanner");
+		} else {
+			wp = &w->next;
+			continue;
+		}
+		*wp = w->next;
+		free(w);
+	}
+}
+
+/* Wait until the scanner has completed `passes` more full passes. */
+static void
+cmd_scan_wait(struct destd *dd, struct ctl_req *r, struct json_object *req)
+{
+	struct scan_waiter *w;
+	struct scan_stats ss;
+	int64_t passes = 1, timeout = 60000;
+
+	if (json_get_int(req, "passes", &passes) < 0 ||
+	    json_get_int(req, "timeout_ms", &timeout) < 0 || passes < 1 ||
+	    passes > 1000 || timeout < 0) {
+		ctl_reply_error(r, "scan-wait: passes 1..1000, timeout_ms >= 0");
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		ctl_reply_error(r, "out of memory");
+		return;
+	}
+	scan_get_stats(dd->scan, &ss);
+	/* The pass in progress may have started before the caller's
+	 * change: count only passes that start after now. */
+	w->target = ss.passes + (uint64_t)passes + 1;
+	w->req = r;
+	clock_gettime(CLOCK_MONOTONIC, &w->deadline);
+	w->deadline.tv_sec += timeout / 1000;
+	w->deadline.tv_nsec += (timeout % 1000) * 1000000;
+	if (w->deadline.tv_nsec >= 1000000000) {
+		w->deadline.tv_sec++;
+		w->deadline.tv_nsec -= 1000000000;
+	}
+	w->next = dd->scan_waiters;
+	dd->scan_waiters = w;
+	scan_kick(dd->scan);
+}
+
+static const struct {
+	const char	*name;
+	void		(*fn)(struct destd *, struct ctl_req *,
+			    struct json_object *);
+} destd_cmds[] = {
+	{ "list",		cmd_list },
+	{ "status",		cmd_status },
+	{ "index",		cmd_index },
+	{ "index-shared",	cmd_index_shared },
+	{ "scan-wait",		cmd_scan_wait },
+};
+
+static void
+destd_ctl(struct ctl_req *r, struct json_object *req, void *arg)
+{
+	struct destd *dd = arg;
+	struct json_object *v;
+	const char *cmd;
+	size_t i;
+
+	if (!json_object_object_get_ex(req, "cmd", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		ctl_reply_error(r, "request without a \"cmd\" string");
+		return;
+	}
+	cmd = json_object_get_string(v);
+	for (i = 0; i < sizeof(destd_cmds) / sizeof(destd_cmds[0]); i++)
+		if (strcmp(destd_cmds[i].name, cmd) == 0) {
+			destd_cmds[i].fn(dd, r, req);
+			return;
+		}
+	ctl_reply_error(r, "unknown command '%s'", cmd);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct destd *dd = arg;
+
+	log_notice("signal %d: shutting down", (int)sig);
+	event_base_loopbreak(dd->base);
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: sharemig-destd --backend sim|xen --state-dir DIR "
+	    "--listen ADDR:PORT --control SOCKET\n"
+	    "           [--tls-cert F --tls-key F --tls-ca F | --insecure]\n"
+	    "           [--config FILE] [--check-config] [--scan-cpu F]\n"
+	    "           [--scan-interval-ms N] [--max-pages N] [--timeout S]\n"
+	    "           [--simhv PATH] [--host-name NAME] [--verbose]\n");
+}
+
+int
+destd_main(int argc, char **argv)
+{
+	enum { O_BACKEND = 256, O_STATE, O_LISTEN, O_CONTROL, O_CERT, O_KEY,
+	    O_CA, O_INSECURE, O_CONFIG, O_CHECK, O_SCANCPU, O_SCANINT,
+	    O_MAXPAGES, O_TIMEOUT, O_SIMHV, O_HOSTNAME, O_VERBOSE, O_HELP };
+	static const struct option opts[] = {
+		{ "backend", required_argument, NULL, O_BACKEND },
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "listen", required_argument, NULL, O_LISTEN },
+		{ "control", required_argument, NULL, O_CONTROL },
+		{ "tls-cert", required_argument, NULL, O_CERT },
+		{ "tls-key", required_argument, NULL, O_KEY },
+		{ "tls-ca", required_argument, NULL, O_CA },
+		{ "insecure", no_argument, NULL, O_INSECURE },
+		{ "config", required_argument, NULL, O_CONFIG },
+		{ "check-config", no_argument, NULL, O_CHECK },
+		{ "scan-cpu", required_argument, NULL, O_SCANCPU },
+		{ "scan-interval-ms", required_argument, NULL, O_SCANINT },
+		{ "max-pages", required_argument, NULL, O_MAXPAGES },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "simhv", required_argument, NULL, O_SIMHV },
+		{ "host-name", required_argument, NULL, O_HOSTNAME },
+		{ "verbose", no_argument, NULL, O_VERBOSE },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct destd dd;
+	struct cfg cfg;
+	struct tls_files tf;
+	struct net_addr addr;
+	struct scan_params sp;
+	struct timeval tick = { 0, 50000 };
+	const char *config = NULL, *simhv = NULL, *hostname = NULL;
+	char err[512], *end;
+	int c, check = 0, insecure_flag = 0, verbose = 0, rc, fd;
+	double d;
+
+	memset(&dd, 0, sizeof(dd));
+	log_init("sharemig-destd", LOG_LVL_INFO);
+	cfg_defaults(&cfg);
+	for (c = 1; c < argc; c++)
+		if (strcmp(argv[c], "--config") == 0 && c + 1 < argc)
+			config = argv[c + 1];
+	if (config != NULL || access(CFG_DEFAULT_PATH, R_OK) == 0) {
+		rc = cfg_load(&cfg, config ? config : CFG_DEFAULT_PATH, err,
+		    sizeof(err));
+		if (rc != 0)
+			fatal("%s", rc == -ENOENT ? "config file not found" :
+			    err);
+	}
+	dd.env.max_pages = 16ull << 20;		/* 64 GiB */
+	dd.env.timeout_s = 30;
+#define SETSTR(field) do { free(cfg.field); cfg.field = strdup(optarg); } \
+	while (0)
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_BACKEND: SETSTR(backend); break;
+		case O_STATE: SETSTR(state_dir); break;
+		case O_LISTEN: SETSTR(listen); break;
+		case O_CONTROL: SETSTR(destd_control); break;
+		case O_CERT: SETSTR(tls_cert); break;
+		case O_KEY: SETSTR(tls_key); break;
+		case O_CA: SETSTR(tls_ca); break;
+		case O_INSECURE: insecure_flag = 1; break;
+		case O_CONFIG: break;
+		case O_CHECK: check = 1; break;
+		case O_SCANCPU:
+			d = strtod(optarg, &end);
+			if (*end || !(d > 0 && d <= 1)) {
+				fprintf(stderr, "sharemig-destd: --scan-cpu "
+				    "must be in (0, 1]\n");
+				return 2;
+			}
+			cfg.scan_cpu = d;
+			break;
+		case O_SCANINT:
+		case O_MAXPAGES:
+		case O_TIMEOUT:
+			errno = 0;
+			d = (double)strtoull(optarg, &end, 10);
+			if (errno || *end || *optarg == '\0' || d < 1) {
+				fprintf(stderr, "sharemig-destd: bad value "
+				    "'%s'\n", optarg);
+				return 2;
+			}
+			if (c == O_SCANINT)
+				cfg.scan_interval_ms = (unsigned)d;
+			else if (c == O_MAXPAGES)
+				dd.env.max_pages = (uint64_t)d;
+			else
+				dd.env.timeout_s = (unsigned)d;
+			break;
+		case O_SIMHV: simhv = optarg; break;
+		case O_HOSTNAME: hostname = optarg; break;
+		case O_VERBOSE: verbose = 1; break;
+		case O_HELP: usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+#undef SETSTR
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (insecure_flag)
+		cfg.insecure = 1;
+	if (verbose)
+		log_set_level(LOG_LVL_DEBUG);
+	if ((dd.env.ops = hv_find(cfg.backend)) == NULL)
+		fatal("unknown or unbuilt backend '%s'", cfg.backend);
+	if ((rc = net_parse_addr(cfg.listen, 8002, &addr)) != 0)
+		fatal("bad --listen address '%s'", cfg.listen);
+	if (check) {
+		printf("configuration OK\n");
+		cfg_free(&cfg);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() != 0)
+		fatal("libevent without pthreads support");
+	if ((dd.base = event_base_new()) == NULL)
+		fatal("cannot create the event loop");
+	dd.hvp.state_dir = cfg.state_dir;
+	dd.hvp.simhv_path = simhv;
+	if ((rc = dd.env.ops->open(&dd.hvp, &dd.env.hv)) != 0)
+		fatal("cannot open the %s backend (state dir %s): %s",
+		    cfg.backend, cfg.state_dir, strerror(-rc));
+	hostid_get(cfg.state_dir, dd.env.host_id, dd.env.host_name,
+	    sizeof(dd.env.host_name), hostname);
+	if (cfg.insecure) {
+		log_warn("--insecure: migration streams are neither "
+		    "encrypted nor authenticated; anyone who can reach %s "
+		    "can send a guest", cfg.listen);
+	} else {
+		tf.cert = cfg.tls_cert;
+		tf.key = cfg.tls_key;
+		tf.ca = cfg.tls_ca;
+		if ((dd.tls = tls_ctx_server(&tf, err, sizeof(err))) == NULL)
+			fatal("TLS: %s (or run with --insecure)", err);
+	}
+	if ((dd.env.index = pidx_new()) == NULL)
+		fatal("out of memory");
+	memset(&sp, 0, sizeof(sp));
+	sp.ops = dd.env.ops;
+	sp.hvp = dd.hvp;
+	sp.cpu_budget = cfg.scan_cpu;
+	sp.interval_ms = cfg.scan_interval_ms;
+	sp.batch_pages = 256;
+	if ((rc = scan_start(dd.env.index, &sp, &dd.scan)) != 0)
+		fatal("cannot start the scanner: %s", strerror(-rc));
+
+	if ((fd = net_listen_tcp(&addr, 64)) < 0)
+		fatal("cannot listen on %s: %s", cfg.listen, strerror(-fd));
+	dd.listener = evconnlistener_new(dd.base, on_accept, &dd,
+	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (dd.listener == NULL)
+		fatal("cannot listen on %s", cfg.listen);
+	evconnlistener_set_error_cb(dd.listener, on_accept_error);
+	rc = ctl_server_new(dd.base, cfg.destd_control, -1, destd_ctl, &dd,
+	    &dd.ctl);
+	if (rc != 0)
+		fatal("control socket %s: %s", cfg.destd_control,
+		    strerror(-rc));
+	dd.ev_sigint = evsignal_new(dd.base, SIGINT, on_signal, &dd);
+	dd.ev_sigterm = evsignal_new(dd.base, SIGTERM, on_signal, &dd);
+	dd.ev_tick = event_new(dd.base, -1, EV_PERSIST, on_tick, &dd);
+	event_add(dd.ev_sigint, NULL);
+	event_add(dd.ev_sigterm, NULL);
+	event_add(dd.ev_tick, &tick);
+	dd.next_id = 1;
+	log_notice("ready: backend %s, state dir %s, listening on %s, "
+	    "control %s%s", dd.env.ops->name, cfg.state_dir, cfg.listen,
+	    cfg.destd_control, cfg.insecure ? ", insecure" : ", TLS 1.3");
+#ifdef HAVE_LIBSYSTEMD
+	sd_notify(0, "READY=1\nSTATUS=listening");
+#endif
+	event_base_dispatch(dd.base);
+
+#ifdef HAVE_LIBSYSTEMD
+	sd_notify(0, "STOPPING=1");
+#endif
+	evconnlistener_free(dd.listener);
+	/* Unfinished incoming domains are destroyed (mig_dst_free). */
+	while (dd.nsess > 0)
+		mig_dst_free(dd.sess[--dd.nsess]);
+	while (dd.scan_waiters != NULL) {
+		struct scan_waiter *w = dd.scan_waiters;
+
+		dd.scan_waiters = w->next;
+		ctl_reply_error(w->req, "daemon shutting down");
+		free(w);
+	}
+	ctl_server_free(dd.ctl);
+	scan_stop(dd.scan);
+	pidx_free(dd.env.index);
+	event_free(dd.ev_sigint);
+	event_free(dd.ev_sigterm);
+	event_free(dd.ev_tick);
+	dd.env.ops->close(dd.env.hv);
+	if (dd.tls != NULL)
+		SSL_CTX_free(dd.tls);
+	event_base_free(dd.base);
+	cfg_free(&cfg);
+	return 0;
+}

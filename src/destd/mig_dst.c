@@ -1,0 +1,756 @@
+/*
+ * mig_dst.c - the receiving side of a migration.  See mig_dst.h and
+ * docs/PROTOCOL.md.  The handlers below appear in the order a session
+ * meets them.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <json-c/json.h>
+
+#include "bitmap.h"
+#include "link.h"
+#include "log.h"
+#include "mig_dst.h"
+#include "pagehash.h"
+#include "proto.h"
+
+#define DST_SRC_DOMS	8	/* local domains kept open per session */
+#define DST_LOCS	4	/* index locations tried per REF */
+
+struct dst_src_dom {
+	uint32_t	 domid;
+	struct hv_dom	*dom;
+};
+
+struct mig_dst {
+	/* Read-only after creation. */
+	uint32_t		 id;
+	struct dst_env		*env;
+	dst_done_cb		 done;
+	void			*done_arg;
+
+	/* Event-loop thread only. */
+	enum dst_state		 state;
+	char			 error[512];
+	struct link		*link;
+	char			 peer[128];
+	char			 domain[HV_NAME_MAX];
+	struct hv_dom		*dom;		/* the incoming domain */
+	uint64_t		 pages;
+	uint32_t		 flags;		/* PROTO_DI_* */
+	uint32_t		 dedup;
+	uint64_t		*unresolved;	/* REF fill failed, NEED sent */
+	uint64_t		 n_unresolved;
+	struct dst_src_dom	 src[DST_SRC_DOMS];
+	unsigned		 src_next;
+	int			 end_seen;
+	int			 committed;
+
+	/* Statistics. */
+	uint64_t		 pages_data, pages_zero, pages_ref;
+	uint64_t		 refs_filled, refs_failed, refs_hint;
+	uint64_t		 offered, had;
+	double			 cpu_start;
+	struct timespec		 t_start;
+};
+
+static void	dst_on_up(struct link *l, void *arg);
+static void	dst_on_record(struct link *l, const struct proto_rec *r,
+		    void *arg);
+static void	dst_on_error(struct link *l, int err, const char *why,
+		    void *arg);
+
+static const struct link_cbs dst_link_cbs = {
+	.on_up = dst_on_up,
+	.on_record = dst_on_record,
+	.on_drain = NULL,
+	.on_error = dst_on_error,
+};
+
+static double
+thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *
+dst_name(const struct mig_dst *s)
+{
+	return s->domain[0] ? s->domain : "(no domain yet)";
+}
+
+/*
+ * End the session.  Before GO the half-built domain is destroyed (the
+ * guest still runs on the source).  After GO we committed and started
+ * the guest: it stays.
+ */
+static void
+dst_finish(struct mig_dst *s, enum dst_state st)
+{
+	unsigned i;
+	int rc;
+
+	if (mig_dst_terminal(s))
+		return;
+	if (st == DS_FAILED && s->dom != NULL && !s->committed) {
+		rc = s->env->ops->destroy(s->dom);
+		s->dom = NULL;
+		if (rc != 0)
+			log_err("session %u from %s: %s: cannot destroy the "
+			    "half-built domain: %s", s->id, s->peer,
+			    dst_name(s), strerror(-rc));
+	}
+	for (i = 0; i < DST_SRC_DOMS; i++) {
+		if (s->src[i].dom != NULL)
+			s->env->ops->dom_close(s->src[i].dom);
+		s->src[i].dom = NULL;
+	}
+	if (st == DS_FAILED) {
+		log_err("session %u from %s: %s: migration failed: %s", s->id,
+		    s->peer, dst_name(s), s->error);
+		if (s->link != NULL)
+			link_send_error(s->link, EIO, s->error);
+	}
+	if (s->link != NULL) {
+		link_close(s->link);
+		s->link = NULL;
+	}
+	s->state = st;
+	if (s->done != NULL)
+		s->done(s, s->done_arg);
+}
+
+static void
+dst_fail(struct mig_dst *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+dst_fail(struct mig_dst *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (mig_dst_terminal(s))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(s->error, sizeof(s->error), fmt, ap);
+	va_end(ap);
+	dst_finish(s, DS_FAILED);
+}
+
+static int
+dst_send(struct mig_dst *s, const void *buf, int n)
+{
+	if (n < 0)
+		return n;
+	return link_send(s->link, buf, (size_t)n);
+}
+
+static void
+dst_on_error(struct link *l, int err, const char *why, void *arg)
+{
+	struct mig_dst *s = arg;
+
+	if (s->state == DS_HANDSHAKE)
+		snprintf(s->error, sizeof(s->error), "refused: %s", why);
+	dst_fail(s, "%s", why);
+}
+
+static void
+dst_on_up(struct link *l, void *arg)
+{
+	struct mig_dst *s = arg;
+	struct proto_hello h;
+	uint8_t buf[256];
+	char cn[128];
+
+	link_peer_name(l, cn, sizeof(cn));
+	snprintf(s->peer, sizeof(s->peer), "%s%s%s%s", link_peer_addr(l),
+	    cn[0] ? " (" : "", cn, cn[0] ? ")" : "");
+	log_info("session %u: connection from %s%s", s->id, s->peer,
+	    cn[0] ? "" : " (insecure, no TLS)");
+	memset(&h, 0, sizeof(h));
+	h.version_min = PROTO_VERSION;
+	h.version_max = PROTO_VERSION;
+	h.caps = PROTO_CAP_REF | PROTO_CAP_ZERO | PROTO_CAP_VERIFY;
+	memcpy(h.host_id, s->env->host_id, sizeof(h.host_id));
+	snprintf(h.host_name, sizeof(h.host_name), "%s", s->env->host_name);
+	if (dst_send(s, buf, proto_enc_hello(buf, sizeof(buf), &h)) != 0) {
+		dst_fail(s, "cannot send HELLO");
+		return;
+	}
+	s->state = DS_HELLO;
+}
+
+static void
+dst_on_hello(struct mig_dst *s, const struct proto_hello *h)
+{
+	if (h->version_min > PROTO_VERSION || h->version_max < PROTO_VERSION) {
+		dst_fail(s, "source speaks protocol %u..%u, we speak %u",
+		    h->version_min, h->version_max, PROTO_VERSION);
+		return;
+	}
+	s->state = DS_INFO;
+	link_set_phase(s->link, PH_INFO);
+}
+
+/* Build the empty, paused domain the pages will go into. */
+static void
+dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
+{
+	struct hv_dom_info shape;
+	uint8_t buf[64];
+	int rc;
+
+	snprintf(s->domain, sizeof(s->domain), "%s", di->name);
+	if (di->pages == 0 || di->pages > s->env->max_pages) {
+		dst_fail(s, "domain of %llu pages refused (limit %llu)",
+		    (unsigned long long)di->pages,
+		    (unsigned long long)s->env->max_pages);
+		return;
+	}
+	if (di->dedup > PROTO_DEDUP_ALL) {
+		dst_fail(s, "unknown dedup mode %u", di->dedup);
+		return;
+	}
+	memset(&shape, 0, sizeof(shape));
+	shape.pages = di->pages;
+	shape.vcpus = di->vcpus;
+	memcpy(shape.uuid, di->uuid, sizeof(shape.uuid));
+	snprintf(shape.name, sizeof(shape.name), "%s", di->name);
+	rc = s->env->ops->create(s->env->hv, &shape, di->config,
+	    di->config_len, &s->dom);
+	if (rc != 0) {
+		dst_fail(s, rc == -EEXIST ? "a domain named '%s' already "
+		    "exists here" : "cannot create domain '%s': %s", di->name,
+		    strerror(-rc));
+		return;
+	}
+	if ((s->unresolved = bm_alloc(di->pages)) == NULL) {
+		dst_fail(s, "out of memory");
+		return;
+	}
+	s->pages = di->pages;
+	s->flags = di->flags;
+	s->dedup = di->dedup;
+	if (dst_send(s, buf, proto_enc_domain_ack(buf, sizeof(buf), 0)) != 0) {
+		dst_fail(s, "cannot send DOMAIN_ACK");
+		return;
+	}
+	s->state = DS_LIVE;
+	link_set_phase(s->link, PH_LIVE);
+	link_set_pages(s->link, s->pages);
+	log_info("session %u from %s: receiving %s, %llu pages", s->id,
+	    s->peer, s->domain, (unsigned long long)s->pages);
+}
+
+/* Which offered digests does this host hold?  Lookups never wait for the
+ * scanner (pidx is read-locked only briefly). */
+static void
+dst_on_offer(struct mig_dst *s, const struct proto_offer *o)
+{
+	uint8_t has[PROTO_PFN_BATCH_MAX];
+	uint8_t *buf;
+	size_t cap;
+	uint32_t i;
+	int n;
+
+	for (i = 0; i < o->count; i++) {
+		has[i] = pidx_count(s->env->index,
+		    proto_offer_digest_at(o, i)) > 0;
+		s->had += has[i];
+	}
+	s->offered += o->count;
+	cap = proto_rec_size(8 + (o->count + 7) / 8);
+	if ((buf = malloc(cap)) == NULL) {
+		dst_fail(s, "out of memory");
+		return;
+	}
+	n = proto_enc_have(buf, cap, o->batch, o->count, has);
+	if (dst_send(s, buf, n) != 0)
+		dst_fail(s, "cannot send HAVE");
+	free(buf);
+}
+
+static void
+dst_resolved(struct mig_dst *s, uint64_t pfn)
+{
+	if (bm_test(s->unresolved, pfn)) {
+		bm_clear(s->unresolved, pfn);
+		s->n_unresolved--;
+	}
+}
+
+/* Map a run of the incoming domain's pages writable. */
+static int
+dst_map(struct mig_dst *s, const uint64_t *pfns, uint32_t n, void **pages,
+    struct hv_map **map)
+{
+	return s->env->ops->map(s->dom, pfns, n, 1, pages, map);
+}
+
+static void
+dst_on_page_data(struct mig_dst *s, const struct proto_page_data *pd)
+{
+	uint64_t pfns[PROTO_PAGE_BATCH_MAX];
+	void *pages[PROTO_PAGE_BATCH_MAX];
+	struct hv_map *map;
+	uint32_t i;
+	int rc;
+
+	for (i = 0; i < pd->count; i++)
+		pfns[i] = proto_pfn_at(pd->pfns, i);
+	if ((rc = dst_map(s, pfns, pd->count, pages, &map)) != 0) {
+		dst_fail(s, "cannot map pages of %s: %s", s->domain,
+		    strerror(-rc));
+		return;
+	}
+	for (i = 0; i < pd->count; i++) {
+		if (pages[i] == NULL) {
+			s->env->ops->unmap(s->dom, map);
+			dst_fail(s, "page %llu of %s cannot be mapped",
+			    (unsigned long long)pfns[i], s->domain);
+			return;
+		}
+		memcpy(pages[i], pd->data + (size_t)i * PROTO_PAGE_SIZE,
+		    PROTO_PAGE_SIZE);
+		dst_resolved(s, pfns[i]);
+	}
+	s->env->ops->unmap(s->dom, map);
+	s->pages_data += pd->count;
+}
+
+static void
+dst_on_page_zero(struct mig_dst *s, const struct proto_pfn_list *zl)
+{
+	uint64_t pfns[HV_MAP_BATCH_MAX];
+	void *pages[HV_MAP_BATCH_MAX];
+	struct hv_map *map;
+	uint32_t i, j, n;
+	int rc;
+
+	for (i = 0; i < zl->count; i += n) {
+		n = zl->count - i < HV_MAP_BATCH_MAX ? zl->count - i :
+		    HV_MAP_BATCH_MAX;
+		for (j = 0; j < n; j++)
+			pfns[j] = proto_pfn_at(zl->pfns, i + j);
+		if ((rc = dst_map(s, pfns, n, pages, &map)) != 0) {
+			dst_fail(s, "cannot map pages of %s: %s", s->domain,
+			    strerror(-rc));
+			return;
+		}
+		for (j = 0; j < n; j++) {
+			if (pages[j] != NULL)
+				memset(pages[j], 0, PROTO_PAGE_SIZE);
+			dst_resolved(s, pfns[j]);
+		}
+		s->env->ops->unmap(s->dom, map);
+	}
+	s->pages_zero += zl->count;
+}
+
+/* An open handle on a local domain to copy from, cached per session. */
+static struct hv_dom *
+dst_src_dom(struct mig_dst *s, uint32_t domid)
+{
+	struct dst_src_dom *e;
+	char name[16];
+	unsigned i;
+
+	for (i = 0; i < DST_SRC_DOMS; i++)
+		if (s->src[i].dom != NULL && s->src[i].domid == domid)
+			return s->src[i].dom;
+	e = &s->src[s->src_next++ % DST_SRC_DOMS];
+	if (e->dom != NULL)
+		s->env->ops->dom_close(e->dom);
+	e->dom = NULL;
+	snprintf(name, sizeof(name), "%u", domid);
+	if (s->env->ops->dom_open(s->env->hv, name, &e->dom) != 0)
+		return NULL;
+	e->domid = domid;
+	return e->dom;
+}
+
+/*
+ * Copy one page of domain d into dst and check that the copy has the
+ * expected SHA-256 (I4: the index and the hint are only hints).
+ */
+static int
+dst_copy_verified(struct mig_dst *s, struct hv_dom *d, uint64_t pfn,
+    void *dst, const uint8_t *digest)
+{
+	struct hv_map *map;
+	void *page;
+	uint8_t got[32];
+	int rc;
+
+	if ((rc = s->env->ops->map(d, &pfn, 1, 0, &page, &map)) != 0)
+		return rc;
+	if (page == NULL) {
+		s->env->ops->unmap(d, map);
+		return -ENOENT;
+	}
+	if (page != dst)
+		memcpy(dst, page, PROTO_PAGE_SIZE);
+	s->env->ops->unmap(d, map);
+	ph_sha256(dst, got);
+	return memcmp(got, digest, 32) == 0 ? 0 : -ESTALE;
+}
+
+/*
+ * Fill one REF page: first from the hint (a page of this same stream),
+ * then from the index's locations on this host.  Returns 0 if a verified
+ * copy is in place.
+ */
+static int
+dst_fill(struct mig_dst *s, uint64_t pfn, uint64_t hint, const uint8_t *dg,
+    void *dst)
+{
+	struct pidx_loc locs[DST_LOCS];
+	struct hv_dom *d;
+	size_t n, i;
+
+	if (hint != PROTO_PFN_NONE && hint < s->pages &&
+	    dst_copy_verified(s, s->dom, hint, dst, dg) == 0) {
+		s->refs_hint++;
+		return 0;
+	}
+	n = pidx_lookup(s->env->index, dg, locs, DST_LOCS);
+	for (i = 0; i < n; i++) {
+		if ((d = dst_src_dom(s, locs[i].domid)) == NULL)
+			continue;
+		if (dst_copy_verified(s, d, locs[i].pfn, dst, dg) == 0)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+static void
+dst_send_need(struct mig_dst *s, const uint64_t *pfns, uint32_t n)
+{
+	uint8_t *buf;
+	size_t cap;
+
+	if (n == 0)
+		return;
+	cap = proto_rec_size(8 + (size_t)n * 8);
+	if ((buf = malloc(cap)) == NULL) {
+		dst_fail(s, "out of memory");
+		return;
+	}
+	if (dst_send(s, buf, proto_enc_pfn_list(buf, cap, REC_NEED, n,
+	    pfns)) != 0)
+		dst_fail(s, "cannot send NEED");
+	free(buf);
+}
+
+static void
+dst_on_page_ref(struct mig_dst *s, const struct proto_page_ref *r)
+{
+	uint64_t pfns[HV_MAP_BATCH_MAX], need[HV_MAP_BATCH_MAX];
+	void *pages[HV_MAP_BATCH_MAX];
+	struct hv_map *map;
+	uint32_t i, j, n, nn;
+	int rc;
+
+	for (i = 0; i < r->count; i += n) {
+		n = r->count - i < HV_MAP_BATCH_MAX ? r->count - i :
+		    HV_MAP_BATCH_MAX;
+		for (j = 0; j < n; j++)
+			pfns[j] = proto_ref_pfn_at(r, i + j);
+		if ((rc = dst_map(s, pfns, n, pages, &map)) != 0) {
+			dst_fail(s, "cannot map pages of %s: %s", s->domain,
+			    strerror(-rc));
+			return;
+		}
+		for (j = nn = 0; j < n; j++) {
+			if (pages[j] != NULL &&
+			    dst_fill(s, pfns[j], proto_ref_hint_at(r, i + j),
+			    proto_ref_digest_at(r, i + j), pages[j]) == 0) {
+				dst_resolved(s, pfns[j]);
+				s->refs_filled++;
+				continue;
+			}
+			s->refs_failed++;
+			if (!bm_test(s->unresolved, pfns[j])) {
+				bm_set(s->unresolved, pfns[j]);
+				s->n_unresolved++;
+			}
+			need[nn++] = pfns[j];
+		}
+		s->env->ops->unmap(s->dom, map);
+		dst_send_need(s, need, nn);
+		if (mig_dst_terminal(s))
+			return;
+	}
+	s->pages_ref += r->count;
+}
+
+static void
+dst_on_context(struct mig_dst *s, const struct proto_context *c)
+{
+	int rc;
+
+	if ((rc = s->env->ops->context_set(s->dom, c->blob, c->len)) != 0)
+		dst_fail(s, "cannot load the vCPU context of %s: %s",
+		    s->domain, strerror(-rc));
+}
+
+/* SHA-256 of the whole incoming memory, pfn order, holes skipped. */
+static int
+dst_memory_digest(struct mig_dst *s, uint8_t out[32])
+{
+	uint64_t pfns[HV_MAP_BATCH_MAX], p;
+	void *pages[HV_MAP_BATCH_MAX];
+	struct hv_map *map;
+	struct ph_ctx *ctx;
+	uint32_t n, i;
+	int rc;
+
+	if ((ctx = ph_ctx_new()) == NULL)
+		return -ENOMEM;
+	for (p = 0; p < s->pages; p += n) {
+		n = (uint32_t)(s->pages - p < HV_MAP_BATCH_MAX ?
+		    s->pages - p : HV_MAP_BATCH_MAX);
+		for (i = 0; i < n; i++)
+			pfns[i] = p + i;
+		if ((rc = s->env->ops->map(s->dom, pfns, n, 0, pages,
+		    &map)) != 0) {
+			ph_ctx_free(ctx);
+			return rc;
+		}
+		for (i = 0; i < n; i++)
+			if (pages[i] != NULL)
+				ph_ctx_update(ctx, pages[i], PH_PAGE_SIZE);
+		s->env->ops->unmap(s->dom, map);
+	}
+	ph_ctx_final(ctx, out);
+	return 0;
+}
+
+/* Every page is resolved: answer READY (with our digest for --verify). */
+static void
+dst_try_ready(struct mig_dst *s)
+{
+	struct proto_end e;
+	uint8_t buf[64];
+	int rc;
+
+	if (!s->end_seen || s->n_unresolved > 0 || s->state != DS_FINAL)
+		return;
+	memset(&e, 0, sizeof(e));
+	if (s->flags & PROTO_DI_VERIFY) {
+		if ((rc = dst_memory_digest(s, e.memory_sha256)) != 0) {
+			dst_fail(s, "verify: %s", strerror(-rc));
+			return;
+		}
+		e.flags = PROTO_END_VERIFY;
+	}
+	if (dst_send(s, buf, proto_enc_end(buf, sizeof(buf), REC_READY,
+	    &e)) != 0) {
+		dst_fail(s, "cannot send READY");
+		return;
+	}
+	s->state = DS_READY;
+	link_set_phase(s->link, PH_READY);
+}
+
+static void
+dst_on_end(struct mig_dst *s, const struct proto_end *e)
+{
+	s->end_seen = 1;
+	s->state = DS_FINAL;
+	link_set_phase(s->link, PH_FINAL);
+	if (s->n_unresolved > 0)
+		log_info("session %u from %s: %s: waiting for %llu pages "
+		    "whose local copies went stale", s->id, s->peer,
+		    s->domain, (unsigned long long)s->n_unresolved);
+	dst_try_ready(s);
+}
+
+/*
+ * GO: the source gave up its copy.  Make the domain a normal one, start
+ * it (unless asked to keep it paused) and say RUNNING.
+ */
+static void
+dst_on_go(struct mig_dst *s)
+{
+	struct proto_running r;
+	uint8_t buf[64];
+	int rc;
+
+	if ((rc = s->env->ops->commit(s->dom)) != 0) {
+		dst_fail(s, "cannot commit %s: %s", s->domain, strerror(-rc));
+		return;
+	}
+	s->committed = 1;
+	if (!(s->flags & PROTO_DI_PAUSED) &&
+	    (rc = s->env->ops->unpause(s->dom)) != 0) {
+		/* The source is paused and waits for RUNNING: not sending it
+		 * makes the outcome "ambiguous" there, which is the truth. */
+		log_err("session %u from %s: %s: committed but cannot be "
+		    "started: %s", s->id, s->peer, s->domain, strerror(-rc));
+		snprintf(s->error, sizeof(s->error), "cannot start: %s",
+		    strerror(-rc));
+		s->state = DS_FAILED;
+		link_close(s->link);
+		s->link = NULL;
+		if (s->done != NULL)
+			s->done(s, s->done_arg);
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	r.cpu_dest_us = (uint64_t)((thread_cpu_s() - s->cpu_start) * 1e6);
+	r.refs_filled = s->refs_filled;
+	r.refs_failed = s->refs_failed;
+	(void)dst_send(s, buf, proto_enc_running(buf, sizeof(buf), &r));
+	log_notice("session %u from %s: %s is %s here: %llu data, %llu "
+	    "ref (%llu stale, repaired), %llu zero pages", s->id, s->peer,
+	    s->domain, (s->flags & PROTO_DI_PAUSED) ? "paused" : "running",
+	    (unsigned long long)s->pages_data,
+	    (unsigned long long)s->pages_ref,
+	    (unsigned long long)s->refs_failed,
+	    (unsigned long long)s->pages_zero);
+	dst_finish(s, DS_DONE);
+}
+
+static void
+dst_on_record(struct link *l, const struct proto_rec *r, void *arg)
+{
+	struct mig_dst *s = arg;
+
+	switch (r->type) {
+	case REC_HELLO:
+		dst_on_hello(s, &r->u.hello);
+		break;
+	case REC_ERROR:
+		dst_fail(s, "source aborted: %s", r->u.error.msg);
+		break;
+	case REC_DOMAIN_INFO:
+		dst_on_domain_info(s, &r->u.domain_info);
+		break;
+	case REC_OFFER:
+		dst_on_offer(s, &r->u.offer);
+		break;
+	case REC_PAGE_DATA:
+		dst_on_page_data(s, &r->u.page_data);
+		if (s->state == DS_FINAL)
+			dst_try_ready(s);
+		break;
+	case REC_PAGE_ZERO:
+		dst_on_page_zero(s, &r->u.pfn_list);
+		break;
+	case REC_PAGE_REF:
+		dst_on_page_ref(s, &r->u.page_ref);
+		break;
+	case REC_ITER_END:
+		log_debug("session %u: %s: iteration %u ended, %llu dirty",
+		    s->id, s->domain, r->u.iter_end.iteration,
+		    (unsigned long long)r->u.iter_end.dirty);
+		break;
+	case REC_CONTEXT:
+		dst_on_context(s, &r->u.context);
+		break;
+	case REC_END:
+		dst_on_end(s, &r->u.end);
+		break;
+	case REC_GO:
+		dst_on_go(s);
+		break;
+	default:
+		dst_fail(s, "unexpected %s record", proto_type_name(r->type));
+		break;
+	}
+}
+
+struct mig_dst *
+mig_dst_new(struct dst_env *env, uint32_t id, struct bufferevent *bev,
+    int connecting, dst_done_cb done, void *arg)
+{
+	struct mig_dst *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->id = id;
+	s->env = env;
+	s->done = done;
+	s->done_arg = arg;
+	s->state = DS_HANDSHAKE;
+	s->cpu_start = thread_cpu_s();
+	clock_gettime(CLOCK_MONOTONIC, &s->t_start);
+	snprintf(s->peer, sizeof(s->peer), "?");
+	if ((s->link = link_new(bev, PROTO_S2D, connecting, &dst_link_cbs,
+	    s)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	snprintf(s->peer, sizeof(s->peer), "%s", link_peer_addr(s->link));
+	link_set_read_timeout(s->link, env->timeout_s);
+	return s;
+}
+
+void
+mig_dst_free(struct mig_dst *s)
+{
+	unsigned i;
+
+	if (s == NULL)
+		return;
+	if (s->link != NULL)
+		link_free(s->link);
+	if (s->dom != NULL) {
+		if (!s->committed && !mig_dst_terminal(s))
+			(void)s->env->ops->destroy(s->dom);
+		else
+			s->env->ops->dom_close(s->dom);
+	}
+	for (i = 0; i < DST_SRC_DOMS; i++)
+		if (s->src[i].dom != NULL)
+			s->env->ops->dom_close(s->src[i].dom);
+	free(s->unresolved);
+	free(s);
+}
+
+int
+mig_dst_terminal(const struct mig_dst *s)
+{
+	return s->state == DS_DONE || s->state == DS_FAILED;
+}
+
+struct json_object *
+mig_dst_json(const struct mig_dst *s)
+{
+	static const char *const names[] = {
+		[DS_HANDSHAKE] = "handshake", [DS_HELLO] = "hello",
+		[DS_INFO] = "domain-info", [DS_LIVE] = "receiving",
+		[DS_FINAL] = "final", [DS_READY] = "ready",
+		[DS_DONE] = "completed", [DS_FAILED] = "failed",
+	};
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", json_object_new_int64(s->id));
+	json_object_object_add(o, "status",
+	    json_object_new_string(names[s->state]));
+	json_object_object_add(o, "peer", json_object_new_string(s->peer));
+	json_object_object_add(o, "domain", json_object_new_string(s->domain));
+	json_object_object_add(o, "pages_total", json_object_new_uint64(s->pages));
+	json_object_object_add(o, "pages_data", json_object_new_uint64(s->pages_data));
+	json_object_object_add(o, "pages_ref", json_object_new_uint64(s->pages_ref));
+	json_object_object_add(o, "pages_zero", json_object_new_uint64(s->pages_zero));
+	json_object_object_add(o, "refs_failed", json_object_new_uint64(s->refs_failed));
+	json_object_object_add(o, "pages_offered", json_object_new_uint64(s->offered));
+	json_object_object_add(o, "pages_had", json_object_new_uint64(s->had));
+	if (s->error[0])
+		json_object_object_add(o, "error",
+		    json_object_new_string(s->error));
+	return o;
+}

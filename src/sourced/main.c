@@ -1,1 +1,11 @@
-int main(void) { return 1; }
+/*
+ * sharemig-sourced - the source daemon.  Everything is in libsourced so
+ * tests link the same objects.
+ */
+#include "sourced.h"
+
+int
+main(int argc, char **argv)
+{
+	return sourced_main(argc, argv);
+}

@@ -1,0 +1,1410 @@
+/*
+ * mig_src.c - the pre-copy engine of the source daemon.
+ *
+ * One struct mig_src per outgoing migration.  The steps, in the order
+ * they happen (DESIGN.md "Data flow of one migration"):
+ *
+ *   mig_src_start()      open the domain, connect (TLS unless --insecure)
+ *   src_on_up()          stream header + HELLO
+ *   REC_HELLO            DOMAIN_INFO (shape + backend config)
+ *   REC_DOMAIN_ACK       log-dirty ON, then hash negotiation or iteration 0
+ *   src_pump_offer()     OFFER batches: SHA-256 of candidate pages
+ *   REC_HAVE             remember which digests the destination holds
+ *   src_pump_iter()      one iteration: every page (0) or the dirty ones
+ *   src_iter_done()      stop policy: another iteration or stop-and-copy
+ *   src_stop_and_copy()  pause, final dirty pages, CONTEXT, END
+ *   REC_NEED             resend pages whose REF fill failed
+ *   REC_READY            compare digests (--verify), send GO
+ *   REC_RUNNING          destroy the source copy: done
+ *
+ * Failure before GO: ERROR to the peer, log-dirty off, the guest
+ * unpaused: it keeps running here (I5).  Failure after GO and before
+ * RUNNING: "ambiguous", the source copy stays paused and is kept.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <json-c/json.h>
+
+#include "bitmap.h"
+#include "ctl.h"
+#include "dmap.h"
+#include "hv.h"
+#include "link.h"
+#include "log.h"
+#include "mig_src.h"
+#include "net.h"
+#include "pagehash.h"
+#include "proto.h"
+#include "tls.h"
+
+#define SRC_OUT_HIGH	(4u << 20)	/* stop producing above this */
+#define SRC_OUT_LOW	(1u << 20)	/* resume producing below this */
+#define SRC_BATCH	PROTO_PAGE_BATCH_MAX	/* pages per production step */
+#define SRC_OFFER_BATCH	1024u
+#define SRC_MIN_BW	(1u << 20)	/* floor of the bandwidth estimate */
+
+struct mig_src {
+	/* Read-only after start. */
+	uint32_t		 id;
+	struct src_env		*env;
+	char			 domain[HV_NAME_MAX];
+	char			 dest[256];
+	struct mig_opts		 o;
+	mig_done_cb		 done;
+	void			*done_arg;
+
+	/* Everything below: event-loop thread only. */
+	enum mig_state		 state;
+	char			 error[512];
+	struct hv_dom		*dom;
+	struct hv_dom_info	 info;
+	struct link		*link;
+	struct event		*ev_pump;
+	int			 logdirty;	/* log-dirty is on */
+	int			 paused;	/* we paused the guest */
+	int			 go_sent;
+
+	uint64_t		 pages;
+	uint64_t		*todo;		/* pfns to send this iteration */
+	uint64_t		*cand;		/* offer candidates (dedup) */
+	uint64_t		*hashed;	/* digests[p] valid */
+	uint64_t		*have;		/* destination holds digests[p] */
+	uint64_t		*zero;		/* digests[p] is the zero page */
+	uint8_t			(*digests)[32];
+	struct dmap		*known;		/* digest -> PFN_NONE (dest has
+						 * it) or a pfn sent earlier */
+	uint64_t		 cursor;
+	int			 iter_flushing;
+
+	/* Hash negotiation. */
+	uint64_t		*offer_pfns;	/* every offered pfn, in order */
+	size_t			 offer_n, offer_cap;
+	uint32_t		*batch_start;	/* batch -> index in offer_pfns */
+	uint32_t		 batches, batch_cap;
+	uint32_t		 batches_answered;
+
+	/* Policy and statistics. */
+	struct mig_stats	 st;
+	uint64_t		 dirty_prev;
+	unsigned		 no_progress;
+	struct timespec		 t_start, t_pause, t_iter;
+	double			 cpu_start;
+	uint64_t		 queued_iter_start;
+	uint64_t		 data_bytes;	/* page bytes sent as DATA */
+	uint8_t			 sha_src[32], sha_dst[32];
+	int			 have_sha_src, have_sha_dst;
+};
+
+static void	src_on_up(struct link *l, void *arg);
+static void	src_on_record(struct link *l, const struct proto_rec *r,
+		    void *arg);
+static void	src_on_drain(struct link *l, void *arg);
+static void	src_on_error(struct link *l, int err, const char *why,
+		    void *arg);
+static void	src_pump_cb(evutil_socket_t fd, short what, void *arg);
+static void	src_start_iteration(struct mig_src *m);
+static void	src_stop_and_copy(struct mig_src *m);
+
+static const struct link_cbs src_link_cbs = {
+	.on_up = src_on_up,
+	.on_record = src_on_record,
+	.on_drain = src_on_drain,
+	.on_error = src_on_error,
+};
+
+static const char *const state_names[] = {
+	[MS_CONNECTING] = "connecting",
+	[MS_HELLO] = "hello",
+	[MS_INFO] = "domain-info",
+	[MS_OFFER] = "negotiating",
+	[MS_ITERATING] = "iterating",
+	[MS_STOPCOPY] = "stop-and-copy",
+	[MS_FINAL] = "final",
+	[MS_HANDOVER] = "handover",
+	[MS_COMPLETED] = "completed",
+	[MS_FAILED] = "failed",
+	[MS_CANCELLED] = "cancelled",
+	[MS_AMBIGUOUS] = "ambiguous",
+};
+
+const char *
+mig_state_name(enum mig_state s)
+{
+	return state_names[s];
+}
+
+static double
+ts_ms(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) * 1e3 +
+	    (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+static double
+thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *
+dedup_name(int d)
+{
+	return d == PROTO_DEDUP_NONE ? "none" :
+	    d == PROTO_DEDUP_SHARED ? "shared" : "all";
+}
+
+/* Queue an encoded record; a failure here is fatal for the session. */
+static int
+src_send(struct mig_src *m, const void *buf, int n)
+{
+	if (n < 0)
+		return n;
+	m->st.bytes_queued += (uint64_t)n;
+	return link_send(m->link, buf, (size_t)n);
+}
+
+/* Update wire byte counters from the socket (TLS framing included). */
+static void
+src_sample_wire(struct mig_src *m)
+{
+	uint64_t sent, rcvd;
+
+	if (m->link == NULL || link_fd(m->link) < 0)
+		return;
+	if (net_tcp_bytes(link_fd(m->link), &sent, &rcvd) == 0)
+		m->st.bytes_wire = sent + rcvd;
+}
+
+/*
+ * End the job in a terminal state.  Before GO the guest is put back the
+ * way it was (log-dirty off, unpaused): it keeps running on this host.
+ * After GO without RUNNING the outcome is unknown: keep the source copy
+ * paused and intact, report "ambiguous".
+ */
+static void
+src_finish(struct mig_src *m, enum mig_state st)
+{
+	struct timespec now;
+	int rc;
+
+	if (mig_src_terminal(m))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	m->st.total_ms = ts_ms(&m->t_start, &now);
+	m->st.cpu_source_s = thread_cpu_s() - m->cpu_start;
+	src_sample_wire(m);
+	if (m->ev_pump != NULL)
+		event_del(m->ev_pump);
+
+	if (st != MS_COMPLETED && m->go_sent) {
+		st = MS_AMBIGUOUS;
+		log_err("migration %u: %s: handover outcome unknown (%s); the "
+		    "source copy stays paused and is kept", m->id, m->domain,
+		    m->error);
+	} else if (st != MS_COMPLETED && m->dom != NULL) {
+		if (m->logdirty &&
+		    (rc = m->env->ops->logdirty_disable(m->dom)) != 0)
+			log_warn("migration %u: %s: log-dirty off: %s", m->id,
+			    m->domain, strerror(-rc));
+		m->logdirty = 0;
+		if (m->paused && (rc = m->env->ops->unpause(m->dom)) != 0)
+			log_err("migration %u: %s: cannot unpause the source "
+			    "copy: %s", m->id, m->domain, strerror(-rc));
+		m->paused = 0;
+	}
+	if (st != MS_COMPLETED && m->link != NULL && !m->go_sent)
+		link_send_error(m->link, st == MS_CANCELLED ? ECANCELED : EIO,
+		    m->error);
+	if (m->link != NULL) {
+		link_close(m->link);
+		m->link = NULL;
+	}
+	m->state = st;
+	if (st == MS_COMPLETED)
+		log_notice("migration %u: %s -> %s completed: %llu pages "
+		    "(%llu data, %llu ref, %llu zero), %llu bytes on the wire, "
+		    "%u iterations, %.0f ms, downtime %.1f ms", m->id,
+		    m->domain, m->dest,
+		    (unsigned long long)m->st.pages_total,
+		    (unsigned long long)m->st.pages_data,
+		    (unsigned long long)m->st.pages_ref,
+		    (unsigned long long)m->st.pages_zero,
+		    (unsigned long long)m->st.bytes_wire, m->st.iterations,
+		    m->st.total_ms, m->st.downtime_ms);
+	else if (st != MS_AMBIGUOUS)
+		log_err("migration %u: %s -> %s %s: %s; the guest keeps "
+		    "running on this host", m->id, m->domain, m->dest,
+		    mig_state_name(st), m->error);
+	if (m->done != NULL)
+		m->done(m, m->done_arg);
+}
+
+static void
+src_fail(struct mig_src *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+src_fail(struct mig_src *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (mig_src_terminal(m))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(m->error, sizeof(m->error), fmt, ap);
+	va_end(ap);
+	src_finish(m, MS_FAILED);
+}
+
+static void
+src_kick(struct mig_src *m)
+{
+	event_active(m->ev_pump, EV_TIMEOUT, 0);
+}
+
+/* ---- connection and handshake ---- */
+
+static void
+src_on_error(struct link *l, int err, const char *why, void *arg)
+{
+	struct mig_src *m = arg;
+
+	src_fail(m, "link to %s: %s", m->dest, why);
+}
+
+static void
+src_on_up(struct link *l, void *arg)
+{
+	struct mig_src *m = arg;
+	struct proto_hello h;
+	uint8_t buf[256];
+	char peer[128];
+
+	link_peer_name(l, peer, sizeof(peer));
+	log_info("migration %u: %s: connected to %s%s%s", m->id, m->domain,
+	    m->dest, peer[0] ? " as " : " (insecure, no TLS)", peer);
+	memset(&h, 0, sizeof(h));
+	h.version_min = PROTO_VERSION;
+	h.version_max = PROTO_VERSION;
+	h.caps = PROTO_CAP_REF | PROTO_CAP_ZERO | PROTO_CAP_VERIFY;
+	memcpy(h.host_id, m->env->host_id, sizeof(h.host_id));
+	snprintf(h.host_name, sizeof(h.host_name), "%s", m->env->host_name);
+	if (src_send(m, buf, proto_enc_hello(buf, sizeof(buf), &h)) != 0) {
+		src_fail(m, "cannot send HELLO");
+		return;
+	}
+	m->state = MS_HELLO;
+	link_set_read_timeout(l, m->env->timeout_s);
+}
+
+static void
+src_on_hello(struct mig_src *m, const struct proto_hello *h)
+{
+	struct proto_domain_info di;
+	void *config = NULL;
+	size_t config_len = 0;
+	uint8_t *buf = NULL;
+	size_t cap;
+	int n, rc;
+
+	if (h->version_min > PROTO_VERSION || h->version_max < PROTO_VERSION) {
+		src_fail(m, "destination speaks protocol %u..%u, we speak %u",
+		    h->version_min, h->version_max, PROTO_VERSION);
+		return;
+	}
+	link_set_phase(m->link, PH_INFO);
+	if ((rc = m->env->ops->config_get(m->dom, &config, &config_len)) != 0) {
+		src_fail(m, "cannot read the domain's configuration: %s",
+		    strerror(-rc));
+		return;
+	}
+	memset(&di, 0, sizeof(di));
+	di.pages = m->info.pages;
+	di.vcpus = m->info.vcpus;
+	di.flags = (m->o.paused ? PROTO_DI_PAUSED : 0) |
+	    (m->o.verify ? PROTO_DI_VERIFY : 0);
+	di.dedup = (uint32_t)m->o.dedup;
+	memcpy(di.uuid, m->info.uuid, sizeof(di.uuid));
+	snprintf(di.name, sizeof(di.name), "%s", m->info.name);
+	di.config = config;
+	di.config_len = (uint32_t)config_len;
+	cap = 256 + config_len;
+	if ((buf = malloc(cap)) == NULL) {
+		src_fail(m, "out of memory");
+		goto out;
+	}
+	n = proto_enc_domain_info(buf, cap, &di);
+	if (src_send(m, buf, n) != 0) {
+		src_fail(m, "cannot encode DOMAIN_INFO: %s", strerror(-n));
+		goto out;
+	}
+	m->state = MS_INFO;
+out:
+	free(buf);
+	free(config);
+}
+
+/*
+ * The destination built an empty domain.  Turn log-dirty on before any
+ * page is read (I2), then negotiate hashes or go straight to iteration 0.
+ */
+static void
+src_on_domain_ack(struct mig_src *m)
+{
+	int rc;
+
+	if ((rc = m->env->ops->logdirty_enable(m->dom)) != 0) {
+		src_fail(m, "cannot enable log-dirty: %s", strerror(-rc));
+		return;
+	}
+	m->logdirty = 1;
+	link_set_phase(m->link, PH_LIVE);
+	link_set_pages(m->link, m->pages);
+	/* Silence is normal while we stream; the write side has its own
+	 * limit through TCP_USER_TIMEOUT. */
+	link_set_read_timeout(m->link, 0);
+	link_set_drain_mark(m->link, SRC_OUT_LOW);
+	if (m->o.dedup == PROTO_DEDUP_NONE || m->cand == NULL) {
+		src_start_iteration(m);
+		return;
+	}
+	m->state = MS_OFFER;
+	m->cursor = 0;
+	src_kick(m);
+}
+
+/* ---- hash negotiation ---- */
+
+static int
+src_offer_grow(struct mig_src *m, size_t more)
+{
+	void *p;
+
+	if (m->offer_n + more > m->offer_cap) {
+		size_t cap = m->offer_cap ? m->offer_cap * 2 : 4096;
+
+		while (cap < m->offer_n + more)
+			cap *= 2;
+		if ((p = realloc(m->offer_pfns, cap * sizeof(uint64_t))) == NULL)
+			return -ENOMEM;
+		m->offer_pfns = p;
+		m->offer_cap = cap;
+	}
+	if (m->batches + 1 > m->batch_cap) {
+		uint32_t cap = m->batch_cap ? m->batch_cap * 2 : 64;
+
+		if ((p = realloc(m->batch_start, (cap + 1) * sizeof(uint32_t)))
+		    == NULL)
+			return -ENOMEM;
+		m->batch_start = p;
+		m->batch_cap = cap;
+	}
+	return 0;
+}
+
+/*
+ * Hash the next batch of candidate pages and offer their digests.  Pages
+ * are hashed after log-dirty was enabled, so a page written later is in
+ * the dirty log and will be sent again (I2).  Zero pages are not offered:
+ * they go as ZERO records.
+ */
+static int
+src_offer_batch(struct mig_src *m)
+{
+	uint64_t pfns[SRC_OFFER_BATCH], opfns[SRC_OFFER_BATCH];
+	uint8_t (*odig)[32] = NULL;
+	void *pages[SRC_OFFER_BATCH];
+	struct hv_map *map = NULL;
+	uint8_t *buf = NULL;
+	uint32_t n = 0, on = 0, i;
+	uint64_t p;
+	int rc, len;
+
+	for (p = bm_next(m->cand, m->pages, m->cursor);
+	    p < m->pages && n < SRC_OFFER_BATCH;
+	    p = bm_next(m->cand, m->pages, p + 1))
+		pfns[n++] = p;
+	m->cursor = p;
+	if (n == 0)
+		return 0;
+	rc = m->env->ops->map(m->dom, pfns, n, 0, pages, &map);
+	if (rc != 0)
+		return rc;
+	odig = malloc((size_t)n * 32);
+	if (odig == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (pages[i] == NULL)
+			continue;		/* hole */
+		p = pfns[i];
+		ph_sha256(pages[i], m->digests[p]);
+		bm_set(m->hashed, p);
+		if (memcmp(m->digests[p], ph_zero_digest(), 32) == 0) {
+			bm_set(m->zero, p);
+			continue;
+		}
+		opfns[on] = p;
+		memcpy(odig[on], m->digests[p], 32);
+		on++;
+	}
+	m->env->ops->unmap(m->dom, map);
+	map = NULL;
+	if (on == 0) {
+		rc = 0;
+		goto out;
+	}
+	if ((rc = src_offer_grow(m, on)) != 0)
+		goto out;
+	memcpy(m->offer_pfns + m->offer_n, opfns, on * sizeof(uint64_t));
+	m->batch_start[m->batches] = (uint32_t)m->offer_n;
+	m->offer_n += on;
+	m->batch_start[m->batches + 1] = (uint32_t)m->offer_n;
+	len = (int)proto_rec_size(8 + (size_t)on * 40);
+	if ((buf = malloc((size_t)len)) == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	len = proto_enc_offer(buf, (size_t)len, m->batches, on, opfns,
+	    (const uint8_t (*)[32])odig);
+	if ((rc = src_send(m, buf, len)) != 0)
+		goto out;
+	m->batches++;
+	m->st.pages_offered += on;
+	rc = 0;
+out:
+	if (map != NULL)
+		m->env->ops->unmap(m->dom, map);
+	free(odig);
+	free(buf);
+	return rc;
+}
+
+static void
+src_pump_offer(struct mig_src *m)
+{
+	int rc;
+
+	while (m->cursor < m->pages && link_outq(m->link) < SRC_OUT_HIGH) {
+		if ((rc = src_offer_batch(m)) != 0) {
+			src_fail(m, "hashing pages for the offer: %s",
+			    strerror(-rc));
+			return;
+		}
+	}
+	if (m->cursor >= m->pages && m->batches_answered == m->batches)
+		src_start_iteration(m);
+}
+
+static void
+src_on_have(struct mig_src *m, const struct proto_have *h)
+{
+	uint32_t start, count, i;
+	uint64_t p;
+
+	if (m->state != MS_OFFER || h->batch >= m->batches ||
+	    h->batch != m->batches_answered) {
+		src_fail(m, "HAVE for unexpected batch %u", h->batch);
+		return;
+	}
+	start = m->batch_start[h->batch];
+	count = m->batch_start[h->batch + 1] - start;
+	if (h->count != count) {
+		src_fail(m, "HAVE for batch %u has %u entries, offered %u",
+		    h->batch, h->count, count);
+		return;
+	}
+	for (i = 0; i < count; i++) {
+		if (!proto_have_bit(h, i))
+			continue;
+		p = m->offer_pfns[start + i];
+		bm_set(m->have, p);
+		if (dmap_put(m->known, m->digests[p], PROTO_PFN_NONE) != 0) {
+			src_fail(m, "out of memory");
+			return;
+		}
+		m->st.pages_have++;
+	}
+	m->batches_answered++;
+	if (m->cursor >= m->pages && m->batches_answered == m->batches)
+		src_start_iteration(m);
+}
+
+/* ---- iterations ---- */
+
+struct src_batch {
+	uint64_t	data[SRC_BATCH];
+	const void	*data_ptr[SRC_BATCH];
+	uint32_t	ndata;
+	uint64_t	zero[SRC_BATCH];
+	uint32_t	nzero;
+	uint64_t	ref[SRC_BATCH];
+	uint64_t	hint[SRC_BATCH];
+	uint8_t		digest[SRC_BATCH][32];
+	uint32_t	nref;
+};
+
+/*
+ * Decide how page pfn goes: DATA, ZERO or REF.  page is its current
+ * content (mapped).  In iteration 0 a page hashed during the negotiation
+ * uses that digest (it was taken after log-dirty was on; if the page has
+ * changed since, it is dirty and goes again).  Other pages are hashed now
+ * when a dedup mode is on.
+ */
+static void
+src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
+    const void *page)
+{
+	uint8_t dg[32];
+	const uint8_t *d;
+	uint64_t hint;
+
+	if (m->o.dedup == PROTO_DEDUP_NONE)
+		goto data;
+	if (m->st.iterations == 0 && m->hashed != NULL &&
+	    bm_test(m->hashed, pfn)) {
+		if (bm_test(m->zero, pfn))
+			goto zero;
+		d = m->digests[pfn];
+	} else {
+		if (ph_is_zero(page))
+			goto zero;
+		if (m->st.iterations == 0 && m->o.dedup == PROTO_DEDUP_SHARED)
+			goto data;	/* the seed's policy: only shared pages */
+		ph_sha256(page, dg);
+		d = dg;
+	}
+	if (dmap_get(m->known, d, &hint)) {
+		b->ref[b->nref] = pfn;
+		b->hint[b->nref] = hint;
+		memcpy(b->digest[b->nref], d, 32);
+		b->nref++;
+		return;
+	}
+	/* First time in this stream: later copies can refer to it. */
+	if (dmap_put(m->known, d, pfn) != 0)
+		goto data;
+data:
+	b->data[b->ndata] = pfn;
+	b->data_ptr[b->ndata] = page;
+	b->ndata++;
+	return;
+zero:
+	b->zero[b->nzero++] = pfn;
+}
+
+/* Queue a PAGE_DATA record for n mapped pages. */
+static int
+src_send_data(struct mig_src *m, const uint64_t *pfns, const void *const *ptrs,
+    uint32_t n)
+{
+	uint8_t head[PROTO_REC_HDR_LEN + 8 + 8 * PROTO_PAGE_BATCH_MAX];
+	struct evbuffer *out = link_output(m->link);
+	uint32_t i;
+	int len;
+
+	if (n == 0)
+		return 0;
+	len = proto_enc_page_data_head(head, sizeof(head), n, pfns);
+	if (len < 0)
+		return len;
+	if (evbuffer_add(out, head, (size_t)len) != 0)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		if (evbuffer_add(out, ptrs[i], PROTO_PAGE_SIZE) != 0)
+			return -ENOMEM;
+	m->st.bytes_queued += (uint64_t)len + (uint64_t)n * PROTO_PAGE_SIZE;
+	m->data_bytes += (uint64_t)n * PROTO_PAGE_SIZE;
+	m->st.pages_data += n;
+	return 0;
+}
+
+static int
+src_send_batch(struct mig_src *m, struct src_batch *b)
+{
+	uint8_t *buf;
+	size_t cap;
+	int rc = 0, n;
+
+	cap = proto_rec_size(8 + (size_t)SRC_BATCH * 48);
+	if ((buf = malloc(cap)) == NULL)
+		return -ENOMEM;
+	if (b->nzero > 0) {
+		n = proto_enc_pfn_list(buf, cap, REC_PAGE_ZERO, b->nzero,
+		    b->zero);
+		if ((rc = src_send(m, buf, n)) != 0)
+			goto out;
+		m->st.pages_zero += b->nzero;
+	}
+	if (b->nref > 0) {
+		n = proto_enc_page_ref(buf, cap, b->nref, b->ref, b->hint,
+		    (const uint8_t (*)[32])b->digest);
+		if ((rc = src_send(m, buf, n)) != 0)
+			goto out;
+		m->st.pages_ref += b->nref;
+	}
+	rc = src_send_data(m, b->data, b->data_ptr, b->ndata);
+out:
+	free(buf);
+	return rc;
+}
+
+/* Send up to SRC_BATCH pages of the todo set, from the cursor on. */
+static int
+src_iter_batch(struct mig_src *m)
+{
+	struct src_batch *b;
+	uint64_t pfns[SRC_BATCH];
+	void *pages[SRC_BATCH];
+	struct hv_map *map = NULL;
+	uint32_t n = 0, i;
+	uint64_t p;
+	int rc;
+
+	for (p = bm_next(m->todo, m->pages, m->cursor);
+	    p < m->pages && n < SRC_BATCH;
+	    p = bm_next(m->todo, m->pages, p + 1))
+		pfns[n++] = p;
+	m->cursor = p;
+	if (n == 0)
+		return 0;
+	if ((b = malloc(sizeof(*b))) == NULL)
+		return -ENOMEM;
+	b->ndata = b->nzero = b->nref = 0;
+	if ((rc = m->env->ops->map(m->dom, pfns, n, 0, pages, &map)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		bm_clear(m->todo, pfns[i]);
+		if (pages[i] != NULL)
+			src_classify(m, b, pfns[i], pages[i]);
+	}
+	rc = src_send_batch(m, b);
+	m->env->ops->unmap(m->dom, map);
+out:
+	free(b);
+	return rc;
+}
+
+static void
+src_start_iteration(struct mig_src *m)
+{
+	if (m->st.iterations == 0) {
+		/* Iteration 0 sends every page. */
+		memset(m->todo, 0xff, bm_words(m->pages) * 8);
+		if (m->pages % 64)
+			m->todo[bm_words(m->pages) - 1] =
+			    (1ull << (m->pages % 64)) - 1;
+	}
+	m->state = m->paused ? MS_STOPCOPY : MS_ITERATING;
+	m->cursor = 0;
+	m->iter_flushing = 0;
+	clock_gettime(CLOCK_MONOTONIC, &m->t_iter);
+	m->queued_iter_start = m->st.bytes_queued;
+	src_kick(m);
+}
+
+/*
+ * After the last dirty pages went out while paused: the vCPU context,
+ * then END (with the whole-memory digest for --verify).
+ */
+static void
+src_send_final(struct mig_src *m)
+{
+	struct proto_end e;
+	struct ph_ctx *ctx = NULL;
+	void *blob = NULL, *pages[HV_MAP_BATCH_MAX];
+	uint64_t pfns[HV_MAP_BATCH_MAX], p;
+	struct hv_map *map;
+	uint8_t *buf = NULL;
+	size_t blen = 0, cap;
+	uint32_t n, i;
+	int rc, len;
+
+	if ((rc = m->env->ops->context_get(m->dom, &blob, &blen)) != 0) {
+		src_fail(m, "cannot read the vCPU context: %s", strerror(-rc));
+		return;
+	}
+	cap = proto_rec_size(8 + blen);
+	if ((buf = malloc(cap)) == NULL) {
+		src_fail(m, "out of memory");
+		goto out;
+	}
+	len = proto_enc_context(buf, cap, blob, (uint32_t)blen);
+	if ((rc = src_send(m, buf, len)) != 0) {
+		src_fail(m, "cannot send CONTEXT: %s", strerror(-rc));
+		goto out;
+	}
+	memset(&e, 0, sizeof(e));
+	if (m->o.verify) {
+		/* SHA-256 of every populated page in pfn order, paused. */
+		if ((ctx = ph_ctx_new()) == NULL) {
+			src_fail(m, "out of memory");
+			goto out;
+		}
+		for (p = 0; p < m->pages; p += n) {
+			n = (uint32_t)(m->pages - p < HV_MAP_BATCH_MAX ?
+			    m->pages - p : HV_MAP_BATCH_MAX);
+			for (i = 0; i < n; i++)
+				pfns[i] = p + i;
+			rc = m->env->ops->map(m->dom, pfns, n, 0, pages, &map);
+			if (rc != 0) {
+				src_fail(m, "verify: cannot map pages: %s",
+				    strerror(-rc));
+				goto out;
+			}
+			for (i = 0; i < n; i++)
+				if (pages[i] != NULL)
+					ph_ctx_update(ctx, pages[i],
+					    PH_PAGE_SIZE);
+			m->env->ops->unmap(m->dom, map);
+		}
+		ph_ctx_final(ctx, m->sha_src);
+		ctx = NULL;
+		m->have_sha_src = 1;
+		e.flags = PROTO_END_VERIFY;
+		memcpy(e.memory_sha256, m->sha_src, 32);
+	}
+	len = proto_enc_end(buf, cap, REC_END, &e);
+	if ((rc = src_send(m, buf, len)) != 0) {
+		src_fail(m, "cannot send END: %s", strerror(-rc));
+		goto out;
+	}
+	m->state = MS_FINAL;
+	link_set_phase(m->link, PH_FINAL);
+	link_set_read_timeout(m->link, m->env->timeout_s);
+out:
+	ph_ctx_free(ctx);
+	free(buf);
+	free(blob);
+}
+
+/*
+ * The stop policy, run when an iteration's records have all left the
+ * output buffer: fetch the dirty set and decide whether to iterate again
+ * or stop and copy.  Stop when the dirty set can be sent within the
+ * downtime target at the bandwidth the last iteration achieved, or at the
+ * iteration cap, or when iterating makes no progress, or when the data
+ * sent exceeds max_bytes_factor x memory.
+ */
+static void
+src_iter_done(struct mig_src *m)
+{
+	struct proto_iter_end ie;
+	struct timespec now;
+	uint8_t buf[64];
+	double ms, bw, est_ms;
+	uint64_t dirty, bytes;
+	int rc, stop;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = ts_ms(&m->t_iter, &now);
+	bytes = m->st.bytes_queued - m->queued_iter_start;
+	bw = ms > 0 ? (double)bytes * 1e3 / ms : 0;
+	if (bw < SRC_MIN_BW)
+		bw = SRC_MIN_BW;
+	m->st.iterations++;
+	if (m->paused) {
+		src_send_final(m);
+		return;
+	}
+	if ((rc = m->env->ops->dirty_fetch(m->dom, m->todo, 0)) != 0) {
+		src_fail(m, "cannot read the dirty bitmap: %s", strerror(-rc));
+		return;
+	}
+	dirty = bm_count(m->todo, m->pages);
+	m->st.dirty_last = dirty;
+	memset(&ie, 0, sizeof(ie));
+	ie.iteration = m->st.iterations - 1;
+	ie.pages_sent = bytes / PROTO_PAGE_SIZE;
+	ie.dirty = dirty;
+	(void)src_send(m, buf, proto_enc_iter_end(buf, sizeof(buf), &ie));
+	est_ms = (double)dirty * PROTO_PAGE_SIZE * 1e3 / bw;
+	if (m->st.iterations > 1 && dirty * 10 >= m->dirty_prev * 9)
+		m->no_progress++;
+	else
+		m->no_progress = 0;
+	m->dirty_prev = dirty;
+	stop = dirty == 0 || est_ms <= m->o.downtime_ms ||
+	    m->st.iterations >= m->o.max_iters || m->no_progress >= 3 ||
+	    (double)m->data_bytes > m->o.max_bytes_factor *
+	    (double)(m->pages * PROTO_PAGE_SIZE);
+	log_info("migration %u: %s: iteration %u: %llu bytes in %.0f ms, "
+	    "%llu pages dirty, estimated downtime %.1f ms%s", m->id,
+	    m->domain, m->st.iterations - 1, (unsigned long long)bytes, ms,
+	    (unsigned long long)dirty, est_ms, stop ? ": stop and copy" : "");
+	if (stop)
+		src_stop_and_copy(m);
+	else
+		src_start_iteration(m);
+}
+
+/* Pause the guest and send what is still dirty, as a last iteration. */
+static void
+src_stop_and_copy(struct mig_src *m)
+{
+	uint64_t *fin;
+	int rc;
+
+	if ((rc = m->env->ops->pause(m->dom)) != 0) {
+		src_fail(m, "cannot pause the guest: %s", strerror(-rc));
+		return;
+	}
+	m->paused = 1;
+	clock_gettime(CLOCK_MONOTONIC, &m->t_pause);
+	if ((fin = bm_alloc(m->pages)) == NULL) {
+		src_fail(m, "out of memory");
+		return;
+	}
+	if ((rc = m->env->ops->dirty_fetch(m->dom, fin, 1)) != 0) {
+		free(fin);
+		src_fail(m, "cannot read the final dirty bitmap: %s",
+		    strerror(-rc));
+		return;
+	}
+	bm_or(m->todo, fin, m->pages);
+	free(fin);
+	src_start_iteration(m);
+}
+
+static void
+src_pump_iter(struct mig_src *m)
+{
+	int rc;
+
+	if (m->iter_flushing) {
+		if (link_outq(m->link) == 0)
+			src_iter_done(m);
+		return;
+	}
+	while (m->cursor < m->pages && link_outq(m->link) < SRC_OUT_HIGH) {
+		if ((rc = src_iter_batch(m)) != 0) {
+			src_fail(m, "sending pages: %s", strerror(-rc));
+			return;
+		}
+	}
+	if (m->cursor >= m->pages) {
+		/* Everything queued: wait until it has left the buffer. */
+		m->iter_flushing = 1;
+		if (m->paused) {
+			/* Nothing to wait for while paused. */
+			src_iter_done(m);
+			return;
+		}
+		link_set_drain_mark(m->link, 0);
+		if (link_outq(m->link) == 0)
+			src_kick(m);
+	}
+}
+
+static void
+src_pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig_src *m = arg;
+
+	if (mig_src_terminal(m) || m->link == NULL)
+		return;
+	switch (m->state) {
+	case MS_OFFER:
+		src_pump_offer(m);
+		break;
+	case MS_ITERATING:
+	case MS_STOPCOPY:
+		src_pump_iter(m);
+		if (!mig_src_terminal(m) && m->state != MS_FINAL &&
+		    !m->iter_flushing)
+			link_set_drain_mark(m->link, SRC_OUT_LOW);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+src_on_drain(struct link *l, void *arg)
+{
+	struct mig_src *m = arg;
+
+	src_pump_cb(-1, 0, m);
+}
+
+/* The destination could not fill these pages: send their contents. */
+static void
+src_on_need(struct mig_src *m, const struct proto_pfn_list *nl)
+{
+	uint64_t pfns[PROTO_PAGE_BATCH_MAX];
+	void *pages[PROTO_PAGE_BATCH_MAX];
+	const void *ptrs[PROTO_PAGE_BATCH_MAX];
+	struct hv_map *map;
+	uint32_t i, j, n, k;
+	int rc;
+
+	for (i = 0; i < nl->count; i += n) {
+		n = nl->count - i < PROTO_PAGE_BATCH_MAX ?
+		    nl->count - i : PROTO_PAGE_BATCH_MAX;
+		for (j = 0; j < n; j++)
+			pfns[j] = proto_pfn_at(nl->pfns, i + j);
+		if ((rc = m->env->ops->map(m->dom, pfns, n, 0, pages,
+		    &map)) != 0) {
+			src_fail(m, "NEED: cannot map pages: %s",
+			    strerror(-rc));
+			return;
+		}
+		for (j = k = 0; j < n; j++) {
+			if (pages[j] == NULL)
+				continue;
+			pfns[k] = pfns[j];
+			ptrs[k++] = pages[j];
+		}
+		rc = src_send_data(m, pfns, ptrs, k);
+		m->env->ops->unmap(m->dom, map);
+		if (rc != 0) {
+			src_fail(m, "NEED: %s", strerror(-rc));
+			return;
+		}
+		m->st.pages_need += k;
+	}
+}
+
+static void
+src_on_ready(struct mig_src *m, const struct proto_end *e)
+{
+	uint8_t buf[64];
+	char a[65], b[65];
+
+	if (e->flags & PROTO_END_VERIFY) {
+		memcpy(m->sha_dst, e->memory_sha256, 32);
+		m->have_sha_dst = 1;
+	}
+	if (m->o.verify) {
+		if (!m->have_sha_dst) {
+			src_fail(m, "verify: the destination sent no digest");
+			return;
+		}
+		if (memcmp(m->sha_src, m->sha_dst, 32) != 0) {
+			ph_hex(m->sha_src, a);
+			ph_hex(m->sha_dst, b);
+			src_fail(m, "verify: memory differs: source %s, "
+			    "destination %s", a, b);
+			return;
+		}
+	}
+	if (src_send(m, buf, proto_enc_go(buf, sizeof(buf))) != 0) {
+		src_fail(m, "cannot send GO");
+		return;
+	}
+	/* From here on a lost link is ambiguous (I5). */
+	m->go_sent = 1;
+	m->state = MS_HANDOVER;
+	link_set_phase(m->link, PH_HANDOVER);
+}
+
+static void
+src_on_running(struct mig_src *m, const struct proto_running *r)
+{
+	struct timespec now;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	m->st.downtime_ms = ts_ms(&m->t_pause, &now);
+	m->st.cpu_dest_s = (double)r->cpu_dest_us / 1e6;
+	m->st.refs_failed_dest = r->refs_failed;
+	src_sample_wire(m);
+	/* The guest runs on the destination: now the source copy goes. */
+	rc = m->env->ops->destroy(m->dom);
+	m->dom = NULL;
+	m->paused = 0;
+	m->logdirty = 0;
+	if (rc != 0)
+		log_err("migration %u: %s: the guest runs on %s but its "
+		    "source copy could not be destroyed: %s", m->id,
+		    m->domain, m->dest, strerror(-rc));
+	src_finish(m, MS_COMPLETED);
+}
+
+static void
+src_on_record(struct link *l, const struct proto_rec *r, void *arg)
+{
+	struct mig_src *m = arg;
+
+	switch (r->type) {
+	case REC_HELLO:
+		src_on_hello(m, &r->u.hello);
+		break;
+	case REC_ERROR:
+		src_fail(m, "destination refused: %s", r->u.error.msg);
+		break;
+	case REC_DOMAIN_ACK:
+		if (m->state != MS_INFO) {
+			src_fail(m, "unexpected DOMAIN_ACK");
+			break;
+		}
+		src_on_domain_ack(m);
+		break;
+	case REC_HAVE:
+		src_on_have(m, &r->u.have);
+		break;
+	case REC_NEED:
+		src_on_need(m, &r->u.pfn_list);
+		break;
+	case REC_READY:
+		src_on_ready(m, &r->u.end);
+		break;
+	case REC_RUNNING:
+		src_on_running(m, &r->u.running);
+		break;
+	default:
+		src_fail(m, "unexpected %s record", proto_type_name(r->type));
+		break;
+	}
+}
+
+/* ---- life cycle ---- */
+
+/*
+ * Ask this host's destd, which owns the host's index, which pages of the
+ * domain are shared (count >= 2): the candidates of the "shared" policy.
+ */
+static int
+src_query_shared(struct mig_src *m, char *err, size_t errlen)
+{
+	struct json_object *req, *rep = NULL, *v;
+	const char *hex;
+	size_t len, i, words;
+	int rc;
+
+	if (m->env->index_socket == NULL) {
+		snprintf(err, errlen, "--dedup shared needs the host index: "
+		    "start sourced with --index SOCKET (the local destd's "
+		    "control socket)");
+		return -ENOENT;
+	}
+	req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string("index-shared"));
+	json_object_object_add(req, "domid", json_object_new_int64(m->info.domid));
+	json_object_object_add(req, "pages", json_object_new_int64((int64_t)m->pages));
+	rc = ctl_call(m->env->index_socket, req, 10000, &rep);
+	json_object_put(req);
+	if (rc != 0) {
+		snprintf(err, errlen, "host index at %s: %s",
+		    m->env->index_socket, strerror(-rc));
+		return rc;
+	}
+	if (!json_object_object_get_ex(rep, "bitmap", &v) ||
+	    (hex = json_object_get_string(v)) == NULL) {
+		snprintf(err, errlen, "host index: %s",
+		    json_object_object_get_ex(rep, "error", &v) ?
+		    json_object_get_string(v) : "bad reply");
+		json_object_put(rep);
+		return -EBADMSG;
+	}
+	words = bm_words(m->pages);
+	len = strlen(hex);
+	if (len != words * 16) {
+		snprintf(err, errlen, "host index: bitmap of %zu hex digits, "
+		    "expected %zu", len, words * 16);
+		json_object_put(rep);
+		return -EBADMSG;
+	}
+	for (i = 0; i < words; i++) {
+		char w[17];
+
+		memcpy(w, hex + i * 16, 16);
+		w[16] = '\0';
+		m->cand[i] = strtoull(w, NULL, 16);
+	}
+	json_object_put(rep);
+	return 0;
+}
+
+static int
+src_alloc(struct mig_src *m, char *err, size_t errlen)
+{
+	uint64_t words = bm_words(m->pages);
+	int rc;
+
+	if ((m->todo = bm_alloc(m->pages)) == NULL)
+		goto nomem;
+	if (m->o.dedup == PROTO_DEDUP_NONE)
+		return 0;
+	if ((m->known = dmap_new((size_t)m->pages)) == NULL ||
+	    (m->cand = bm_alloc(m->pages)) == NULL ||
+	    (m->hashed = bm_alloc(m->pages)) == NULL ||
+	    (m->have = bm_alloc(m->pages)) == NULL ||
+	    (m->zero = bm_alloc(m->pages)) == NULL ||
+	    (m->digests = malloc((size_t)m->pages * 32)) == NULL)
+		goto nomem;
+	if (m->o.dedup == PROTO_DEDUP_ALL) {
+		memset(m->cand, 0xff, words * 8);
+		if (m->pages % 64)
+			m->cand[words - 1] = (1ull << (m->pages % 64)) - 1;
+		return 0;
+	}
+	if ((rc = src_query_shared(m, err, errlen)) != 0)
+		return rc;
+	log_info("migration %u: %s: %llu pages shared on this host are "
+	    "offered", m->id, m->domain,
+	    (unsigned long long)bm_count(m->cand, m->pages));
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory for a %llu-page domain",
+	    (unsigned long long)m->pages);
+	return -ENOMEM;
+}
+
+int
+mig_src_start(struct src_env *env, uint32_t id, const char *domain,
+    const char *dest, const struct mig_opts *o, mig_done_cb done, void *arg,
+    struct mig_src **out, char *err, size_t errlen)
+{
+	struct mig_src *m;
+	struct net_addr addr;
+	struct bufferevent *bev = NULL;
+	SSL *ssl = NULL;
+	int rc, fd = -1;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	m->id = id;
+	m->env = env;
+	m->o = *o;
+	m->done = done;
+	m->done_arg = arg;
+	m->state = MS_CONNECTING;
+	snprintf(m->domain, sizeof(m->domain), "%s", domain);
+	snprintf(m->dest, sizeof(m->dest), "%s", dest);
+	clock_gettime(CLOCK_MONOTONIC, &m->t_start);
+	m->cpu_start = thread_cpu_s();
+
+	if ((rc = net_parse_addr(dest, 8002, &addr)) != 0) {
+		snprintf(err, errlen, "bad destination '%s': %s", dest,
+		    rc == -EINVAL ? "expected HOST:PORT" : "cannot resolve");
+		goto fail;
+	}
+	if ((rc = env->ops->dom_open(env->hv, domain, &m->dom)) != 0) {
+		snprintf(err, errlen, rc == -ENOENT ? "no domain '%s'" :
+		    rc == -EOPNOTSUPP ? "domain '%s' cannot be migrated by "
+		    "this backend (PV guests need shadow paging)" :
+		    "cannot open domain '%s'", domain);
+		goto fail;
+	}
+	if ((rc = env->ops->dom_info(m->dom, &m->info)) != 0) {
+		snprintf(err, errlen, "cannot read domain '%s': %s", domain,
+		    strerror(-rc));
+		goto fail;
+	}
+	if (m->info.flags & HV_DOM_PAUSED) {
+		snprintf(err, errlen, "domain '%s' is paused; unpause it or "
+		    "migrate it cold", domain);
+		rc = -EBUSY;
+		goto fail;
+	}
+	m->pages = m->info.pages;
+	m->st.pages_total = m->pages;
+	if ((rc = src_alloc(m, err, errlen)) != 0)
+		goto fail;
+	m->ev_pump = event_new(env->base, -1, 0, src_pump_cb, m);
+	if (m->ev_pump == NULL) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto fail;
+	}
+
+	if (env->tls != NULL) {
+		if ((ssl = tls_client_ssl(env->tls, addr.host)) == NULL) {
+			snprintf(err, errlen, "TLS setup failed");
+			rc = -EPROTO;
+			goto fail;
+		}
+		bev = bufferevent_openssl_socket_new(env->base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		if (bev == NULL)
+			SSL_free(ssl);
+	} else {
+		bev = bufferevent_socket_new(env->base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (bev == NULL) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if (bufferevent_socket_connect(bev, (struct sockaddr *)&addr.ss,
+	    (int)addr.len) != 0) {
+		rc = -errno ? -errno : -ECONNREFUSED;
+		snprintf(err, errlen, "cannot connect to %s: %s", dest,
+		    strerror(-rc));
+		bufferevent_free(bev);
+		goto fail;
+	}
+	if ((fd = bufferevent_getfd(bev)) >= 0)
+		(void)net_link_opts(fd, 10, 5, 3, env->timeout_s * 1000);
+	fd = -1;
+	if (env->tls != NULL)
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	/* A plain socket still connecting reports CONNECTED too. */
+	m->link = link_new(bev, PROTO_D2S, 1, &src_link_cbs, m);
+	if (m->link == NULL) {
+		bufferevent_free(bev);
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto fail;
+	}
+	{
+		struct timeval tv = { .tv_sec = env->timeout_s, .tv_usec = 0 };
+
+		bufferevent_set_timeouts(bev, &tv, &tv);
+	}
+	log_info("migration %u: %s -> %s started (dedup %s%s%s)", id, domain,
+	    dest, dedup_name(o->dedup), o->verify ? ", verify" : "",
+	    o->paused ? ", paused" : "");
+	*out = m;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	m->state = MS_FAILED;
+	mig_src_free(m);
+	return rc;
+}
+
+int
+mig_src_cancel(struct mig_src *m)
+{
+	if (mig_src_terminal(m))
+		return -EALREADY;
+	if (m->go_sent)
+		return -EBUSY;
+	snprintf(m->error, sizeof(m->error), "cancelled by the operator");
+	src_finish(m, MS_CANCELLED);
+	return 0;
+}
+
+void
+mig_src_free(struct mig_src *m)
+{
+	if (m == NULL)
+		return;
+	link_free(m->link);
+	if (m->ev_pump != NULL)
+		event_free(m->ev_pump);
+	if (m->dom != NULL)
+		m->env->ops->dom_close(m->dom);
+	dmap_free(m->known);
+	free(m->todo);
+	free(m->cand);
+	free(m->hashed);
+	free(m->have);
+	free(m->zero);
+	free(m->digests);
+	free(m->offer_pfns);
+	free(m->batch_start);
+	free(m);
+}
+
+uint32_t
+mig_src_id(const struct mig_src *m)
+{
+	return m->id;
+}
+
+enum mig_state
+mig_src_state(const struct mig_src *m)
+{
+	return m->state;
+}
+
+int
+mig_src_terminal(const struct mig_src *m)
+{
+	return m->state >= MS_COMPLETED;
+}
+
+static void
+json_add_u64(struct json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_uint64(v));
+}
+
+static void
+json_add_double(struct json_object *o, const char *k, double v, int prec)
+{
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "%.*f", prec, v);
+	json_object_object_add(o, k, json_object_new_double_s(v, buf));
+}
+
+/*
+ * The job as JSON.  Field names are a documented interface
+ * (docs/CONTROL.md); add fields, never rename.
+ */
+struct json_object *
+mig_src_json(const struct mig_src *m)
+{
+	struct json_object *o = json_object_new_object();
+	struct timespec now;
+	double total = m->st.total_ms;
+	char hex[65];
+
+	if (!mig_src_terminal(m)) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		total = ts_ms(&m->t_start, &now);
+	}
+	json_object_object_add(o, "id", json_object_new_int64(m->id));
+	json_object_object_add(o, "status",
+	    json_object_new_string(mig_state_name(m->state)));
+	json_object_object_add(o, "domain", json_object_new_string(m->domain));
+	json_object_object_add(o, "destination",
+	    json_object_new_string(m->dest));
+	json_object_object_add(o, "dedup",
+	    json_object_new_string(dedup_name(m->o.dedup)));
+	json_add_u64(o, "pages_total", m->st.pages_total);
+	json_add_u64(o, "pages_data", m->st.pages_data);
+	json_add_u64(o, "pages_ref", m->st.pages_ref);
+	json_add_u64(o, "pages_zero", m->st.pages_zero);
+	json_add_u64(o, "pages_need", m->st.pages_need);
+	json_add_u64(o, "pages_offered", m->st.pages_offered);
+	json_add_u64(o, "pages_have", m->st.pages_have);
+	json_add_u64(o, "dirty_pages", m->st.dirty_last);
+	json_add_u64(o, "bytes_wire", m->st.bytes_wire);
+	json_add_u64(o, "bytes_queued", m->st.bytes_queued);
+	json_object_object_add(o, "iterations",
+	    json_object_new_int64(m->st.iterations));
+	json_add_double(o, "total_ms", total, 1);
+	json_add_double(o, "downtime_ms", m->st.downtime_ms, 1);
+	json_add_double(o, "cpu_source_s", m->st.cpu_source_s, 3);
+	json_add_double(o, "cpu_dest_s", m->st.cpu_dest_s, 3);
+	json_add_u64(o, "refs_failed_dest", m->st.refs_failed_dest);
+	if (m->o.verify) {
+		if (m->have_sha_src) {
+			ph_hex(m->sha_src, hex);
+			json_object_object_add(o, "memory_sha256_source",
+			    json_object_new_string(hex));
+		}
+		if (m->have_sha_dst) {
+			ph_hex(m->sha_dst, hex);
+			json_object_object_add(o, "memory_sha256_dest",
+			    json_object_new_string(hex));
+		}
+	}
+	if (m->error[0] != '\0')
+		json_object_object_add(o, "error",
+		    json_object_new_string(m->error));
+	return o;
+}

@@ -1,0 +1,415 @@
+/*
+ * link.c - framing of a migration session over a bufferevent.
+ * See link.h and docs/PROTOCOL.md.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "link.h"
+#include "net.h"
+#include "tls.h"
+
+/* How much unread input we let pile up before we stop reading. */
+#define LINK_READ_HIGH	(8u << 20)
+
+struct link {
+	struct bufferevent	*bev;
+	const struct link_cbs	*cbs;
+	void			*arg;
+	enum proto_dir		 rx_dir;
+	enum proto_phase	 phase;
+	uint64_t		 pages;
+	int			 got_hdr;	/* peer's stream header read */
+	int			 up;
+	int			 dead;
+	int			 in_cb;		/* inside a callback */
+	int			 free_pending;
+	int			 closing;	/* link_close(): flushing */
+	size_t			 drain_mark;
+	char			 peer[96];
+};
+
+static void	link_read_cb(struct bufferevent *bev, void *arg);
+static void	link_write_cb(struct bufferevent *bev, void *arg);
+static void	link_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* Report a fatal error once and stop all I/O. */
+static void
+link_fail(struct link *l, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+link_fail(struct link *l, int err, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	if (l->dead)
+		return;
+	l->dead = 1;
+	bufferevent_disable(l->bev, EV_READ);
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	l->cbs->on_error(l, err, why, l->arg);
+}
+
+static void
+link_up(struct link *l)
+{
+	uint8_t hdr[PROTO_STREAM_HDR_LEN];
+
+	if (l->up || l->dead)
+		return;
+	l->up = 1;
+	proto_stream_hdr_encode(hdr);
+	if (bufferevent_write(l->bev, hdr, sizeof(hdr)) != 0) {
+		link_fail(l, -ENOMEM, "cannot queue the stream header");
+		return;
+	}
+	bufferevent_enable(l->bev, EV_READ | EV_WRITE);
+	l->cbs->on_up(l, l->arg);
+}
+
+struct link *
+link_new(struct bufferevent *bev, enum proto_dir rx_dir, int connecting,
+    const struct link_cbs *cbs, void *arg)
+{
+	struct link *l;
+	int fd;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	l->bev = bev;
+	l->cbs = cbs;
+	l->arg = arg;
+	l->rx_dir = rx_dir;
+	l->phase = PH_HELLO;
+	fd = bufferevent_getfd(bev);
+	if (fd >= 0)
+		net_peer_str(fd, l->peer, sizeof(l->peer));
+	bufferevent_setcb(bev, link_read_cb, link_write_cb, link_event_cb, l);
+	bufferevent_setwatermark(bev, EV_READ, 0, LINK_READ_HIGH);
+	if (connecting) {
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
+	} else {
+		/* Defer on_up to the loop so the caller can finish setup. */
+		bufferevent_enable(bev, EV_WRITE);
+		bufferevent_trigger_event(bev, BEV_EVENT_CONNECTED,
+		    BEV_TRIG_DEFER_CALLBACKS);
+	}
+	return l;
+}
+
+void
+link_free(struct link *l)
+{
+	if (l == NULL)
+		return;
+	if (l->in_cb) {
+		/* Freed from inside one of our callbacks: finish later. */
+		l->dead = 1;
+		l->free_pending = 1;
+		return;
+	}
+	if (l->bev != NULL) {
+		SSL *ssl = bufferevent_openssl_get_ssl(l->bev);
+
+		if (ssl != NULL) {
+			/* No close_notify dance on error paths. */
+			SSL_set_shutdown(ssl, SSL_RECEIVED_SHUTDOWN);
+			SSL_shutdown(ssl);
+		}
+		bufferevent_free(l->bev);
+	}
+	free(l);
+}
+
+/*
+ * Stop reading, let what is queued (an ERROR record, typically) reach the
+ * peer within a few seconds, then free.  The owner must forget l.
+ */
+void
+link_close(struct link *l)
+{
+	struct timeval tv = { .tv_sec = 5, .tv_usec = 0 };
+
+	if (l == NULL)
+		return;
+	l->dead = 1;
+	l->closing = 1;
+	if (l->in_cb == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(l->bev)) == 0) {
+		link_free(l);
+		return;
+	}
+	bufferevent_disable(l->bev, EV_READ);
+	bufferevent_setwatermark(l->bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(l->bev, NULL, &tv);
+	bufferevent_enable(l->bev, EV_WRITE);
+	if (l->in_cb == 0)
+		return;
+	/* Inside a callback: re-check once it returns. */
+	bufferevent_trigger(l->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS |
+	    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void
+link_set_phase(struct link *l, enum proto_phase ph)
+{
+	l->phase = ph;
+}
+
+enum proto_phase
+link_phase(const struct link *l)
+{
+	return l->phase;
+}
+
+void
+link_set_pages(struct link *l, uint64_t pages)
+{
+	l->pages = pages;
+}
+
+void
+link_set_read_timeout(struct link *l, unsigned seconds)
+{
+	struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
+
+	bufferevent_set_timeouts(l->bev, seconds ? &tv : NULL, NULL);
+}
+
+int
+link_send(struct link *l, const void *buf, size_t len)
+{
+	if (l->dead)
+		return -EPIPE;
+	if (bufferevent_write(l->bev, buf, len) != 0)
+		return -ENOMEM;
+	return 0;
+}
+
+void
+link_send_error(struct link *l, int code, const char *msg)
+{
+	uint8_t buf[PROTO_REC_HDR_LEN + 8 + PROTO_ERRMSG_MAX + 8];
+	int n;
+
+	if (code < 0)
+		code = -code;
+	n = proto_enc_error(buf, sizeof(buf), (uint32_t)code, msg);
+	if (n > 0)
+		(void)bufferevent_write(l->bev, buf, (size_t)n);
+}
+
+size_t
+link_outq(const struct link *l)
+{
+	return evbuffer_get_length(bufferevent_get_output(l->bev));
+}
+
+struct evbuffer *
+link_output(struct link *l)
+{
+	return bufferevent_get_output(l->bev);
+}
+
+void
+link_set_drain_mark(struct link *l, size_t bytes)
+{
+	l->drain_mark = bytes;
+	bufferevent_setwatermark(l->bev, EV_WRITE, bytes, 0);
+}
+
+int
+link_fd(const struct link *l)
+{
+	return bufferevent_getfd(l->bev);
+}
+
+void
+link_peer_name(struct link *l, char *buf, size_t len)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(l->bev);
+
+	if (ssl == NULL) {
+		snprintf(buf, len, "%s", "");
+		return;
+	}
+	tls_peer_name(ssl, buf, len);
+}
+
+const char *
+link_peer_addr(const struct link *l)
+{
+	return l->peer;
+}
+
+/* After a callback: finish a link_free() that happened inside it. */
+static int
+link_cb_done(struct link *l)
+{
+	l->in_cb--;
+	if (l->in_cb == 0 && l->free_pending) {
+		l->free_pending = 0;
+		link_free(l);
+		return 1;
+	}
+	return l->dead;
+}
+
+/*
+ * Split the input into records.  Each record is checked for size (before
+ * the HELLO exchange with the stricter pre-authentication limit), for
+ * direction and phase, then decoded and validated before the owner sees
+ * it.
+ */
+static void
+link_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct link *l = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct proto_limits lim;
+	struct proto_rec rec;
+	uint8_t hdr[PROTO_STREAM_HDR_LEN];
+	uint32_t type, len, version;
+	size_t total;
+	uint8_t *p;
+	int rc;
+
+	l->in_cb++;
+	while (!l->dead) {
+		if (!l->got_hdr) {
+			if (evbuffer_get_length(in) < PROTO_STREAM_HDR_LEN)
+				break;
+			evbuffer_remove(in, hdr, sizeof(hdr));
+			rc = proto_stream_hdr_check(hdr, &version);
+			if (rc != 0) {
+				link_fail(l, rc, rc == -EPROTONOSUPPORT ?
+				    "peer speaks stream version %u, we speak %u" :
+				    "not a sharemig stream (bad stream header)%s",
+				    rc == -EPROTONOSUPPORT ? version : 0,
+				    PROTO_VERSION);
+				break;
+			}
+			l->got_hdr = 1;
+			continue;
+		}
+		lim.pages = l->pages;
+		lim.rec_max = l->phase == PH_HELLO ? PROTO_REC_MAX_PREAUTH :
+		    PROTO_REC_MAX;
+		if (evbuffer_get_length(in) < PROTO_REC_HDR_LEN)
+			break;
+		if ((p = evbuffer_pullup(in, PROTO_REC_HDR_LEN)) == NULL)
+			break;
+		/* Only the header is read; avail tells whether all is here. */
+		rc = proto_frame_peek(p, evbuffer_get_length(in), lim.rec_max,
+		    &type, &len, &total);
+		if (rc == -EAGAIN)
+			break;
+		if (rc == -EMSGSIZE) {
+			type = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+			    (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+			len = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
+			    (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+			link_fail(l, rc, "record %s of %u bytes exceeds the "
+			    "limit of %u", proto_type_name(type), len,
+			    lim.rec_max);
+			break;
+		}
+		if ((p = evbuffer_pullup(in, (ssize_t)total)) == NULL) {
+			link_fail(l, -ENOMEM, "out of memory reading a record");
+			break;
+		}
+		rc = proto_decode(type, p + PROTO_REC_HDR_LEN, len, &lim, &rec);
+		if (rc == -ENOENT) {		/* unknown optional record */
+			evbuffer_drain(in, total);
+			continue;
+		}
+		if (rc != 0) {
+			link_fail(l, rc, "invalid %s record (type %#x, %u "
+			    "bytes): %s", proto_type_name(type), type, len,
+			    strerror(-rc));
+			break;
+		}
+		if (!proto_legal(type, l->rx_dir, l->phase)) {
+			link_fail(l, -EPROTO, "record %s not allowed in phase "
+			    "%d", proto_type_name(type), (int)l->phase);
+			break;
+		}
+		if (type == REC_KEEPALIVE) {
+			evbuffer_drain(in, total);
+			continue;
+		}
+		/* rec points into the pulled-up buffer: drain afterwards. */
+		l->cbs->on_record(l, &rec, l->arg);
+		if (l->free_pending)
+			break;
+		evbuffer_drain(in, total);
+	}
+	link_cb_done(l);
+}
+
+static void
+link_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct link *l = arg;
+
+	if (l->closing) {
+		if (l->in_cb == 0 && evbuffer_get_length(
+		    bufferevent_get_output(bev)) == 0)
+			link_free(l);
+		return;
+	}
+	if (l->dead || l->cbs->on_drain == NULL)
+		return;
+	l->in_cb++;
+	l->cbs->on_drain(l, l->arg);
+	link_cb_done(l);
+}
+
+static void
+link_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct link *l = arg;
+	char why[256];
+	unsigned long e;
+
+	if (l->closing) {
+		if (l->in_cb == 0 && !(what & BEV_EVENT_CONNECTED))
+			link_free(l);
+		return;
+	}
+	l->in_cb++;
+	if (what & BEV_EVENT_CONNECTED) {
+		link_up(l);
+	} else if (what & BEV_EVENT_TIMEOUT) {
+		link_fail(l, -ETIMEDOUT, "peer silent too long (%s timeout)",
+		    (what & BEV_EVENT_READING) ? "read" : "write");
+	} else if (what & BEV_EVENT_EOF) {
+		link_fail(l, -ECONNRESET, "peer closed the connection");
+	} else if (what & BEV_EVENT_ERROR) {
+		why[0] = '\0';
+		while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+			if (why[0] == '\0')
+				ERR_error_string_n(e, why, sizeof(why));
+		}
+		if (why[0] != '\0')
+			link_fail(l, -EPROTO, "TLS: %s", why);
+		else
+			link_fail(l, -errno ? -errno : -EIO, "%s",
+			    errno ? strerror(errno) : "connection error");
+	}
+	link_cb_done(l);
+}

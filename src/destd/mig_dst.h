@@ -1,0 +1,50 @@
+/*
+ * mig_dst.h - one incoming migration on the destination.
+ *
+ * A session is created for each accepted connection.  It builds an empty
+ * paused domain of the announced shape, answers hash offers from the
+ * host's index, writes DATA/ZERO pages, fills REF pages by copying local
+ * pages and verifying their SHA-256 (I4), asks the source for what it
+ * could not fill (NEED), loads the context, and on END answers READY; on
+ * GO it commits and unpauses the domain and answers RUNNING.  Any failure
+ * before GO destroys the half-built domain.  Event-loop thread only.
+ */
+#ifndef SHAREMIG_MIG_DST_H
+#define SHAREMIG_MIG_DST_H
+
+#include <stdint.h>
+
+#include "hv.h"
+#include "pidx.h"
+
+struct bufferevent;
+struct json_object;
+struct mig_dst;
+
+/* Daemon-wide state a session uses; read-only after start-up. */
+struct dst_env {
+	const struct hv_ops	*ops;
+	struct hv		*hv;		/* event-loop thread's instance */
+	struct pidx		*index;		/* shared with the scanner */
+	uint8_t			 host_id[16];
+	char			 host_name[64];
+	unsigned		 timeout_s;
+	uint64_t		 max_pages;	/* largest domain accepted */
+};
+
+enum dst_state {
+	DS_HANDSHAKE, DS_HELLO, DS_INFO, DS_LIVE, DS_FINAL, DS_READY,
+	DS_DONE, DS_FAILED,
+};
+
+typedef void (*dst_done_cb)(struct mig_dst *s, void *arg);
+
+/* Take over an accepted bufferevent (TLS accepting or plain). */
+struct mig_dst *mig_dst_new(struct dst_env *env, uint32_t id,
+	    struct bufferevent *bev, int connecting, dst_done_cb done,
+	    void *arg);
+void	mig_dst_free(struct mig_dst *s);	/* accepts NULL */
+int	mig_dst_terminal(const struct mig_dst *s);
+struct json_object *mig_dst_json(const struct mig_dst *s);
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * mig_src.h - one outgoing migration: the pre-copy engine on the source.
+ *
+ * The algorithm reads top to bottom in mig_src.c: connect, HELLO,
+ * DOMAIN_INFO, log-dirty on, hash negotiation (OFFER/HAVE), iteration 0,
+ * dirty iterations until the stop policy says so, stop-and-copy, CONTEXT,
+ * END, READY, GO, RUNNING, destroy the source copy (DESIGN.md step 1-9).
+ * Everything runs on the daemon's event-loop thread, driven by the link's
+ * callbacks; page production is paced by the output buffer's watermark.
+ */
+#ifndef SHAREMIG_MIG_SRC_H
+#define SHAREMIG_MIG_SRC_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+
+#include "hv.h"
+#include "proto.h"
+
+struct event_base;
+struct json_object;
+struct mig_src;
+
+/* Daemon-wide state a job uses; read-only after start-up. */
+struct src_env {
+	struct event_base	*base;
+	const struct hv_ops	*ops;
+	struct hv		*hv;		/* event-loop thread's instance */
+	SSL_CTX			*tls;		/* NULL with --insecure */
+	const char		*index_socket;	/* this host's destd control socket */
+	uint8_t			 host_id[16];
+	char			 host_name[64];
+	unsigned		 timeout_s;	/* silence that ends a session */
+};
+
+struct mig_opts {
+	int		dedup;		/* enum proto_dedup */
+	int		paused;		/* leave paused on the destination */
+	int		verify;		/* compare whole-memory digests */
+	unsigned	downtime_ms;	/* stop-and-copy target */
+	unsigned	max_iters;	/* iteration cap (>= 1) */
+	double		max_bytes_factor; /* stop when data sent > factor x memory */
+};
+
+enum mig_state {
+	MS_CONNECTING, MS_HELLO, MS_INFO, MS_OFFER, MS_ITERATING,
+	MS_STOPCOPY, MS_FINAL, MS_HANDOVER,
+	/* terminal */
+	MS_COMPLETED, MS_FAILED, MS_CANCELLED, MS_AMBIGUOUS,
+};
+
+struct mig_stats {
+	uint64_t	pages_total;
+	uint64_t	pages_data;
+	uint64_t	pages_ref;
+	uint64_t	pages_zero;
+	uint64_t	pages_need;	/* DATA sent because the destination asked */
+	uint64_t	pages_offered;
+	uint64_t	pages_have;
+	uint64_t	bytes_wire;
+	uint64_t	bytes_queued;
+	uint64_t	dirty_last;
+	unsigned	iterations;
+	double		total_ms;
+	double		downtime_ms;
+	double		cpu_source_s;
+	double		cpu_dest_s;
+	uint64_t	refs_failed_dest;
+};
+
+typedef void (*mig_done_cb)(struct mig_src *m, void *arg);
+
+/*
+ * Start migrating `domain` to `dest` ("HOST:PORT").  0 or -errno with a
+ * reason in err (nothing started).  done is called once the job reached a
+ * terminal state (the job stays queryable until mig_src_free()).
+ */
+int	mig_src_start(struct src_env *env, uint32_t id, const char *domain,
+	    const char *dest, const struct mig_opts *o, mig_done_cb done,
+	    void *arg, struct mig_src **out, char *err, size_t errlen);
+/* Cancel: before GO the source keeps running; -EBUSY after GO. */
+int	mig_src_cancel(struct mig_src *m);
+void	mig_src_free(struct mig_src *m);	/* terminal jobs only */
+
+uint32_t	 mig_src_id(const struct mig_src *m);
+enum mig_state	 mig_src_state(const struct mig_src *m);
+int		 mig_src_terminal(const struct mig_src *m);
+const char	*mig_state_name(enum mig_state s);
+/* The job as the documented JSON object (see docs/CONTROL.md). */
+struct json_object *mig_src_json(const struct mig_src *m);
+
+#endif
