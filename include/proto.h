@@ -209,14 +209,16 @@ struct proto_rec {
 /* What the decoder checks against. */
 struct proto_limits {
 	uint64_t	pages;		/* pfns must be < pages; 0 = not known yet
-					 * (page records are then rejected) */
+					 * (records carrying pfns are then
+					 * rejected) */
 	uint32_t	rec_max;	/* PROTO_REC_MAX or PROTO_REC_MAX_PREAUTH */
 };
 
 /* ---- framing ---- */
 
-/* Encode/check the stream header.  check: 0, -EPROTO (bad magic or
- * reserved), -EPROTONOSUPPORT (version). */
+/* Encode/check the stream header.  check: 0, -EPROTO (bad magic, or
+ * flags or reserved not zero), -EPROTONOSUPPORT (framing version other
+ * than PROTO_VERSION); *version is written only on success. */
 void	proto_stream_hdr_encode(uint8_t out[PROTO_STREAM_HDR_LEN]);
 int	proto_stream_hdr_check(const uint8_t in[PROTO_STREAM_HDR_LEN],
 	    uint32_t *version);
@@ -225,8 +227,8 @@ int	proto_stream_hdr_check(const uint8_t in[PROTO_STREAM_HDR_LEN],
  * Look at the start of a byte stream.  Returns 0 and sets *type, *len
  * (body length) and *total (header + body + pad) when a whole record is
  * in buf[0..avail); -EAGAIN when more bytes are needed; -EMSGSIZE when
- * the length exceeds rec_max.  (Only the 8-byte header must be present
- * to get -EMSGSIZE.)
+ * the length exceeds rec_max or PROTO_REC_MAX.  (Only the 8-byte header
+ * must be present to get -EMSGSIZE.)  Padding bytes are not inspected.
  */
 int	proto_frame_peek(const uint8_t *buf, size_t avail, uint32_t rec_max,
 	    uint32_t *type, uint32_t *len, size_t *total);
@@ -238,14 +240,20 @@ int	proto_frame_peek(const uint8_t *buf, size_t avail, uint32_t rec_max,
  * their *_BATCH_MAX and times element size equal to the rest of the body
  * (record fully consumed, no overflow), strings printable, names
  * [A-Za-z0-9._-]{1,63}, every pfn < lim->pages, reserved fields ignored,
- * PAGE_DATA flags 0.  Returns 0, -EBADMSG (malformed), -EMSGSIZE (over a
- * limit), -ENOTSUP (unknown mandatory type), or -ENOENT (unknown optional
- * type: to be ignored).  out->type is set on success.
+ * PAGE_DATA flags 0, no pfn-carrying record while lim->pages is 0.
+ * Returns 0, -EBADMSG (malformed), -EMSGSIZE (over a limit), -ENOTSUP
+ * (unknown mandatory type), -ENOENT (unknown optional type: to be
+ * ignored), or -EINVAL (lim or out NULL, body NULL with len > 0).
+ * *out (including out->type) is written only on success.
  */
 int	proto_decode(uint32_t type, const uint8_t *body, size_t len,
 	    const struct proto_limits *lim, struct proto_rec *out);
 
-/* Is a record of this type legal for this receiver in this phase? */
+/*
+ * Is a record of this type, sent in direction dir (S2D: the source sent
+ * it), legal for its receiver in phase ph?  Returns 1 or 0; unknown
+ * types, directions and phases give 0.
+ */
 int	proto_legal(uint32_t type, enum proto_dir dir, enum proto_phase ph);
 
 /* The record type's name ("PAGE_DATA"), or "UNKNOWN". */
@@ -281,8 +289,10 @@ int	proto_enc_have(uint8_t *out, size_t cap, uint32_t batch, uint32_t count,
 /*
  * PAGE_DATA is written in two parts so page bytes need not be copied
  * twice: proto_enc_page_data_head() writes the record header, the fixed
- * part and the pfn array (a multiple of 8 bytes); the caller then appends
- * exactly count * 4096 bytes of page contents (no padding needed).
+ * part and the pfn array (a multiple of 8 bytes) and returns the number
+ * of bytes it wrote (16 + 8 * count); the caller then appends exactly
+ * count * 4096 bytes of page contents (no padding needed).  cap need only
+ * hold the head.
  */
 int	proto_enc_page_data_head(uint8_t *out, size_t cap, uint32_t count,
 	    const uint64_t *pfns);
