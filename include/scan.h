@@ -37,8 +37,16 @@ void	scan_stop(struct scan *s);
 /* Ask for a new pass now (skips the interval). */
 void	scan_kick(struct scan *s);
 /* Wait until `passes` more full passes have completed (from the call),
- * or timeout_ms: 0 or -ETIMEDOUT.  Any thread. */
+ * or timeout_ms (< 0: forever): 0 or -ETIMEDOUT.  Any thread.  A pass
+ * under way at the call counts when it completes. */
 int	scan_wait(struct scan *s, unsigned passes, int timeout_ms);
+/*
+ * Kick, then wait until a pass that began after this call has completed,
+ * so the index reflects memory as it was at the call (scan_wait(s, 1, ...)
+ * may be satisfied by a pass already under way).  timeout_ms < 0 waits
+ * forever.  0 or -ETIMEDOUT.  Any thread.
+ */
+int	scan_sync(struct scan *s, int timeout_ms);
 void	scan_get_stats(struct scan *s, struct scan_stats *out);
 
 #endif
