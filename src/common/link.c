@@ -79,6 +79,11 @@ link_up(struct link *l)
 	}
 	bufferevent_enable(l->bev, EV_READ | EV_WRITE);
 	l->cbs->on_up(l, l->arg);
+	/* Input that arrived before we were up has not been looked at. */
+	if (!l->dead &&
+	    evbuffer_get_length(bufferevent_get_input(l->bev)) > 0)
+		bufferevent_trigger(l->bev, EV_READ,
+		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 struct link *
@@ -101,7 +106,9 @@ link_new(struct bufferevent *bev, enum proto_dir rx_dir, int connecting,
 	bufferevent_setcb(bev, link_read_cb, link_write_cb, link_event_cb, l);
 	bufferevent_setwatermark(bev, EV_READ, 0, LINK_READ_HIGH);
 	if (connecting) {
-		bufferevent_enable(bev, EV_READ | EV_WRITE);
+		/* Reading starts in link_up(): the peer's first records
+		 * must not be handled before our stream header is out. */
+		bufferevent_enable(bev, EV_WRITE);
 	} else {
 		/* Defer on_up to the loop so the caller can finish setup. */
 		bufferevent_enable(bev, EV_WRITE);
@@ -288,6 +295,8 @@ link_read_cb(struct bufferevent *bev, void *arg)
 	uint8_t *p;
 	int rc;
 
+	if (!l->up)
+		return;		/* link_up() looks at it */
 	l->in_cb++;
 	while (!l->dead) {
 		if (!l->got_hdr) {
@@ -295,12 +304,16 @@ link_read_cb(struct bufferevent *bev, void *arg)
 				break;
 			evbuffer_remove(in, hdr, sizeof(hdr));
 			rc = proto_stream_hdr_check(hdr, &version);
+			if (rc == -EPROTONOSUPPORT) {
+				link_fail(l, rc, "peer speaks stream version "
+				    "%u, we speak %u", version, PROTO_VERSION);
+				break;
+			}
 			if (rc != 0) {
-				link_fail(l, rc, rc == -EPROTONOSUPPORT ?
-				    "peer speaks stream version %u, we speak %u" :
-				    "not a sharemig stream (bad stream header)%s",
-				    rc == -EPROTONOSUPPORT ? version : 0,
-				    PROTO_VERSION);
+				link_fail(l, rc, "not a sharemig stream (stream "
+				    "header starts %02x%02x%02x%02x%02x%02x%02x"
+				    "%02x)", hdr[0], hdr[1], hdr[2], hdr[3],
+				    hdr[4], hdr[5], hdr[6], hdr[7]);
 				break;
 			}
 			l->got_hdr = 1;
