@@ -36,7 +36,8 @@ void	pidx_free(struct pidx *ix);	/* accepts NULL */
 /* ---- writer side (scanner thread only) ---- */
 
 /* Start tracking a domain of `pages` pfns, or resize it (pages beyond the
- * new size are dropped).  0 or -ENOMEM. */
+ * new size are dropped).  0 or -ENOMEM (also when the host would exceed
+ * the index's capacity of 2^31 pfns in total; the domain is unchanged). */
 int	pidx_dom_set(struct pidx *ix, uint32_t domid, uint64_t pages);
 /* Drop a domain and all its locations. */
 void	pidx_dom_remove(struct pidx *ix, uint32_t domid);
@@ -44,24 +45,32 @@ void	pidx_dom_remove(struct pidx *ix, uint32_t domid);
 int	pidx_doms(struct pidx *ix, uint32_t **domids, size_t *n);
 /*
  * The fingerprint (XXH3) recorded for each of n pfns of a domain, or 0
- * for pages never indexed (fp 0 is treated as "unknown").  0, -ENOENT.
+ * for pages never indexed (fp 0 is treated as "unknown"; pfns beyond the
+ * domain's size also read as 0).  0, -ENOENT.
  */
 int	pidx_fp_get(struct pidx *ix, uint32_t domid, const uint64_t *pfns,
 	    size_t n, uint64_t *fps);
 /*
  * Record n pages: fps[i] and digests[i] for pfns[i] (replacing any
  * earlier content of that location).  fps[i] = 0 drops the location (a
- * hole; digests[i] is then ignored).  0, -ENOENT, -ENOMEM.
+ * hole; digests[i] is then ignored).  A digest equal to ph_zero_digest()
+ * is counted as a zero page, not chained.  0, -ENOENT, -EINVAL (a pfn >=
+ * the domain's size; nothing applied), -ENOMEM (the pages before the
+ * failing one are applied, the failing one is left unindexed).
+ * Replacing a location costs O(locations of its old content).
  */
 int	pidx_update(struct pidx *ix, uint32_t domid, const uint64_t *pfns,
 	    size_t n, const uint64_t *fps, const uint8_t (*digests)[32]);
 
 /* ---- reader side (any thread) ---- */
 
-/* Up to max locations of the content; returns how many were written. */
+/* Up to max locations of the content; returns how many were written.
+ * Always 0 for the zero page's digest (zero pages are sent as ZERO,
+ * never as REF, so the index keeps no locations for them). */
 size_t	pidx_lookup(struct pidx *ix, const uint8_t digest[32],
 	    struct pidx_loc *locs, size_t max);
-/* Number of locations holding this content (0 if unknown). */
+/* Number of locations holding this content (0 if unknown, and 0 for the
+ * zero page's digest: see pidx_lookup). */
 uint64_t pidx_count(struct pidx *ix, const uint8_t digest[32]);
 /*
  * Set bit p of bitmap (bm_words(pages) words, zeroed by the caller) for
@@ -70,7 +79,13 @@ uint64_t pidx_count(struct pidx *ix, const uint8_t digest[32]);
  */
 int	pidx_dom_shared(struct pidx *ix, uint32_t domid, uint64_t *bitmap,
 	    uint64_t pages);
-/* Totals for one domain (domid) or the host (domid = UINT32_MAX). */
+/*
+ * Totals for one domain (domid) or the host (domid = UINT32_MAX).  For a
+ * domain: pages/zero_pages/shared_pages count its pfns, unique_digests
+ * the distinct non-zero contents it holds (O(host pages) to compute),
+ * bytes its own per-pfn arrays.  For the host: bytes is everything the
+ * index allocated.  0 or -ENOENT.
+ */
 int	pidx_stats(struct pidx *ix, uint32_t domid, struct pidx_stats *out);
 
 #endif

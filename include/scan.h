@@ -15,9 +15,11 @@
 struct scan_params {
 	const struct hv_ops	*ops;
 	struct hv_params	 hvp;		/* strings copied by scan_start() */
-	double			 cpu_budget;	/* fraction of one core, (0, 1] */
+	double			 cpu_budget;	/* fraction of one core, (0, 1];
+						 * out of range = 1 (no limit) */
 	unsigned		 interval_ms;	/* pause between full passes */
-	unsigned		 batch_pages;	/* pages per map batch (<= HV_MAP_BATCH_MAX) */
+	unsigned		 batch_pages;	/* pages per map batch; 0 = 256,
+						 * capped at HV_MAP_BATCH_MAX */
 };
 
 struct scan_stats {
@@ -30,7 +32,12 @@ struct scan_stats {
 
 struct scan;
 
-/* Start the thread.  0 or a negative errno (*out untouched). */
+/*
+ * Start the thread.  0 or a negative errno (*out untouched).  The thread
+ * retries ops->open() every interval until it succeeds; a domain that
+ * cannot be opened or mapped is dropped from the index for that pass.
+ * The pidx must outlive the scan.
+ */
 int	scan_start(struct pidx *ix, const struct scan_params *p, struct scan **out);
 /* Stop and join the thread, free; accepts NULL. */
 void	scan_stop(struct scan *s);
