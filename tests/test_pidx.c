@@ -432,7 +432,7 @@ test_model(void **state)
 
 struct conc {
 	struct pidx	*ix;
-	volatile int	 stop;
+	int		 stop;		/* atomic */
 	uint64_t	 lookups;
 };
 
@@ -462,7 +462,7 @@ c_writer(void *arg)
 		    pfns, 256, fps, (const uint8_t (*)[32])d), 0);
 	}
 	free(d);
-	c->stop = 1;
+	__atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -476,7 +476,7 @@ c_reader(void *arg)
 	uint8_t d[32];
 	size_t n, j;
 
-	while (!c->stop) {
+	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
 		for (k = 1; k <= C_CONT; k++) {
 			dig(d, k, 0);
 			n = pidx_lookup(c->ix, d, locs, 8);

@@ -511,6 +511,7 @@ fail:
 
 /* ---- public ---- */
 
+/* An empty index with a writer-preferring rwlock; NULL on failure. */
 struct pidx *
 pidx_new(void)
 {
@@ -611,6 +612,8 @@ out:
 	return r;
 }
 
+/* Drop a domain: unlink each of its locations (O(chain) each), free it.
+ * Unknown domids are ignored. */
 void
 pidx_dom_remove(struct pidx *ix, uint32_t domid)
 {
@@ -712,6 +715,8 @@ out:
 	return r;
 }
 
+/* Walk the content's chain from its head, at most max locations.  The
+ * zero digest never matches (zero pages are not chained). */
 size_t
 pidx_lookup(struct pidx *ix, const uint8_t digest[32],
     struct pidx_loc *locs, size_t max)
@@ -751,6 +756,8 @@ pidx_count(struct pidx *ix, const uint8_t digest[32])
 	return c;
 }
 
+/* O(domain pfns): a pfn is shared when its next[] is a location or it
+ * ends a chain whose entry counts >= 2.  Bits are only ever set. */
 int
 pidx_dom_shared(struct pidx *ix, uint32_t domid, uint64_t *bitmap,
     uint64_t pages)
