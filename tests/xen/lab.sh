@@ -1,0 +1,132 @@
+#!/bin/sh
+# lab.sh - the emulated Xen lab: one Xen 4.17 host under QEMU TCG with a
+# PVH domU, and sharemig's Xen backend exercised inside its dom0.
+#
+#   tests/xen/lab.sh smoke     list/open/map/log-dirty/pause/context/config
+#   tests/xen/lab.sh copy      smoke, then create/fill/context_set/commit of
+#                              a copy of the guest on the same host
+#   tests/xen/lab.sh shell     boot to a dom0 shell on the terminal
+#
+# Exit status 0 when the serial log has the PASS line(s).  Needs root only
+# for apt-get (lab-image.sh installs the host tools when missing).
+# Environment: SHAREMIG_XEN_CACHE (image cache, default build/xen-lab),
+# SHAREMIG_BUILD (a meson build dir whose binaries are copied into dom0,
+# default build-xen; optional), LAB_TIMEOUT (seconds, default 1500),
+# SHAREMIG_XEN_DEBUG=1 (libxc/libxl messages from the backend).
+set -eu
+
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$SRC/tests/xen
+CACHE=${SHAREMIG_XEN_CACHE:-$SRC/build/xen-lab}
+BUILD=${SHAREMIG_BUILD:-$SRC/build-xen}
+MODE=${1:-smoke}
+TIMEOUT=${LAB_TIMEOUT:-1500}
+export SHAREMIG_XEN_CACHE=$CACHE
+
+log() { echo "lab: $*" >&2; }
+
+"$HERE/lab-image.sh"
+R=$CACHE/root
+W=$CACHE/work-$MODE
+rm -rf "$W"
+mkdir -p "$W/dom0" "$W/domu"
+
+# ---- programs ----
+XENPC="xencontrol xenforeignmemory xenstore xenlight xentoollog"
+if ! pkg-config --exists $XENPC; then
+	log "installing libxen-dev"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	    --no-install-recommends libxen-dev gcc libc6-dev pkg-config \
+	    >/dev/null
+fi
+# shellcheck disable=SC2046
+cc -O2 -g -Wall -DHAVE_XEN=1 -D_GNU_SOURCE -I"$SRC/include" \
+    -o "$W/smoke" "$HERE/smoke.c" "$SRC/src/common/hv_xen.c" \
+    $(pkg-config --cflags --libs $XENPC)
+cc -O2 -static -o "$W/guest-dirty" "$HERE/guest-dirty.c"
+
+# ---- domU initramfs: busybox + /dirty ----
+D=$W/domu
+mkdir -p "$D/bin" "$D/proc" "$D/dev"
+cp "$R/bin/busybox" "$D/bin/busybox"
+cp "$HERE/domu-init" "$D/init"
+cp "$W/guest-dirty" "$D/dirty"
+(cd "$D" && find . | cpio -o -H newc --quiet | gzip -1) > "$W/domu.cpio.gz"
+
+# ---- dom0 initramfs ----
+Z=$W/dom0
+LIBPATH=$R/usr/lib/x86_64-linux-gnu:$R/lib/x86_64-linux-gnu
+mkdir -p "$Z/bin" "$Z/lab" "$Z/lib/lab-modules" "$Z/etc" \
+    "$Z/usr/lib/xen-4.17/bin" "$Z/usr/bin" "$Z/lib64"
+cp "$R/bin/busybox" "$Z/bin/busybox"
+cp "$HERE/dom0-init" "$Z/init"
+cp "$CACHE"/modules/* "$Z/lib/lab-modules/"
+cp -a "$R/etc/xen" "$Z/etc/xen"
+XENBINS="xl xenstored xenconsoled xen-init-dom0 libxl-save-helper xenconsole"
+for b in $XENBINS; do
+	cp "$R/usr/lib/xen-4.17/bin/$b" "$Z/usr/lib/xen-4.17/bin/"
+done
+cp "$R"/usr/bin/xenstore* "$Z/usr/bin/"
+cp "$W/smoke" "$CACHE/vmlinuz" "$W/domu.cpio.gz" "$HERE/domu.cfg.in" \
+    "$Z/lab/"
+# The project's own binaries, when a build tree has them.
+for b in src/sourced/sharemig-sourced src/destd/sharemig-destd \
+    src/migratectl/migratectl src/simhv/simhv; do
+	[ -x "$BUILD/$b" ] && cp "$BUILD/$b" "$Z/usr/bin/"
+done
+echo "root:x:0:0:root:/root:/bin/sh" > "$Z/etc/passwd"
+
+# Shared libraries: the ldd closure of every dynamic binary, resolved
+# against the unpacked packages first, then the build host (same Debian).
+copy_lib() {
+	src=$1
+	dst=$Z$src
+	[ -e "$dst" ] && return 0
+	mkdir -p "$(dirname "$dst")"
+	cp -L "$src" "$dst"
+}
+for f in "$Z"/usr/lib/xen-4.17/bin/* "$Z"/usr/bin/* "$Z/lab/smoke"; do
+	LD_LIBRARY_PATH=$LIBPATH ldd "$f" 2>/dev/null | awk '/=> \// { print $3 }
+	    /^\t\/.*ld-linux/ { print $1 }' | while read -r lib; do
+		case "$lib" in
+		"$R"/*)	rel=${lib#"$R"}
+			mkdir -p "$(dirname "$Z$rel")"
+			cp -L "$lib" "$Z$rel" ;;
+		*)	copy_lib "$lib" ;;
+		esac
+	done
+done
+# xl aborts on pthread_cancel without libgcc_s (dlopen'd, so no ldd line).
+copy_lib /lib/x86_64-linux-gnu/libgcc_s.so.1
+(cd "$Z" && find . | cpio -o -H newc --quiet | gzip -1) > "$W/dom0.cpio.gz"
+log "dom0 initramfs $(du -h "$W/dom0.cpio.gz" | cut -f1)"
+
+# ---- boot ----
+SERIAL=$W/serial.log
+case "$MODE" in
+shell)
+	exec qemu-system-x86_64 -accel tcg,thread=multi \
+	    -cpu qemu64,+svm,+npt -m 2048 -smp 2 -nographic -no-reboot \
+	    -kernel "$CACHE/xen.elf" \
+	    -append "console=com1 dom0_mem=512M,max:512M" \
+	    -initrd "$CACHE/vmlinuz console=hvc0 sharemig.mode=shell,$W/dom0.cpio.gz"
+	;;
+esac
+log "booting the emulated host (mode $MODE), serial log $SERIAL"
+start=$(date +%s)
+timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi \
+    -cpu qemu64,+svm,+npt -m 2048 -smp 2 -display none -no-reboot \
+    -serial "file:$SERIAL" -monitor none \
+    -kernel "$CACHE/xen.elf" \
+    -append "console=com1 dom0_mem=512M,max:512M" \
+    -initrd "$CACHE/vmlinuz console=hvc0 sharemig.mode=$MODE ${SHAREMIG_XEN_DEBUG:+SHAREMIG_XEN_DEBUG=1},$W/dom0.cpio.gz" \
+    </dev/null || log "qemu exited with $?"
+log "emulated host ran $(( $(date +%s) - start )) s"
+grep -a -E '^(smoke|copy|lab-dom0|SHAREMIG)' "$SERIAL" | tr -d '\r' >&2 || true
+rc=0
+grep -a -q 'SHAREMIG-XEN-SMOKE: PASS' "$SERIAL" || rc=1
+if [ "$MODE" = copy ]; then
+	grep -a -q 'SHAREMIG-XEN-COPY: PASS' "$SERIAL" || rc=1
+fi
+[ $rc -eq 0 ] && log "PASS ($MODE)" || log "FAIL ($MODE): see $SERIAL"
+exit $rc

@@ -1,0 +1,488 @@
+/*
+ * smoke.c - the lab's smoke test of hv_xen_ops, run inside an emulated
+ * Xen dom0 against a running PVH domU whose /dirty (guest-dirty.c) keeps
+ * rewriting 2048 marked pages.
+ *
+ *   smoke NAME          list, open, map every page, log-dirty, pause,
+ *                       context, config; prints "SHAREMIG-XEN-SMOKE: PASS"
+ *   smoke NAME copy     then also builds a copy with create(), fills it
+ *                       through writable mappings, sets the context,
+ *                       commits, checks byte equality and that the copy
+ *                       runs; prints "SHAREMIG-XEN-COPY: PASS"
+ *
+ * Every check is on pages and bytes; waits are bounded polls (a slow
+ * emulator makes them longer, never makes them fail).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hv.h"
+
+#define MARK_PAGES	2048
+#define POLL_MAX	600	/* x 100 ms */
+
+static const struct hv_ops *ops = &hv_xen_ops;
+static int failed;
+
+#define CHECK(cond, ...) do {						\
+	if (!(cond)) {							\
+		printf("smoke: FAILED %s:%d: ", __FILE__, __LINE__);	\
+		printf(__VA_ARGS__);					\
+		printf("\n");						\
+		failed = 1;						\
+		goto out;						\
+	}								\
+} while (0)
+
+struct hdr {
+	char		magic[8];
+	uint64_t	index;
+	volatile uint64_t round;
+	volatile uint64_t check;
+};
+
+/* The marker pages of a domain, mapped read-only (or writable). */
+struct marks {
+	uint64_t	 pfn[MARK_PAGES];
+	struct hdr	*page[MARK_PAGES];
+	struct hv_map	*map[MARK_PAGES / HV_MAP_BATCH_MAX];
+	size_t		 n;
+	size_t		 stale;		/* older twins seen by scan() */
+};
+
+static uint64_t
+popcount_bm(const uint64_t *bm, uint64_t nbits)
+{
+	uint64_t c = 0;
+
+	for (uint64_t i = 0; i < (nbits + 63) / 64; i++)
+		c += (uint64_t)__builtin_popcountll(bm[i]);
+	return c;
+}
+
+static int
+bit(const uint64_t *bm, uint64_t p)
+{
+	return (bm[p / 64] >> (p % 64)) & 1;
+}
+
+/*
+ * Map every pfn in batches; count populated pages and find the marker
+ * pages (by index).  Returns 0 or a negative errno.
+ */
+static int
+scan(struct hv_dom *d, uint64_t pages, uint64_t *populated, struct marks *mk)
+{
+	static uint64_t pfns[HV_MAP_BATCH_MAX];
+	static void *pg[HV_MAP_BATCH_MAX];
+	static uint64_t best[MARK_PAGES];
+	int rc;
+
+	*populated = 0;
+	memset(mk->pfn, 0xff, sizeof(mk->pfn));
+	memset(best, 0, sizeof(best));
+	for (uint64_t base = 0; base < pages; base += HV_MAP_BATCH_MAX) {
+		size_t n = pages - base < HV_MAP_BATCH_MAX ?
+		    (size_t)(pages - base) : HV_MAP_BATCH_MAX;
+		struct hv_map *m;
+
+		for (size_t i = 0; i < n; i++)
+			pfns[i] = base + i;
+		if ((rc = ops->map(d, pfns, n, 0, pg, &m)) != 0)
+			return rc;
+		for (size_t i = 0; i < n; i++) {
+			const struct hdr *h = pg[i];
+
+			if (h == NULL)
+				continue;
+			(*populated)++;
+			/*
+			 * A page the guest kernel moved or freed keeps a
+			 * stale copy of a marker: the highest round wins.
+			 */
+			if (memcmp(h->magic, "SMGDIRTY", 8) == 0 &&
+			    h->index < MARK_PAGES &&
+			    (mk->pfn[h->index] == UINT64_MAX ||
+			    h->round > best[h->index])) {
+				if (mk->pfn[h->index] != UINT64_MAX)
+					mk->stale++;
+				mk->pfn[h->index] = pfns[i];
+				best[h->index] = h->round;
+			}
+		}
+		ops->unmap(d, m);
+	}
+	return 0;
+}
+
+static int
+map_marks(struct hv_dom *d, struct marks *mk, int writable)
+{
+	void *pg[HV_MAP_BATCH_MAX];
+	int rc;
+
+	for (size_t b = 0; b < MARK_PAGES / HV_MAP_BATCH_MAX; b++) {
+		rc = ops->map(d, mk->pfn + b * HV_MAP_BATCH_MAX,
+		    HV_MAP_BATCH_MAX, writable, pg, &mk->map[b]);
+		if (rc != 0)
+			return rc;
+		for (size_t i = 0; i < HV_MAP_BATCH_MAX; i++) {
+			mk->page[b * HV_MAP_BATCH_MAX + i] = pg[i];
+			if (pg[i] == NULL)
+				return -EFAULT;
+		}
+	}
+	mk->n = MARK_PAGES;
+	return 0;
+}
+
+static void
+unmap_marks(struct hv_dom *d, struct marks *mk)
+{
+	for (size_t b = 0; b < MARK_PAGES / HV_MAP_BATCH_MAX; b++) {
+		ops->unmap(d, mk->map[b]);
+		mk->map[b] = NULL;
+	}
+}
+
+static void
+rounds(const struct marks *mk, uint64_t *r)
+{
+	for (size_t i = 0; i < MARK_PAGES; i++)
+		r[i] = mk->page[i]->round;
+}
+
+static size_t
+changed(const uint64_t *a, const uint64_t *b)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < MARK_PAGES; i++)
+		c += a[i] != b[i];
+	return c;
+}
+
+/* Poll until at least want marker pages changed since snap; cur gets
+ * the last reading.  Returns how many changed. */
+static size_t
+wait_changes(const struct marks *mk, const uint64_t *snap, uint64_t *cur,
+    size_t want)
+{
+	size_t c = 0;
+
+	for (int i = 0; i < POLL_MAX; i++) {
+		rounds(mk, cur);
+		if ((c = changed(snap, cur)) >= want)
+			break;
+		usleep(100000);
+	}
+	return c;
+}
+
+static int
+copy_test(struct hv *hv, struct hv_dom *src, const struct hv_dom_info *si,
+    const struct marks *smk);
+
+int
+main(int argc, char **argv)
+{
+	static uint64_t snap[MARK_PAGES], cur[MARK_PAGES];
+	struct hv_params p = { 0 };
+	struct hv_dom_info *list = NULL, info;
+	struct hv *hv = NULL;
+	struct hv_dom *d = NULL, *d2 = NULL;
+	struct marks mk;
+	uint64_t *bm = NULL, populated, ndirty, must, seen;
+	void *ctx = NULL, *cfg = NULL;
+	size_t n = 0, ctxlen, cfglen, c;
+	char idstr[16];
+	int rc, found = 0, passed = 0;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: smoke DOMAIN [copy]\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	memset(&mk, 0, sizeof(mk));
+
+	rc = ops->open(&p, &hv);
+	CHECK(rc == 0, "open: %s", strerror(-rc));
+	rc = ops->list(hv, &list, &n);
+	CHECK(rc == 0, "list: %s", strerror(-rc));
+	for (size_t i = 0; i < n; i++) {
+		printf("smoke: list: domid %u name %s pages %llu vcpus %u "
+		    "flags %#x\n", list[i].domid, list[i].name,
+		    (unsigned long long)list[i].pages, list[i].vcpus,
+		    list[i].flags);
+		CHECK(list[i].domid != 0, "list includes Domain-0");
+		found += strcmp(list[i].name, argv[1]) == 0;
+	}
+	CHECK(found == 1, "list: %s found %d times", argv[1], found);
+
+	CHECK(ops->dom_open(hv, "0", &d) == -ENOENT, "dom_open(0)");
+	CHECK(ops->dom_open(hv, "no-such-guest", &d) == -ENOENT,
+	    "dom_open(no-such-guest)");
+	rc = ops->dom_open(hv, argv[1], &d);
+	CHECK(rc == 0, "dom_open(%s): %s", argv[1], strerror(-rc));
+	rc = ops->dom_info(d, &info);
+	CHECK(rc == 0, "dom_info: %s", strerror(-rc));
+	printf("smoke: info: domid %u name %s pages %llu vcpus %u flags %#x\n",
+	    info.domid, info.name, (unsigned long long)info.pages,
+	    info.vcpus, info.flags);
+	CHECK(strcmp(info.name, argv[1]) == 0, "dom_info name");
+	CHECK(info.flags & HV_DOM_RUNNING, "not running");
+	snprintf(idstr, sizeof(idstr), "%u", info.domid);
+	rc = ops->dom_open(hv, idstr, &d2);
+	CHECK(rc == 0, "dom_open(%s): %s", idstr, strerror(-rc));
+	ops->dom_close(d2);
+	d2 = NULL;
+
+	/* Writable maps are for incoming domains only. */
+	{
+		uint64_t pfn0 = 0;
+		void *pg0;
+		struct hv_map *m0;
+
+		CHECK(ops->map(d, &pfn0, 1, 1, &pg0, &m0) == -EPERM,
+		    "writable map of a running domain");
+		pfn0 = info.pages;
+		CHECK(ops->map(d, &pfn0, 1, 0, &pg0, &m0) == -EINVAL,
+		    "map past the pfn space");
+	}
+
+	rc = scan(d, info.pages, &populated, &mk);
+	CHECK(rc == 0, "scan: %s", strerror(-rc));
+	c = 0;
+	for (size_t i = 0; i < MARK_PAGES; i++)
+		c += mk.pfn[i] != UINT64_MAX;
+	printf("smoke: mapped %llu populated pages of %llu pfns, %zu marker "
+	    "pages (%zu stale twins)\n", (unsigned long long)populated,
+	    (unsigned long long)info.pages, c, mk.stale);
+	CHECK(populated > 16384 && populated < info.pages,
+	    "populated pages %llu", (unsigned long long)populated);
+	CHECK(c == MARK_PAGES, "found %zu of %d marker pages", c, MARK_PAGES);
+	rc = map_marks(d, &mk, 0);
+	CHECK(rc == 0, "map marker pages: %s", strerror(-rc));
+
+	bm = calloc((info.pages + 63) / 64, sizeof(*bm));
+	CHECK(bm != NULL, "calloc");
+	CHECK(ops->dirty_fetch(d, bm, 0) == -EINVAL, "fetch with log-dirty off");
+	rc = ops->logdirty_enable(d);
+	CHECK(rc == 0, "logdirty_enable: %s", strerror(-rc));
+	rc = ops->dirty_fetch(d, bm, 0);
+	CHECK(rc == 0, "dirty_fetch 1: %s", strerror(-rc));
+	ndirty = popcount_bm(bm, info.pages);
+	printf("smoke: dirty fetch 1: %llu pages\n", (unsigned long long)ndirty);
+
+	/* Pages seen changing between two fetches must be dirty in the second. */
+	rounds(&mk, snap);
+	c = wait_changes(&mk, snap, cur, MARK_PAGES / 2);
+	CHECK(c >= MARK_PAGES / 2, "guest changed only %zu marker pages", c);
+	rc = ops->dirty_fetch(d, bm, 0);
+	CHECK(rc == 0, "dirty_fetch 2: %s", strerror(-rc));
+	ndirty = popcount_bm(bm, info.pages);
+	must = seen = 0;
+	for (size_t i = 0; i < MARK_PAGES; i++)
+		if (snap[i] != cur[i]) {
+			must++;
+			seen += bit(bm, mk.pfn[i]);
+		}
+	printf("smoke: dirty fetch 2: %llu pages; %llu marker pages changed, "
+	    "%llu of them dirty\n", (unsigned long long)ndirty,
+	    (unsigned long long)must, (unsigned long long)seen);
+	CHECK(must > 0 && seen == must, "changed pages missing from bitmap");
+
+	/* Paused: nothing changes, the final fetch sees no marker page. */
+	rc = ops->pause(d);
+	CHECK(rc == 0, "pause: %s", strerror(-rc));
+	rc = ops->dom_info(d, &info);
+	CHECK(rc == 0 && (info.flags & HV_DOM_PAUSED), "not paused");
+	rc = ops->dirty_fetch(d, bm, 1);
+	CHECK(rc == 0, "dirty_fetch final: %s", strerror(-rc));
+	rounds(&mk, snap);
+	usleep(500000);
+	rc = ops->dirty_fetch(d, bm, 1);
+	CHECK(rc == 0, "dirty_fetch final 2: %s", strerror(-rc));
+	rounds(&mk, cur);
+	seen = 0;
+	for (size_t i = 0; i < MARK_PAGES; i++)
+		seen += bit(bm, mk.pfn[i]);
+	printf("smoke: paused: %zu marker pages changed, %llu dirty, "
+	    "%llu pages dirty in all\n", changed(snap, cur),
+	    (unsigned long long)seen,
+	    (unsigned long long)popcount_bm(bm, info.pages));
+	CHECK(changed(snap, cur) == 0 && seen == 0, "paused guest wrote");
+
+	rc = ops->context_get(d, &ctx, &ctxlen);
+	CHECK(rc == 0, "context_get: %s", strerror(-rc));
+	printf("smoke: context: %zu bytes\n", ctxlen);
+	CHECK(ctxlen > 48 && memcmp(ctx, "SMXHVMC1", 8) == 0, "context blob");
+	rc = ops->config_get(d, &cfg, &cfglen);
+	CHECK(rc == 0, "config_get: %s", strerror(-rc));
+	printf("smoke: config: %zu bytes of JSON\n", cfglen);
+	CHECK(memmem(cfg, cfglen, argv[1], strlen(argv[1])) != NULL,
+	    "config lacks the name");
+
+	rc = ops->unpause(d);
+	CHECK(rc == 0, "unpause: %s", strerror(-rc));
+	rounds(&mk, snap);
+	c = wait_changes(&mk, snap, cur, MARK_PAGES);
+	printf("smoke: unpaused: %zu marker pages changed\n", c);
+	CHECK(c == MARK_PAGES, "guest did not resume");
+
+	rc = ops->logdirty_disable(d);
+	CHECK(rc == 0, "logdirty_disable: %s", strerror(-rc));
+	CHECK(ops->dirty_fetch(d, bm, 0) == -EINVAL, "fetch after disable");
+	printf("SHAREMIG-XEN-SMOKE: PASS\n");
+	passed = 1;
+
+	if (argc > 2 && strcmp(argv[2], "copy") == 0) {
+		rc = copy_test(hv, d, &info, &mk);
+		printf("SHAREMIG-XEN-COPY: %s\n", rc == 0 ? "PASS" : "FAIL");
+	}
+out:
+	if (!passed)
+		printf("SHAREMIG-XEN-SMOKE: FAIL\n");
+	free(ctx);
+	free(cfg);
+	free(bm);
+	free(list);
+	if (d) {
+		unmap_marks(d, &mk);
+		ops->dom_close(d);
+	}
+	ops->close(hv);
+	return failed;
+}
+
+/*
+ * The destination's steps, on one host: create an incoming domain from the
+ * source's config, fill it through writable mappings while the source is
+ * paused, set the context, commit, compare every page, unpause the copy,
+ * see its marker pages advance, destroy it, unpause the source.
+ */
+static int
+copy_test(struct hv *hv, struct hv_dom *src, const struct hv_dom_info *si,
+    const struct marks *smk)
+{
+	static uint64_t pfns[HV_MAP_BATCH_MAX], snap[MARK_PAGES],
+	    cur[MARK_PAGES];
+	static void *sp[HV_MAP_BATCH_MAX], *dp[HV_MAP_BATCH_MAX];
+	struct hv_dom_info shape, info;
+	struct hv_dom *dst = NULL;
+	struct marks dmk;
+	void *cfg = NULL, *ctx = NULL;
+	size_t cfglen, ctxlen, c;
+	uint64_t copied = 0, differ = 0;
+	int rc;
+
+	memset(&dmk, 0, sizeof(dmk));
+	rc = ops->dom_info(src, &shape);
+	CHECK(rc == 0, "dom_info: %s", strerror(-rc));
+	snprintf(shape.name, sizeof(shape.name), "%.40s-copy", si->name);
+	shape.uuid[15] ^= 0x5a;
+	rc = ops->config_get(src, &cfg, &cfglen);
+	CHECK(rc == 0, "config_get: %s", strerror(-rc));
+	rc = ops->create(hv, &shape, cfg, cfglen, &dst);
+	CHECK(rc == 0, "create: %s", strerror(-rc));
+	rc = ops->dom_info(dst, &info);
+	CHECK(rc == 0 && (info.flags & HV_DOM_INCOMING) &&
+	    (info.flags & HV_DOM_PAUSED), "incoming domain flags %#x",
+	    info.flags);
+	printf("copy: created domid %u (%s), %llu pfns\n", info.domid,
+	    info.name, (unsigned long long)info.pages);
+
+	rc = ops->pause(src);
+	CHECK(rc == 0, "pause: %s", strerror(-rc));
+	for (uint64_t base = 0; base < shape.pages; base += HV_MAP_BATCH_MAX) {
+		size_t n = shape.pages - base < HV_MAP_BATCH_MAX ?
+		    (size_t)(shape.pages - base) : HV_MAP_BATCH_MAX;
+		size_t k = 0;
+		struct hv_map *sm, *dm;
+
+		for (size_t i = 0; i < n; i++)
+			pfns[i] = base + i;
+		rc = ops->map(src, pfns, n, 0, sp, &sm);
+		CHECK(rc == 0, "map source: %s", strerror(-rc));
+		/* Only the source's populated pfns go across. */
+		for (size_t i = 0; i < n; i++)
+			if (sp[i] != NULL) {
+				pfns[k] = pfns[i];
+				sp[k++] = sp[i];
+			}
+		if (k) {
+			rc = ops->map(dst, pfns, k, 1, dp, &dm);
+			if (rc != 0)
+				ops->unmap(src, sm);
+			CHECK(rc == 0, "map destination: %s", strerror(-rc));
+			for (size_t i = 0; i < k; i++)
+				memcpy(dp[i], sp[i], HV_PAGE_SIZE);
+			copied += k;
+			ops->unmap(dst, dm);
+		}
+		ops->unmap(src, sm);
+	}
+	rc = ops->context_get(src, &ctx, &ctxlen);
+	CHECK(rc == 0, "context_get: %s", strerror(-rc));
+	rc = ops->context_set(dst, ctx, ctxlen);
+	CHECK(rc == 0, "context_set: %s", strerror(-rc));
+	rc = ops->commit(dst);
+	CHECK(rc == 0, "commit: %s", strerror(-rc));
+	rc = ops->dom_info(dst, &info);
+	CHECK(rc == 0 && !(info.flags & HV_DOM_INCOMING) &&
+	    strcmp(info.name, shape.name) == 0, "committed domain %s %#x",
+	    info.name, info.flags);
+
+	/* I1: byte equality of every source page while both are paused. */
+	for (uint64_t base = 0; base < shape.pages; base += HV_MAP_BATCH_MAX) {
+		size_t n = shape.pages - base < HV_MAP_BATCH_MAX ?
+		    (size_t)(shape.pages - base) : HV_MAP_BATCH_MAX;
+		struct hv_map *sm, *dm;
+
+		for (size_t i = 0; i < n; i++)
+			pfns[i] = base + i;
+		rc = ops->map(src, pfns, n, 0, sp, &sm);
+		CHECK(rc == 0, "map source: %s", strerror(-rc));
+		rc = ops->map(dst, pfns, n, 0, dp, &dm);
+		if (rc != 0)
+			ops->unmap(src, sm);
+		CHECK(rc == 0, "map copy: %s", strerror(-rc));
+		for (size_t i = 0; i < n; i++)
+			if (sp[i] && (dp[i] == NULL ||
+			    memcmp(sp[i], dp[i], HV_PAGE_SIZE) != 0))
+				differ++;
+		ops->unmap(dst, dm);
+		ops->unmap(src, sm);
+	}
+	printf("copy: %llu pages copied, %llu differ\n",
+	    (unsigned long long)copied, (unsigned long long)differ);
+	CHECK(differ == 0, "copy differs from source");
+
+	/* The copy runs: its own marker pages advance. */
+	memcpy(dmk.pfn, smk->pfn, sizeof(dmk.pfn));
+	rc = map_marks(dst, &dmk, 0);
+	CHECK(rc == 0, "map copy's marker pages: %s", strerror(-rc));
+	rounds(&dmk, snap);
+	rc = ops->unpause(dst);
+	CHECK(rc == 0, "unpause copy: %s", strerror(-rc));
+	c = wait_changes(&dmk, snap, cur, MARK_PAGES);
+	printf("copy: running copy changed %zu marker pages\n", c);
+	CHECK(c == MARK_PAGES, "copy does not run");
+out:
+	if (dst) {
+		unmap_marks(dst, &dmk);
+		rc = ops->destroy(dst);
+		if (rc != 0) {
+			printf("copy: destroy: %s\n", strerror(-rc));
+			failed = 1;
+		}
+	}
+	ops->unpause(src);
+	free(cfg);
+	free(ctx);
+	return failed ? -1 : 0;
+}
