@@ -472,6 +472,9 @@ copy_test(struct hv *hv, struct hv_dom *src, const struct hv_dom_info *si,
 	c = wait_changes(&dmk, snap, cur, MARK_PAGES);
 	printf("copy: running copy changed %zu marker pages\n", c);
 	CHECK(c == MARK_PAGES, "copy does not run");
+	/* Let its console show whether the PV console survived (dom0-init
+	 * prints the copy's console log; informational only). */
+	sleep(5);
 out:
 	if (dst) {
 		unmap_marks(dst, &dmk);
