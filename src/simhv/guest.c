@@ -11,6 +11,8 @@
  * so a guest resumed after a migration reports whether its memory
  * arrived intact.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -214,6 +216,8 @@ sg_run(const char *dir, const char *name)
 	double last, t, carry = 0, cap;
 	uint64_t pfn;
 	int r, zero, writes, status = 1;
+	unsigned long ticks = 0;
+	struct stat sb;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_term;
@@ -271,6 +275,14 @@ sg_run(const char *dir, const char *name)
 	cap = l.cfg.rate / 100.0 + 1;
 	last = now_s();
 	while (!guest_stop) {
+		/* A domain whose file is gone (destroyed, state directory
+		 * removed) has no one to run for. */
+		if (++ticks % 1000 == 0 && fstat(sd->fd, &sb) == 0 &&
+		    sb.st_nlink == 0) {
+			fprintf(stderr, "simhv run: %s: domain file removed, "
+			    "exiting\n", name);
+			break;
+		}
 		if (pause_point(sd, &st)) {
 			last = now_s();
 			continue;
