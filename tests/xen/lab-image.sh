@@ -41,7 +41,10 @@ need_host_tools() {
 	fi
 }
 
-if [ -f "$CACHE/image.stamp" ] && [ "${1:-}" != "--force" ]; then
+# Bump when the image's contents change, so cached images are rebuilt.
+IMAGE_VERSION=image-v2
+if grep -qx "$IMAGE_VERSION" "$CACHE/image.stamp" 2>/dev/null &&
+    [ "${1:-}" != "--force" ]; then
 	need_host_tools
 	exit 0
 fi
@@ -79,14 +82,14 @@ gunzip -c "$CACHE/root/boot/xen-$XENVER-amd64.gz" > "$CACHE/xen.elf"
 cp "$CACHE"/root/boot/vmlinuz-* "$CACHE/vmlinuz"
 
 # Modules dom0 needs: xenfs and the xen device drivers for the toolstack,
-# netback + bridge for the two-host setup.  Dependencies come from
+# netback + bridge + e1000 (the emulated NIC) for the two-host setup.  Dependencies come from
 # modules.dep, loaded depth first.
 KVER=$(ls "$CACHE/root/lib/modules")
 MDIR=$CACHE/root/lib/modules/$KVER
 # The package ships no modules.dep (depmod runs at install time).
 depmod -b "$CACHE/root" "$KVER"
 WANT="xenfs xen-privcmd xen-evtchn xen-gntdev xen-gntalloc xen-netback
-    xen-blkback bridge"
+    xen-blkback bridge e1000"
 : > "$CACHE/modules/load-order"
 add_mod() {
 	local path deps dep dn base
@@ -116,5 +119,5 @@ for m in $WANT; do
 	add_mod "$m"
 done
 log "modules: $(tr '\n' ' ' < "$CACHE/modules/load-order")"
-date > "$CACHE/image.stamp"
+echo "$IMAGE_VERSION" > "$CACHE/image.stamp"
 log "image ready in $CACHE"

@@ -5,6 +5,9 @@
 #   tests/xen/lab.sh smoke     list/open/map/log-dirty/pause/context/config
 #   tests/xen/lab.sh copy      smoke, then create/fill/context_set/commit of
 #                              a copy of the guest on the same host
+#   tests/xen/lab.sh xlpair    two emulated hosts joined by -netdev socket:
+#                              stock `xl migrate` of the guest from one to
+#                              the other, bytes on the link recorded
 #   tests/xen/lab.sh shell     boot to a dom0 shell on the terminal
 #
 # Exit status 0 when the serial log has the PASS line(s).  Needs root only
@@ -112,21 +115,53 @@ shell)
 	    -initrd "$CACHE/vmlinuz console=hvc0 sharemig.mode=shell,$W/dom0.cpio.gz"
 	;;
 esac
-log "booting the emulated host (mode $MODE), serial log $SERIAL"
+boot() {	# boot SERIAL CMDLINE-EXTRA QEMU-ARGS...
+	serial=$1 extra=$2
+	shift 2
+	timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi \
+	    -cpu qemu64,+svm,+npt -m 2048 -smp 2 -display none -no-reboot \
+	    -serial "file:$serial" -monitor none \
+	    -kernel "$CACHE/xen.elf" \
+	    -append "console=com1 dom0_mem=512M,max:512M" \
+	    -initrd "$CACHE/vmlinuz console=hvc0 $extra ${SHAREMIG_XEN_DEBUG:+SHAREMIG_XEN_DEBUG=1},$W/dom0.cpio.gz" \
+	    "$@" </dev/null
+}
+show() {
+	grep -a -E '^(smoke|copy|lab-dom0|SHAREMIG)' "$1" | tr -d '\r' >&2 ||
+	    true
+}
 start=$(date +%s)
-timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi \
-    -cpu qemu64,+svm,+npt -m 2048 -smp 2 -display none -no-reboot \
-    -serial "file:$SERIAL" -monitor none \
-    -kernel "$CACHE/xen.elf" \
-    -append "console=com1 dom0_mem=512M,max:512M" \
-    -initrd "$CACHE/vmlinuz console=hvc0 sharemig.mode=$MODE ${SHAREMIG_XEN_DEBUG:+SHAREMIG_XEN_DEBUG=1},$W/dom0.cpio.gz" \
-    </dev/null || log "qemu exited with $?"
-log "emulated host ran $(( $(date +%s) - start )) s"
-grep -a -E '^(smoke|copy|lab-dom0|SHAREMIG)' "$SERIAL" | tr -d '\r' >&2 || true
 rc=0
-grep -a -q 'SHAREMIG-XEN-SMOKE: PASS' "$SERIAL" || rc=1
-if [ "$MODE" = copy ]; then
-	grep -a -q 'SHAREMIG-XEN-COPY: PASS' "$SERIAL" || rc=1
-fi
-[ $rc -eq 0 ] && log "PASS ($MODE)" || log "FAIL ($MODE): see $SERIAL"
+case "$MODE" in
+xlpair)
+	PORT=${LAB_PORT:-$((20000 + $$ % 20000))}
+	log "booting two emulated hosts joined on 127.0.0.1:$PORT"
+	boot "$W/serial-dst.log" "sharemig.mode=xl-dst sharemig.ip=10.0.0.2" \
+	    -netdev "socket,id=n0,listen=127.0.0.1:$PORT" \
+	    -device e1000,netdev=n0,mac=52:54:00:00:00:02 &
+	dst=$!
+	sleep 3
+	boot "$W/serial-src.log" "sharemig.mode=xl-src sharemig.ip=10.0.0.1" \
+	    -netdev "socket,id=n0,connect=127.0.0.1:$PORT" \
+	    -device e1000,netdev=n0,mac=52:54:00:00:00:01 ||
+	    log "source qemu exited with $?"
+	wait $dst || log "destination qemu exited with $?"
+	log "emulated hosts ran $(( $(date +%s) - start )) s"
+	log "source:"; show "$W/serial-src.log"
+	log "destination:"; show "$W/serial-dst.log"
+	grep -a -q 'SHAREMIG-XL-MIGRATE: PASS' "$W/serial-src.log" || rc=1
+	grep -a -q 'SHAREMIG-XL-RECEIVE: PASS' "$W/serial-dst.log" || rc=1
+	;;
+*)
+	log "booting the emulated host (mode $MODE), serial log $SERIAL"
+	boot "$SERIAL" "sharemig.mode=$MODE" || log "qemu exited with $?"
+	log "emulated host ran $(( $(date +%s) - start )) s"
+	show "$SERIAL"
+	grep -a -q 'SHAREMIG-XEN-SMOKE: PASS' "$SERIAL" || rc=1
+	if [ "$MODE" = copy ]; then
+		grep -a -q 'SHAREMIG-XEN-COPY: PASS' "$SERIAL" || rc=1
+	fi
+	;;
+esac
+[ $rc -eq 0 ] && log "PASS ($MODE)" || log "FAIL ($MODE): see $W"
 exit $rc
