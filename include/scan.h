@@ -28,6 +28,7 @@ struct scan_stats {
 	uint64_t	pages_hashed;	/* pages SHA-256'd, all passes */
 	uint64_t	domains;	/* domains in the last pass */
 	double		cpu_s;		/* thread CPU time so far */
+	int		busy;		/* a pass is under way (scan_get_stats) */
 };
 
 struct scan;

@@ -439,5 +439,6 @@ scan_get_stats(struct scan *s, struct scan_stats *out)
 {
 	pthread_mutex_lock(&s->mu);
 	*out = s->st;
+	out->busy = s->busy;
 	pthread_mutex_unlock(&s->mu);
 }

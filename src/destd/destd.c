@@ -385,7 +385,7 @@ cmd_scan_wait(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	scan_get_stats(dd->scan, &ss);
 	/* The pass in progress may have started before the caller's
 	 * change: count only passes that start after now. */
-	w->target = ss.passes + (uint64_t)passes + 1;
+	w->target = ss.passes + (uint64_t)passes + (ss.busy ? 1 : 0);
 	w->req = r;
 	clock_gettime(CLOCK_MONOTONIC, &w->deadline);
 	w->deadline.tv_sec += timeout / 1000;

@@ -1,0 +1,273 @@
+"""Integration-test harness: simulated hosts with real daemons.
+
+Each Host is a state directory with its own sharemig-destd (listening on a
+loopback port, owning the host index) and sharemig-sourced (asking that
+destd for the index), both with real TLS certificates generated at test
+time by tests/gen_certs.sh.  Guests are simhv domains.  Everything the
+harness starts is stopped in Cluster.close(), also on failure.
+
+Only the Python standard library is used.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("SHAREMIG_BUILD") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build")
+SOURCE = os.environ.get("SHAREMIG_SOURCE") or os.path.join(
+    os.path.dirname(__file__), "..", "..")
+SIMHV = os.path.join(BUILD, "src", "simhv", "simhv")
+SOURCED = os.path.join(BUILD, "src", "sourced", "sharemig-sourced")
+DESTD = os.path.join(BUILD, "src", "destd", "sharemig-destd")
+MIGRATECTL = os.path.join(BUILD, "src", "migratectl", "migratectl")
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run(cmd, check_rc=True, timeout=300, **kw):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout, **kw)
+    if check_rc and p.returncode != 0:
+        raise Failure("%s exited %d: %s%s" % (" ".join(cmd), p.returncode,
+                                              p.stdout, p.stderr))
+    return p
+
+
+def wait_for_path(path, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path):
+            return
+        time.sleep(0.02)
+    raise Failure("%s did not appear" % path)
+
+
+class Host:
+    def __init__(self, cluster, name, tls=True, destd_args=(),
+                 sourced_args=()):
+        self.cluster = cluster
+        self.name = name
+        self.dir = os.path.join(cluster.tmp, name)
+        os.makedirs(self.dir)
+        self.port = free_port()
+        self.addr = "127.0.0.1:%d" % self.port
+        self.destd_sock = os.path.join(self.dir, "destd.sock")
+        self.sourced_sock = os.path.join(self.dir, "sourced.sock")
+        self.tls = tls
+        self.procs = {}
+        self.logs = {}
+        self.destd_args = list(destd_args)
+        self.sourced_args = list(sourced_args)
+
+    def tls_args(self, key):
+        if not self.tls:
+            return ["--insecure"]
+        c = self.cluster.certs
+        return ["--tls-cert", os.path.join(c, key + ".pem"),
+                "--tls-key", os.path.join(c, key + ".key"),
+                "--tls-ca", os.path.join(c, "ca.pem")]
+
+    def _spawn(self, what, cmd, sock):
+        log = open(os.path.join(self.dir, what + ".log"), "a")
+        self.logs[what] = log.name
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+        self.procs[what] = p
+        try:
+            wait_for_path(sock)
+        except Failure:
+            raise Failure("%s did not start: %s" % (what, self.log(what)))
+
+    def start(self, cert=None):
+        cert = cert or ("a" if self.name.endswith("a") else "b")
+        self.start_destd(cert)
+        self.start_sourced(cert)
+
+    def start_destd(self, cert="b"):
+        self._spawn("destd", [DESTD, "--backend", "sim", "--state-dir",
+                              self.dir, "--listen", self.addr, "--control",
+                              self.destd_sock, "--simhv", SIMHV,
+                              "--scan-interval-ms", "60000",
+                              "--scan-cpu", "1"] +
+                    self.tls_args(cert) + self.destd_args, self.destd_sock)
+
+    def start_sourced(self, cert="a"):
+        self._spawn("sourced", [SOURCED, "--backend", "sim", "--state-dir",
+                                self.dir, "--control", self.sourced_sock,
+                                "--index", self.destd_sock, "--simhv",
+                                SIMHV] + self.tls_args(cert) +
+                    self.sourced_args, self.sourced_sock)
+
+    def log(self, what):
+        try:
+            with open(self.logs[what]) as f:
+                return f.read()
+        except (KeyError, OSError):
+            return ""
+
+    def alive(self, what):
+        p = self.procs.get(what)
+        return p is not None and p.poll() is None
+
+    def stop(self):
+        for what, p in self.procs.items():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for what, p in self.procs.items():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = {}
+
+    # --- guests ---
+    def simhv(self, *args, check_rc=True):
+        return run([SIMHV] + [args[0], "--state-dir", self.dir] +
+                   list(args[1:]), check_rc=check_rc)
+
+    def create(self, name, pages, profile="micro", share=None, rate=None,
+               seed=1, start=True):
+        args = ["create", "--name", name, "--pages", str(pages),
+                "--profile", profile, "--seed", str(seed)]
+        if share is not None:
+            args += ["--share", str(share)]
+        if rate is not None:
+            args += ["--rate", str(rate)]
+        self.simhv(*args)
+        if start:
+            self.simhv("start", name)
+
+    def status(self, name):
+        return json.loads(self.simhv("status", name, "--json").stdout)
+
+    def digest(self, name):
+        return self.simhv("digest", name).stdout.strip()
+
+    def domains(self):
+        out = json.loads(self.simhv("list", "--json").stdout)
+        if isinstance(out, dict):
+            out = out.get("domains", [])
+        return sorted(d["name"] for d in out)
+
+    def selfcheck(self, name):
+        p = self.simhv("check", name, "--json", check_rc=False)
+        return p.returncode, p.stdout + p.stderr
+
+    def destroy_all(self):
+        for d in self.domains():
+            self.simhv("destroy", d, check_rc=False)
+
+    # --- daemons ---
+    def ctl(self, *args, sock=None, check_rc=False, timeout=300):
+        return run([MIGRATECTL, "--control", sock or self.sourced_sock] +
+                   list(args), check_rc=check_rc, timeout=timeout)
+
+    def scan_wait(self, passes=1):
+        """Wait until destd's scanner has indexed what exists now."""
+        req = json.dumps({"cmd": "scan-wait", "passes": passes,
+                          "timeout_ms": 120000}) + "\n"
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(130)
+        s.connect(self.destd_sock)
+        s.sendall(req.encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        s.close()
+        rep = json.loads(buf)
+        check(rep.get("ok"), "scan-wait failed: %r" % rep)
+
+    def migrate(self, domain, dest, *opts):
+        """migrate --wait --json; returns (exit code, dict)."""
+        p = self.ctl("migrate", domain, dest.addr, "--wait", "--json",
+                     *opts)
+        try:
+            out = json.loads(p.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise Failure("migratectl printed no JSON (rc %d): %s %s" %
+                          (p.returncode, p.stdout, p.stderr))
+        return p.returncode, out
+
+
+class Cluster:
+    def __init__(self, name):
+        self.tmp = tempfile.mkdtemp(prefix="sharemig-%s-" % name)
+        self.certs = os.path.join(self.tmp, "certs")
+        run(["bash", os.path.join(SOURCE, "tests", "gen_certs.sh"),
+             self.certs])
+        self.hosts = []
+
+    def host(self, name, **kw):
+        h = Host(self, name, **kw)
+        self.hosts.append(h)
+        return h
+
+    def close(self, keep=False):
+        for h in self.hosts:
+            h.stop()
+            try:
+                h.destroy_all()
+            except Exception:
+                pass
+        if not keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def dump_logs(self):
+        for h in self.hosts:
+            for what in h.logs:
+                sys.stderr.write("---- %s %s ----\n%s\n" %
+                                 (h.name, what, h.log(what)))
+
+
+class Runner:
+    """Table of named checks; prints one line each, exits non-zero if any
+    failed (the suite counts the program, the lines show the cells)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.failed = 0
+        self.passed = 0
+
+    def case(self, label, fn, *args):
+        t = time.time()
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - report every failure
+            self.failed += 1
+            print("FAIL %s: %s (%.1fs)" % (label, e, time.time() - t),
+                  flush=True)
+            return False
+        self.passed += 1
+        print("ok   %s (%.1fs)" % (label, time.time() - t), flush=True)
+        return True
+
+    def exit(self):
+        print("%s: %d passed, %d failed" % (self.name, self.passed,
+                                            self.failed))
+        sys.exit(1 if self.failed else 0)
