@@ -37,6 +37,8 @@
 #define PROTO_CONFIG_MAX	(64u << 10)
 #define PROTO_PAGE_BATCH_MAX	256u	/* pages per PAGE_DATA */
 #define PROTO_PFN_BATCH_MAX	4096u	/* entries per OFFER/HAVE/ZERO/REF/NEED */
+#define PROTO_OFFER_SPAN_MAX	65536u	/* pfns covered by one OFFER */
+#define PROTO_PREFIX_LEN	8u	/* digest bytes in an OFFER entry */
 #define PROTO_PFN_NONE		UINT64_MAX
 
 #define PROTO_OPTIONAL		0x80000000u
@@ -136,16 +138,38 @@ struct proto_domain_ack {	/* body: u32 domid, u32 reserved */
 	uint32_t	domid;
 };
 
-struct proto_offer {		/* body: u32 batch, u32 count, {u64 pfn, u8 digest[32]}[count] */
+/*
+ * OFFER: candidate pages of the source, identified by the first 8 bytes
+ * of their SHA-256 (a hint only: identity is proven per batch by HAVE's
+ * confirm digest, see docs/PROTOCOL.md).  The pfns are a bitmap over the
+ * window [base_pfn, base_pfn + span).
+ * body: u32 batch, u32 count, u64 base_pfn, u32 span, u32 reserved,
+ *       u64 bitmap[span / 64], u8 prefix[count][8]
+ * span is a multiple of 64 in 64..PROTO_OFFER_SPAN_MAX; the bitmap has
+ * exactly count bits set, each at a pfn < pages.
+ */
+struct proto_offer {
 	uint32_t	batch;
 	uint32_t	count;
-	const uint8_t	*entries;
+	uint64_t	base_pfn;
+	uint32_t	span;
+	const uint8_t	*bitmap;	/* span / 64 LE u64 words */
+	const uint8_t	*prefixes;	/* count x 8 bytes */
 };
 
-struct proto_have {		/* body: u32 batch, u32 count, u8 bits[(count+7)/8] */
+/*
+ * HAVE: per offered entry, whether the destination filled the page from
+ * local content (copied and checked against its own SHA-256); confirm is
+ * the SHA-256 of the concatenated full digests of the filled entries, in
+ * order (all zero when none was filled).  The source accepts the batch's
+ * fills only if its own digests of those pages hash to the same value.
+ * body: u32 batch, u32 count, u8 confirm[32], u8 bits[(count+7)/8]
+ */
+struct proto_have {
 	uint32_t	batch;
 	uint32_t	count;
-	const uint8_t	*bits;		/* bit i (LSB first) = has entry i */
+	const uint8_t	*confirm;	/* 32 bytes */
+	const uint8_t	*bits;		/* bit i (LSB first) = filled entry i */
 };
 
 struct proto_page_data {	/* body: u32 count, u32 flags(0), u64 pfn[count], page[count][4096] */
@@ -261,8 +285,9 @@ const char *proto_type_name(uint32_t type);
 
 /* Array accessors (i < count; the decoder has checked bounds). */
 uint64_t proto_pfn_at(const uint8_t *pfns, uint32_t i);
-uint64_t proto_offer_pfn_at(const struct proto_offer *o, uint32_t i);
-const uint8_t *proto_offer_digest_at(const struct proto_offer *o, uint32_t i);
+/* The offered pfns in order into pfns[o->count]. */
+void	proto_offer_pfns(const struct proto_offer *o, uint64_t *pfns);
+const uint8_t *proto_offer_prefix_at(const struct proto_offer *o, uint32_t i);
 uint64_t proto_ref_pfn_at(const struct proto_page_ref *r, uint32_t i);
 uint64_t proto_ref_hint_at(const struct proto_page_ref *r, uint32_t i);
 const uint8_t *proto_ref_digest_at(const struct proto_page_ref *r, uint32_t i);
@@ -281,11 +306,14 @@ int	proto_enc_domain_info(uint8_t *out, size_t cap,
 	    const struct proto_domain_info *di);
 int	proto_enc_domain_ack(uint8_t *out, size_t cap, uint32_t domid);
 /* OFFER: pfns[count] and digests[count][32]. */
-int	proto_enc_offer(uint8_t *out, size_t cap, uint32_t batch, uint32_t count,
-	    const uint64_t *pfns, const uint8_t (*digests)[32]);
-/* HAVE: has[count], each 0 or 1. */
+/* OFFER: bitmap[span/64] (host u64 words) with exactly count bits set,
+ * prefixes[count] in pfn order. */
+int	proto_enc_offer(uint8_t *out, size_t cap, uint32_t batch,
+	    uint64_t base_pfn, uint32_t span, const uint64_t *bitmap,
+	    uint32_t count, const uint8_t (*prefixes)[8]);
+/* HAVE: has[count], each 0 or 1; confirm[32]. */
 int	proto_enc_have(uint8_t *out, size_t cap, uint32_t batch, uint32_t count,
-	    const uint8_t *has);
+	    const uint8_t *has, const uint8_t confirm[32]);
 /*
  * PAGE_DATA is written in two parts so page bytes need not be copied
  * twice: proto_enc_page_data_head() writes the record header, the fixed
