@@ -69,6 +69,11 @@ int	pidx_update(struct pidx *ix, uint32_t domid, const uint64_t *pfns,
  * never as REF, so the index keeps no locations for them). */
 size_t	pidx_lookup(struct pidx *ix, const uint8_t digest[32],
 	    struct pidx_loc *locs, size_t max);
+/* Full digests of contents whose SHA-256 starts with the 8-byte prefix
+ * (usually 0 or 1; zero pages excluded), at most max.  Returns how many
+ * were written. */
+size_t	pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
+	    uint8_t (*digests)[32], size_t max);
 /* Number of locations holding this content (0 if unknown, and 0 for the
  * zero page's digest: see pidx_lookup). */
 uint64_t pidx_count(struct pidx *ix, const uint8_t digest[32]);

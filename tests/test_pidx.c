@@ -442,6 +442,38 @@ struct conc {
  * contents always sum to 2 * C_PAGES (updates are applied as batches
  * under the write lock, and a reader sees a batch all or nothing).
  */
+/* Prefix lookup: exact contents found by their first 8 bytes, several
+ * contents with one prefix all returned, zero pages and unknowns not. */
+static void
+test_find_prefix(void **state)
+{
+	struct pidx *ix = pidx_new();
+	uint8_t d[32], got[4][32], pre[8];
+	uint64_t fps[3] = { 11, 12, 13 }, pfns[3] = { 0, 1, 2 };
+	uint8_t cd[3][32];
+	int i;
+
+	assert_non_null(ix);
+	assert_int_equal(pidx_dom_set(ix, 1, 16), 0);
+	put(ix, 1, 5, 42);
+	put(ix, 1, 6, 0);
+	dig(d, 42, 0);
+	assert_int_equal(pidx_find_prefix(ix, d, got, 4), 1);
+	assert_memory_equal(got[0], d, 32);
+	dig(d, 43, 0);
+	assert_int_equal(pidx_find_prefix(ix, d, got, 4), 0);
+	assert_int_equal(pidx_find_prefix(ix, ph_zero_digest(), got, 4), 0);
+	/* Three contents sharing one prefix. */
+	for (i = 0; i < 3; i++)
+		dig(cd[i], 100 + i, 1);
+	assert_int_equal(pidx_update(ix, 1, pfns, 3, fps,
+	    (const uint8_t (*)[32])cd), 0);
+	memcpy(pre, cd[0], 8);
+	assert_int_equal(pidx_find_prefix(ix, pre, got, 4), 3);
+	assert_int_equal(pidx_find_prefix(ix, pre, got, 2), 2);
+	pidx_free(ix);
+}
+
 static void *
 c_writer(void *arg)
 {
@@ -585,6 +617,7 @@ main(void)
 		cmocka_unit_test(test_model),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_bytes_per_page),
+		cmocka_unit_test(test_find_prefix),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

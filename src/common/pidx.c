@@ -741,6 +741,39 @@ pidx_lookup(struct pidx *ix, const uint8_t digest[32],
 	return n;
 }
 
+/*
+ * Full digests of the contents whose SHA-256 starts with prefix (the
+ * digest's first 8 bytes), at most max of them.  The hash is keyed by
+ * those same bytes, so this is one probe sequence.  Zero pages excluded.
+ */
+size_t
+pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
+    uint8_t (*digests)[32], size_t max)
+{
+	uint8_t key[PH_DIGEST_LEN];
+	uint32_t mask, i, e;
+	size_t n = 0;
+
+	if (max == 0)
+		return 0;
+	memset(key, 0, sizeof(key));
+	memcpy(key, prefix, 8);
+	pthread_rwlock_rdlock(&ix->lock);
+	mask = ix->slot_cap - 1;
+	for (i = home(key, mask); (e = ix->slots[i]) != PIDX_NONE;
+	    i = (i + 1) & mask) {
+		const struct pidx_ent *en = ent(ix, e);
+
+		if (memcmp(en->d, prefix, 8) != 0 || is_zero_digest(en->d))
+			continue;
+		memcpy(digests[n++], en->d, PH_DIGEST_LEN);
+		if (n == max)
+			break;
+	}
+	pthread_rwlock_unlock(&ix->lock);
+	return n;
+}
+
 uint64_t
 pidx_count(struct pidx *ix, const uint8_t digest[32])
 {
