@@ -14,7 +14,8 @@
 # for apt-get (lab-image.sh installs the host tools when missing).
 # Environment: SHAREMIG_XEN_CACHE (image cache, default build/xen-lab),
 # SHAREMIG_BUILD (a meson build dir whose binaries are copied into dom0,
-# default build-xen; optional), LAB_TIMEOUT (seconds, default 1500),
+# default build-xen; optional), LAB_TIMEOUT (seconds; default 600, 1200
+# for xlpair),
 # SHAREMIG_XEN_DEBUG=1 (libxc/libxl messages from the backend).
 set -eu
 
@@ -23,7 +24,10 @@ HERE=$SRC/tests/xen
 CACHE=${SHAREMIG_XEN_CACHE:-$SRC/build/xen-lab}
 BUILD=${SHAREMIG_BUILD:-$SRC/build-xen}
 MODE=${1:-smoke}
-TIMEOUT=${LAB_TIMEOUT:-1500}
+case "$MODE" in
+xlpair)	TIMEOUT=${LAB_TIMEOUT:-1200} ;;
+*)	TIMEOUT=${LAB_TIMEOUT:-600} ;;
+esac
 export SHAREMIG_XEN_CACHE=$CACHE
 
 log() { echo "lab: $*" >&2; }
