@@ -49,6 +49,9 @@ static uint64_t	pfns[PROTO_PFN_BATCH_MAX];
 static uint64_t	hints[PROTO_PFN_BATCH_MAX];
 static uint8_t	digests[PROTO_PFN_BATCH_MAX][32];
 static uint8_t	has[PROTO_PFN_BATCH_MAX];
+static uint8_t	prefixes[PROTO_PFN_BATCH_MAX][PROTO_PREFIX_LEN];
+static uint64_t	bitmap[PROTO_OFFER_SPAN_MAX / 64];
+static uint64_t	pfns2[PROTO_PFN_BATCH_MAX];
 
 #define CHECK(x)	do { if (!(x)) abort(); } while (0)
 
@@ -91,18 +94,27 @@ rec_equal(const struct proto_rec *a, const struct proto_rec *b)
 		return a->u.domain_ack.domid == b->u.domain_ack.domid;
 	case REC_OFFER:
 		if (a->u.offer.batch != b->u.offer.batch ||
-		    a->u.offer.count != b->u.offer.count)
+		    a->u.offer.count != b->u.offer.count ||
+		    a->u.offer.base_pfn != b->u.offer.base_pfn ||
+		    a->u.offer.span != b->u.offer.span)
 			return 0;
+		if (memcmp(a->u.offer.bitmap, b->u.offer.bitmap,
+		    a->u.offer.span / 8) != 0)
+			return 0;
+		proto_offer_pfns(&a->u.offer, pfns);
+		proto_offer_pfns(&b->u.offer, pfns2);
 		for (i = 0; i < a->u.offer.count; i++)
-			if (proto_offer_pfn_at(&a->u.offer, i) !=
-			    proto_offer_pfn_at(&b->u.offer, i) ||
-			    memcmp(proto_offer_digest_at(&a->u.offer, i),
-			    proto_offer_digest_at(&b->u.offer, i), 32) != 0)
+			if (pfns[i] != pfns2[i] ||
+			    memcmp(proto_offer_prefix_at(&a->u.offer, i),
+			    proto_offer_prefix_at(&b->u.offer, i),
+			    PROTO_PREFIX_LEN) != 0)
 				return 0;
 		return 1;
 	case REC_HAVE:
 		if (a->u.have.batch != b->u.have.batch ||
-		    a->u.have.count != b->u.have.count)
+		    a->u.have.count != b->u.have.count ||
+		    memcmp(a->u.have.confirm, b->u.have.confirm,
+		    PROTO_DIGEST_LEN) != 0)
 			return 0;
 		for (i = 0; i < a->u.have.count; i++)
 			if (proto_have_bit(&a->u.have, i) !=
@@ -184,19 +196,33 @@ reencode(const struct proto_rec *r)
 	case REC_DOMAIN_ACK:
 		return proto_enc_domain_ack(enc, sizeof(enc),
 		    r->u.domain_ack.domid);
-	case REC_OFFER:
-		for (i = 0; i < r->u.offer.count; i++) {
-			pfns[i] = proto_offer_pfn_at(&r->u.offer, i);
-			memcpy(digests[i], proto_offer_digest_at(&r->u.offer,
-			    i), 32);
+	case REC_OFFER: {
+		/* The bitmap is rebuilt from the decoded pfn list, so the
+		 * byte comparison in rec_equal() also checks
+		 * proto_offer_pfns(). */
+		const struct proto_offer *o = &r->u.offer;
+
+		CHECK(o->span % 64 == 0 && o->span / 64 >= 1 &&
+		    o->span / 64 <= sizeof(bitmap) / sizeof(bitmap[0]));
+		memset(bitmap, 0, o->span / 8);
+		proto_offer_pfns(o, pfns);
+		for (i = 0; i < o->count; i++) {
+			uint64_t d = pfns[i] - o->base_pfn;
+
+			CHECK(pfns[i] >= o->base_pfn && d < o->span);
+			bitmap[d / 64] |= 1ull << (d % 64);
+			memcpy(prefixes[i], proto_offer_prefix_at(o, i),
+			    PROTO_PREFIX_LEN);
 		}
-		return proto_enc_offer(enc, sizeof(enc), r->u.offer.batch,
-		    r->u.offer.count, pfns, (const uint8_t (*)[32])digests);
+		return proto_enc_offer(enc, sizeof(enc), o->batch, o->base_pfn,
+		    o->span, bitmap, o->count,
+		    (const uint8_t (*)[PROTO_PREFIX_LEN])prefixes);
+	}
 	case REC_HAVE:
 		for (i = 0; i < r->u.have.count; i++)
 			has[i] = (uint8_t)proto_have_bit(&r->u.have, i);
 		return proto_enc_have(enc, sizeof(enc), r->u.have.batch,
-		    r->u.have.count, has);
+		    r->u.have.count, has, r->u.have.confirm);
 	case REC_PAGE_DATA:
 		for (i = 0; i < r->u.page_data.count; i++)
 			pfns[i] = proto_pfn_at(r->u.page_data.pfns, i);
@@ -253,8 +279,21 @@ check_ranges(const struct proto_rec *r, const struct proto_limits *lim)
 
 	switch (r->type) {
 	case REC_OFFER:
-		for (i = 0; i < r->u.offer.count; i++)
-			CHECK(proto_offer_pfn_at(&r->u.offer, i) < lim->pages);
+		/* count pfns, strictly ascending, inside the window and
+		 * < pages. */
+		CHECK(r->u.offer.count >= 1 &&
+		    r->u.offer.count <= PROTO_PFN_BATCH_MAX);
+		CHECK(r->u.offer.span >= 64 &&
+		    r->u.offer.span <= PROTO_OFFER_SPAN_MAX &&
+		    r->u.offer.span % 64 == 0);
+		CHECK(r->u.offer.base_pfn <= UINT64_MAX - r->u.offer.span);
+		proto_offer_pfns(&r->u.offer, pfns);
+		for (i = 0; i < r->u.offer.count; i++) {
+			CHECK(pfns[i] < lim->pages);
+			CHECK(pfns[i] >= r->u.offer.base_pfn &&
+			    pfns[i] - r->u.offer.base_pfn < r->u.offer.span);
+			CHECK(i == 0 || pfns[i] > pfns[i - 1]);
+		}
 		break;
 	case REC_PAGE_DATA:
 		CHECK(r->u.page_data.flags == 0);

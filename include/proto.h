@@ -305,7 +305,6 @@ int	proto_enc_error(uint8_t *out, size_t cap, uint32_t code, const char *msg);
 int	proto_enc_domain_info(uint8_t *out, size_t cap,
 	    const struct proto_domain_info *di);
 int	proto_enc_domain_ack(uint8_t *out, size_t cap, uint32_t domid);
-/* OFFER: pfns[count] and digests[count][32]. */
 /* OFFER: bitmap[span/64] (host u64 words) with exactly count bits set,
  * prefixes[count] in pfn order. */
 int	proto_enc_offer(uint8_t *out, size_t cap, uint32_t batch,

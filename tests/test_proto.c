@@ -70,12 +70,31 @@ static uint8_t		fx_config[100];
 static uint8_t		fx_ctx[77];
 static uint8_t		fx_pages[2][PROTO_PAGE_SIZE];
 
+/*
+ * OFFER: a sparse window of 3 words, the middle one empty; the highest
+ * set bit is pfn 4095, like the other fixtures' largest pfn.
+ */
+#define FX_OF_BASE	3904u			/* 4096 - 192 */
+#define FX_OF_SPAN	192u
+static const uint64_t	fx_of_pfns[FX_N] = { 3904, 3906, 3967, 4040, 4095 };
+static const uint64_t	fx_of_bitmap[FX_OF_SPAN / 64] = {
+	1ull << 0 | 1ull << 2 | 1ull << 63,
+	0,
+	1ull << 8 | 1ull << 63,
+};
+static uint8_t		fx_prefixes[FX_N][8];
+static uint8_t		fx_confirm[32];
+
 static void
 fx_init(void)
 {
 	for (unsigned int i = 0; i < FX_N; i++)
 		for (unsigned int j = 0; j < 32; j++)
 			fx_digests[i][j] = (uint8_t)(i * 37 + j);
+	for (unsigned int i = 0; i < FX_N; i++)
+		memcpy(fx_prefixes[i], fx_digests[i], 8);
+	for (unsigned int i = 0; i < 32; i++)
+		fx_confirm[i] = (uint8_t)(i * 3 + 1);
 	for (unsigned int i = 0; i < sizeof(fx_config); i++)
 		fx_config[i] = (uint8_t)(i ^ 0x5a);
 	for (unsigned int i = 0; i < sizeof(fx_ctx); i++)
@@ -140,14 +159,14 @@ enc_ack(uint8_t *o, size_t cap)
 static int
 enc_offer(uint8_t *o, size_t cap)
 {
-	return proto_enc_offer(o, cap, 9, FX_N, fx_pfns,
-	    (const uint8_t (*)[32])fx_digests);
+	return proto_enc_offer(o, cap, 9, FX_OF_BASE, FX_OF_SPAN, fx_of_bitmap,
+	    FX_N, (const uint8_t (*)[8])fx_prefixes);
 }
 
 static int
 enc_have(uint8_t *o, size_t cap)
 {
-	return proto_enc_have(o, cap, 9, FX_N, fx_has);
+	return proto_enc_have(o, cap, 9, FX_N, fx_has, fx_confirm);
 }
 
 static int
@@ -283,12 +302,19 @@ chk_ack(const struct proto_rec *r)
 static void
 chk_offer(const struct proto_rec *r)
 {
+	uint64_t pfns[FX_N + 1];
+
 	assert_int_equal(r->u.offer.batch, 9);
 	assert_int_equal(r->u.offer.count, FX_N);
+	assert_true(r->u.offer.base_pfn == FX_OF_BASE);
+	assert_int_equal(r->u.offer.span, FX_OF_SPAN);
+	pfns[FX_N] = 0xabcdef;
+	proto_offer_pfns(&r->u.offer, pfns);
+	assert_true(pfns[FX_N] == 0xabcdef);	/* writes count pfns only */
 	for (uint32_t i = 0; i < FX_N; i++) {
-		assert_true(proto_offer_pfn_at(&r->u.offer, i) == fx_pfns[i]);
-		assert_memory_equal(proto_offer_digest_at(&r->u.offer, i),
-		    fx_digests[i], 32);
+		assert_true(pfns[i] == fx_of_pfns[i]);
+		assert_memory_equal(proto_offer_prefix_at(&r->u.offer, i),
+		    fx_digests[i], 8);
 	}
 }
 
@@ -297,6 +323,7 @@ chk_have(const struct proto_rec *r)
 {
 	assert_int_equal(r->u.have.batch, 9);
 	assert_int_equal(r->u.have.count, FX_N);
+	assert_memory_equal(r->u.have.confirm, fx_confirm, 32);
 	for (uint32_t i = 0; i < FX_N; i++)
 		assert_int_equal(proto_have_bit(&r->u.have, i), fx_has[i]);
 }
@@ -621,6 +648,9 @@ test_full_batches(void **state)
 	static uint64_t		pfns[PROTO_PFN_BATCH_MAX + 1];
 	static uint8_t		digests[PROTO_PFN_BATCH_MAX + 1][32];
 	static uint8_t		has[PROTO_PFN_BATCH_MAX + 1];
+	static uint64_t		bitmap[PROTO_OFFER_SPAN_MAX / 64];
+	static uint64_t		opfns[PROTO_PFN_BATCH_MAX];
+	static uint8_t		prefixes[PROTO_PFN_BATCH_MAX + 1][8];
 	struct proto_rec	r;
 	uint32_t		type, len;
 	size_t			total;
@@ -630,18 +660,51 @@ test_full_batches(void **state)
 		pfns[i] = NPAGES - 1 - i;
 		has[i] = i & 1;
 		digests[i][0] = (uint8_t)i;
+		prefixes[i][0] = (uint8_t)i;
+		prefixes[i][7] = (uint8_t)(i >> 8);
 	}
-	n = proto_enc_offer(buf, BUFSZ, 1, PROTO_PFN_BATCH_MAX, pfns,
-	    (const uint8_t (*)[32])digests);
-	assert_int_equal(n, 8 + 8 + PROTO_PFN_BATCH_MAX * 40);
+	/* OFFER: the widest window, every 16th pfn, ending at the last
+	 * page. */
+	memset(bitmap, 0, sizeof(bitmap));
+	for (uint32_t i = 0; i < PROTO_OFFER_SPAN_MAX; i += 16)
+		bitmap[i / 64] |= 1ull << (i % 64 + 15);
+	n = proto_enc_offer(buf, BUFSZ, 1, NPAGES - PROTO_OFFER_SPAN_MAX,
+	    PROTO_OFFER_SPAN_MAX, bitmap, PROTO_PFN_BATCH_MAX,
+	    (const uint8_t (*)[8])prefixes);
+	assert_int_equal(n, 8 + 24 + PROTO_OFFER_SPAN_MAX / 8 +
+	    PROTO_PFN_BATCH_MAX * 8);
 	assert_int_equal(proto_frame_peek(buf, n, PROTO_REC_MAX, &type, &len,
 	    &total), 0);
 	assert_int_equal(proto_decode(type, buf + 8, len, &lim_full, &r), 0);
-	assert_true(proto_offer_pfn_at(&r.u.offer, PROTO_PFN_BATCH_MAX - 1) ==
-	    pfns[PROTO_PFN_BATCH_MAX - 1]);
+	proto_offer_pfns(&r.u.offer, opfns);
+	for (uint32_t i = 0; i < PROTO_PFN_BATCH_MAX; i++)
+		assert_true(opfns[i] == NPAGES - PROTO_OFFER_SPAN_MAX +
+		    16 * i + 15);
+	assert_true(opfns[PROTO_PFN_BATCH_MAX - 1] == NPAGES - 1);
+	assert_int_equal(proto_offer_prefix_at(&r.u.offer,
+	    PROTO_PFN_BATCH_MAX - 1)[0], (uint8_t)(PROTO_PFN_BATCH_MAX - 1));
+	/* One more set bit: count and popcount disagree. */
+	bitmap[0] |= 1;
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0,
+	    PROTO_OFFER_SPAN_MAX, bitmap, PROTO_PFN_BATCH_MAX,
+	    (const uint8_t (*)[8])prefixes), -EINVAL);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0,
+	    PROTO_OFFER_SPAN_MAX, bitmap, PROTO_PFN_BATCH_MAX + 1,
+	    (const uint8_t (*)[8])prefixes), -EINVAL);
+	/* A dense word: all 64 bits of a one-word window. */
+	bitmap[0] = UINT64_MAX;
+	n = proto_enc_offer(buf, BUFSZ, 2, 64, 64, bitmap, 64,
+	    (const uint8_t (*)[8])prefixes);
+	assert_int_equal(n, 8 + 24 + 8 + 64 * 8);
+	assert_int_equal(proto_decode(REC_OFFER, buf + 8, n - 8, &lim_full,
+	    &r), 0);
+	proto_offer_pfns(&r.u.offer, opfns);
+	for (uint32_t i = 0; i < 64; i++)
+		assert_true(opfns[i] == 64 + i);
 
-	n = proto_enc_have(buf, BUFSZ, 1, PROTO_PFN_BATCH_MAX, has);
-	assert_int_equal(n, 8 + 8 + PROTO_PFN_BATCH_MAX / 8);
+	n = proto_enc_have(buf, BUFSZ, 1, PROTO_PFN_BATCH_MAX, has,
+	    fx_confirm);
+	assert_int_equal(n, 8 + 40 + PROTO_PFN_BATCH_MAX / 8);
 	assert_int_equal(proto_decode(REC_HAVE, buf + 8, n - 8, &lim_full, &r),
 	    0);
 	assert_int_equal(proto_have_bit(&r.u.have, PROTO_PFN_BATCH_MAX - 1),
@@ -680,14 +743,13 @@ test_full_batches(void **state)
 	    PROTO_CONTEXT_MAX + 1), -EINVAL);
 
 	/* Encoders refuse counts 0 and max + 1. */
-	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, pfns,
-	    (const uint8_t (*)[32])digests), -EINVAL);
-	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1,
-	    PROTO_PFN_BATCH_MAX + 1, pfns, (const uint8_t (*)[32])digests),
+	memset(bitmap, 0, sizeof(bitmap));
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 64, bitmap, 0,
+	    (const uint8_t (*)[8])prefixes), -EINVAL);
+	assert_int_equal(proto_enc_have(buf, BUFSZ, 1, 0, has, fx_confirm),
 	    -EINVAL);
-	assert_int_equal(proto_enc_have(buf, BUFSZ, 1, 0, has), -EINVAL);
 	assert_int_equal(proto_enc_have(buf, BUFSZ, 1,
-	    PROTO_PFN_BATCH_MAX + 1, has), -EINVAL);
+	    PROTO_PFN_BATCH_MAX + 1, has, fx_confirm), -EINVAL);
 	assert_int_equal(proto_enc_page_ref(buf, BUFSZ,
 	    PROTO_PFN_BATCH_MAX + 1, pfns, pfns,
 	    (const uint8_t (*)[32])digests), -EINVAL);
@@ -704,7 +766,198 @@ test_full_batches(void **state)
 	    pfns), -EINVAL);
 	/* HAVE flags must be 0 or 1. */
 	has[3] = 2;
-	assert_int_equal(proto_enc_have(buf, BUFSZ, 1, 8, has), -EINVAL);
+	assert_int_equal(proto_enc_have(buf, BUFSZ, 1, 8, has, fx_confirm),
+	    -EINVAL);
+	has[3] = 1;
+	assert_int_equal(proto_enc_have(buf, BUFSZ, 1, 8, has, NULL), -EINVAL);
+	assert_int_equal(proto_enc_have(buf, BUFSZ, 1, 8, NULL, fx_confirm),
+	    -EINVAL);
+}
+
+/* Put a 3-word fixture bitmap into the OFFER body at b. */
+static void
+offer_set_bitmap(uint8_t *b, uint64_t w0, uint64_t w1, uint64_t w2)
+{
+	set64(b + 24, w0);
+	set64(b + 32, w1);
+	set64(b + 40, w2);
+}
+
+/* OFFER: span, bitmap population, window and pfn range. */
+static void
+test_offer(void **state)
+{
+	struct proto_rec	r;
+	struct proto_limits	lim = lim_full;
+	uint64_t		bm[4], pfns[FX_N];
+	uint32_t		len = build(&cases[4]);
+	uint8_t			*b = buf + 8;
+	const uint8_t		(*pre)[8] = (const uint8_t (*)[8])fx_prefixes;
+	const uint64_t		w0 = fx_of_bitmap[0], w2 = fx_of_bitmap[2];
+
+	assert_int_equal(cases[4].type, REC_OFFER);
+	assert_int_equal(len, 24 + 24 + 40);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), 0);
+
+	/* span: not a multiple of 64, 0, over the maximum; a valid span
+	 * that disagrees with the body length. */
+	static const struct {
+		uint32_t	span;
+		int		ret;
+	} spans[] = {
+		{ 191, -EBADMSG }, { 193, -EBADMSG }, { 1, -EBADMSG },
+		{ 0, -EBADMSG }, { 128, -EBADMSG }, { 256, -EBADMSG },
+		{ PROTO_OFFER_SPAN_MAX + 64, -EMSGSIZE },
+		{ 0xffffffc0u, -EMSGSIZE }, { UINT32_MAX, -EBADMSG },
+		{ FX_OF_SPAN, 0 },
+	};
+	for (size_t i = 0; i < sizeof(spans) / sizeof(spans[0]); i++) {
+		set32(b + 16, spans[i].span);
+		assert_int_equal(dec(&cases[4], len, &lim_full, &r),
+		    spans[i].ret);
+	}
+
+	/* Popcount above and below count; a moved bit is fine. */
+	offer_set_bitmap(b, w0, 1ull << 5, w2);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), -EBADMSG);
+	offer_set_bitmap(b, w0 & ~1ull, 0, w2);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), -EBADMSG);
+	offer_set_bitmap(b, 0, 0, w2);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), -EBADMSG);
+	offer_set_bitmap(b, UINT64_MAX, UINT64_MAX, UINT64_MAX);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), -EBADMSG);
+	offer_set_bitmap(b, w0 & ~1ull, 1ull << 5, w2);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), 0);
+	proto_offer_pfns(&r.u.offer, pfns);
+	assert_true(pfns[0] == 3906 && pfns[1] == 3967 && pfns[2] == 3973);
+	offer_set_bitmap(b, w0, 0, w2);
+
+	/* Set bits at pfn >= pages; the window may reach past pages as
+	 * long as no set bit does. */
+	set64(b + 8, NPAGES - 192);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), 0);
+	set64(b + 8, NPAGES - 191);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), -EBADMSG);
+	offer_set_bitmap(b, w0, 1, 1ull << 8);		/* last: offset 136 */
+	set64(b + 8, NPAGES - 137);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), 0);
+	set64(b + 8, NPAGES - 136);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), -EBADMSG);
+	offer_set_bitmap(b, w0, 0, w2);
+
+	/* base_pfn + span must not wrap. */
+	lim.pages = UINT64_MAX;
+	set64(b + 8, UINT64_MAX - 192);
+	assert_int_equal(dec(&cases[4], len, &lim, &r), 0);
+	proto_offer_pfns(&r.u.offer, pfns);
+	assert_true(pfns[4] == UINT64_MAX - 1);
+	set64(b + 8, UINT64_MAX - 191);
+	assert_int_equal(dec(&cases[4], len, &lim, &r), -EBADMSG);
+	set64(b + 8, UINT64_MAX);
+	assert_int_equal(dec(&cases[4], len, &lim, &r), -EBADMSG);
+	set64(b + 8, UINT64_MAX - 63);
+	offer_set_bitmap(b, 0, 0, 0);
+	assert_int_equal(dec(&cases[4], len, &lim, &r), -EBADMSG);
+	set64(b + 8, FX_OF_BASE);
+	offer_set_bitmap(b, w0, 0, w2);
+
+	/* Reserved is ignored. */
+	set32(b + 20, UINT32_MAX);
+	assert_int_equal(dec(&cases[4], len, &lim_full, &r), 0);
+
+	/* Truncated: a prefix short, a byte short; trailing: one prefix
+	 * or one byte more. */
+	assert_int_equal(dec(&cases[4], len - 8, &lim_full, &r), -EBADMSG);
+	assert_int_equal(dec(&cases[4], len - 1, &lim_full, &r), -EBADMSG);
+	memset(b + len, 0, 8);
+	assert_int_equal(dec(&cases[4], len + 8, &lim_full, &r), -EBADMSG);
+	assert_int_equal(dec(&cases[4], len + 1, &lim_full, &r), -EBADMSG);
+	/* count and body agree (count 6, one more prefix) but the bitmap
+	 * has 5 bits. */
+	set32(b + 4, FX_N + 1);
+	assert_int_equal(dec(&cases[4], len + 8, &lim_full, &r), -EBADMSG);
+	offer_set_bitmap(b, w0, 1ull << 40, w2);
+	assert_int_equal(dec(&cases[4], len + 8, &lim_full, &r), 0);
+	assert_int_equal(r.u.offer.count, FX_N + 1);
+
+	/* Encoder arguments. */
+	memcpy(bm, fx_of_bitmap, sizeof(fx_of_bitmap));
+	bm[3] = 0;
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 192, bm, FX_N, pre),
+	    8 + 88);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 256, bm, FX_N, pre),
+	    8 + 96);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 0, bm, FX_N, pre),
+	    -EINVAL);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 191, bm, FX_N, pre),
+	    -EINVAL);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 200, bm, FX_N, pre),
+	    -EINVAL);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0,
+	    PROTO_OFFER_SPAN_MAX + 64, bm, FX_N, pre), -EINVAL);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 128, bm, FX_N, pre),
+	    -EINVAL);			/* word 2 left out: popcount 3 */
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 192, bm, FX_N - 1,
+	    pre), -EINVAL);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 192, bm, FX_N + 1,
+	    pre), -EINVAL);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, UINT64_MAX - 191, 192,
+	    bm, FX_N, pre), -EINVAL);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, UINT64_MAX - 192, 192,
+	    bm, FX_N, pre), 8 + 88);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 192, NULL, FX_N,
+	    pre), -EINVAL);
+	assert_int_equal(proto_enc_offer(buf, BUFSZ, 1, 0, 192, bm, FX_N,
+	    NULL), -EINVAL);
+}
+
+/* HAVE: confirm carried through, length tied to count. */
+static void
+test_have(void **state)
+{
+	static const uint8_t	zero[32];
+	static uint8_t		has[17];
+	struct proto_rec	r;
+	uint32_t		len = build(&cases[5]);
+	uint8_t			*b = buf + 8;
+	int			n;
+
+	assert_int_equal(cases[5].type, REC_HAVE);
+	assert_int_equal(len, 40 + 1);
+	assert_int_equal(dec(&cases[5], len, &lim_full, &r), 0);
+	assert_true(r.u.have.confirm == b + 8);
+	assert_true(r.u.have.bits == b + 40);
+	/* Length: one byte short or long; a 41-byte body for 9 entries. */
+	assert_int_equal(dec(&cases[5], len - 1, &lim_full, &r), -EBADMSG);
+	b[len] = 0;
+	assert_int_equal(dec(&cases[5], len + 1, &lim_full, &r), -EBADMSG);
+	set32(b + 4, 9);
+	assert_int_equal(dec(&cases[5], len, &lim_full, &r), -EBADMSG);
+	assert_int_equal(dec(&cases[5], len + 1, &lim_full, &r), 0);
+	set32(b + 4, 8);
+	assert_int_equal(dec(&cases[5], len, &lim_full, &r), 0);
+	assert_int_equal(proto_have_bit(&r.u.have, 7), 0);
+	/* Any confirm value decodes (it is checked by the source). */
+	memset(b + 8, 0xff, 32);
+	assert_int_equal(dec(&cases[5], len, &lim_full, &r), 0);
+
+	/* 17 entries: 3 bytes, bit 16 in the last one; none filled with
+	 * an all-zero confirm. */
+	has[16] = 1;
+	n = proto_enc_have(buf, BUFSZ, 3, 17, has, zero);
+	assert_int_equal(n, 8 + 48);
+	assert_int_equal(le32(buf + 4), 43);
+	assert_int_equal(b[42], 1);
+	assert_int_equal(proto_decode(REC_HAVE, b, 43, &lim_full, &r), 0);
+	assert_int_equal(proto_have_bit(&r.u.have, 16), 1);
+	assert_int_equal(proto_have_bit(&r.u.have, 15), 0);
+	assert_memory_equal(r.u.have.confirm, zero, 32);
+	b[42] = 3;
+	assert_int_equal(proto_decode(REC_HAVE, b, 43, &lim_full, &r),
+	    -EBADMSG);
+	b[42] = 0x80;
+	assert_int_equal(proto_decode(REC_HAVE, b, 43, &lim_full, &r),
+	    -EBADMSG);
 }
 
 /* pfn >= lim->pages, and any pfn at all while pages is 0. */
@@ -727,7 +980,7 @@ test_pfn_range(void **state)
 		assert_int_equal(dec(c, len, &lim, &r), pfnrec ? -EBADMSG : 0);
 		if (!pfnrec)
 			continue;
-		/* Largest fixture pfn is 4095 (PAGE_DATA, NEED) or 4095. */
+		/* The largest fixture pfn is 4095 in every one. */
 		lim.pages = 4095;
 		assert_int_equal(dec(c, len, &lim, &r), -EBADMSG);
 		lim.pages = 4096;
@@ -984,12 +1237,12 @@ test_misc_fields(void **state)
 
 	/* HAVE: unused high bits of the last byte must be 0. */
 	len = build(&cases[5]);
-	assert_int_equal(b[8], 0x0d);		/* 1,0,1,1,0 LSB first */
+	assert_int_equal(b[40], 0x0d);		/* 1,0,1,1,0 LSB first */
 	for (int bit = 5; bit < 8; bit++) {
-		b[8] = (uint8_t)(0x0d | 1 << bit);
+		b[40] = (uint8_t)(0x0d | 1 << bit);
 		assert_int_equal(dec(&cases[5], len, &lim_full, &r), -EBADMSG);
 	}
-	b[8] = 0x1f;
+	b[40] = 0x1f;
 	assert_int_equal(dec(&cases[5], len, &lim_full, &r), 0);
 	assert_int_equal(proto_have_bit(&r.u.have, 4), 1);
 
@@ -1116,11 +1369,30 @@ test_golden(void **state)
 	assert_memory_equal(b + 62, fx_config, 100);
 	assert_int_equal(proto_rec_size(162), 8 + 168);
 
-	build(&cases[4]);			/* OFFER */
+	build(&cases[4]);			/* OFFER: 24 + 24 + 5 * 8 */
+	assert_int_equal(le32(buf), 5);
+	assert_int_equal(le32(buf + 4), 88);
 	assert_int_equal(le32(b), 9);
 	assert_int_equal(le32(b + 4), 5);
-	assert_true(le64(b + 8 + 40 * 3) == 4095);
-	assert_memory_equal(b + 8 + 40 * 3 + 8, fx_digests[3], 32);
+	assert_true(le64(b + 8) == 3904);
+	assert_int_equal(le32(b + 16), 192);
+	assert_int_equal(le32(b + 20), 0);
+	/* Bitmap words little-endian, bit i of word w = base + 64 w + i. */
+	assert_int_equal(b[24], 0x05);		/* pfns 3904, 3906 */
+	assert_int_equal(b[31], 0x80);		/* pfn 3967 */
+	assert_true(le64(b + 32) == 0);
+	assert_int_equal(b[40 + 1], 0x01);	/* pfn 4040 = 3904 + 128 + 8 */
+	assert_int_equal(b[47], 0x80);		/* pfn 4095 */
+	assert_memory_equal(b + 48, fx_digests[0], 8);
+	assert_memory_equal(b + 48 + 8 * 3, fx_digests[3], 8);
+	assert_memory_equal(b + 48 + 8 * 4, fx_digests[4], 8);
+
+	build(&cases[5]);			/* HAVE: 40 + 1, pad 7 */
+	assert_int_equal(le32(buf + 4), 41);
+	assert_int_equal(le32(b), 9);
+	assert_int_equal(le32(b + 4), 5);
+	assert_memory_equal(b + 8, fx_confirm, 32);
+	assert_int_equal(b[40], 0x0d);
 
 	build(&cases[6]);			/* PAGE_DATA */
 	assert_int_equal(le32(buf + 4), 8 + 2 * 4104);
@@ -1470,6 +1742,44 @@ write_corpus(const char *dir)
 	fwrite(buf, 1, 4 + PROTO_STREAM_HDR_LEN, f);
 	if (fclose(f) != 0)
 		return 1;
+	/* A wide OFFER: the largest span, a few scattered bits, and a HAVE
+	 * answering it (D2S). */
+	{
+		static uint64_t	bm[PROTO_OFFER_SPAN_MAX / 64];
+		static const uint8_t has[4] = { 1, 1, 0, 1 };
+		uint8_t		sel[4];
+		int		n;
+
+		bm[0] = 1;
+		bm[511] = 1ull << 33;
+		bm[1023] = 1ull << 62 | 1ull << 63;
+		snprintf(path, sizeof(path), "%s/%02zu-OFFER-wide", dir,
+		    NCASES + 2);
+		if ((f = fopen(path, "wb")) == NULL)
+			return 1;
+		set32(sel, PH_LIVE | 2u << 4);
+		fwrite(sel, 1, 4, f);
+		n = proto_enc_offer(buf, BUFSZ, 77, NPAGES -
+		    PROTO_OFFER_SPAN_MAX, PROTO_OFFER_SPAN_MAX, bm, 4,
+		    (const uint8_t (*)[8])fx_prefixes);
+		if (n < 0)
+			return 1;
+		fwrite(buf, 1, (size_t)n, f);
+		if (fclose(f) != 0)
+			return 1;
+		snprintf(path, sizeof(path), "%s/%02zu-HAVE-confirm", dir,
+		    NCASES + 3);
+		if ((f = fopen(path, "wb")) == NULL)
+			return 1;
+		set32(sel, PH_LIVE | 8u | 2u << 4);
+		fwrite(sel, 1, 4, f);
+		n = proto_enc_have(buf, BUFSZ, 77, 4, has, fx_confirm);
+		if (n < 0)
+			return 1;
+		fwrite(buf, 1, (size_t)n, f);
+		if (fclose(f) != 0)
+			return 1;
+	}
 	/* One multi-record input: a whole session, S2D side. */
 	snprintf(path, sizeof(path), "%s/%02zu-session", dir, NCASES);
 	if ((f = fopen(path, "wb")) == NULL)
@@ -1496,6 +1806,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_counts),
 		cmocka_unit_test(test_full_batches),
 		cmocka_unit_test(test_pfn_range),
+		cmocka_unit_test(test_offer),
+		cmocka_unit_test(test_have),
 		cmocka_unit_test(test_hello),
 		cmocka_unit_test(test_error),
 		cmocka_unit_test(test_domain_info),

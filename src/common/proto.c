@@ -69,14 +69,24 @@ _Static_assert(DI_UUID + 16 == DI_FIXED, "DOMAIN_INFO fixed part size");
 #define ACK_RESERVED	4
 #define ACK_LEN		8
 
-/* OFFER and HAVE: u32 batch, u32 count, entries. */
+/*
+ * OFFER: u32 batch, u32 count, u64 base_pfn, u32 span, u32 reserved,
+ * u64 bitmap[span / 64], u8 prefix[count][8].
+ */
 #define OF_BATCH	0
 #define OF_COUNT	4
-#define OF_FIXED	8
-#define OFE_PFN		0
-#define OFE_DIGEST	8
-#define OFE_LEN		40
-_Static_assert(OFE_DIGEST + PROTO_DIGEST_LEN == OFE_LEN, "OFFER entry size");
+#define OF_BASE		8
+#define OF_SPAN		16
+#define OF_RESERVED	20
+#define OF_FIXED	24
+#define OF_WORD		64	/* pfns per bitmap word */
+
+/* HAVE: u32 batch, u32 count, u8 confirm[32], u8 bits[(count + 7) / 8]. */
+#define HV_BATCH	0
+#define HV_COUNT	4
+#define HV_CONFIRM	8
+#define HV_FIXED	40
+_Static_assert(HV_CONFIRM + PROTO_DIGEST_LEN == HV_FIXED, "HAVE fixed part");
 
 /* PAGE_DATA: u32 count, u32 flags, u64 pfn[count], page[count]. */
 #define PD_COUNT	0
@@ -129,8 +139,12 @@ _Static_assert(RUN_RESERVED + 8 == RUN_LEN, "RUNNING body size");
 /* Batch records must fit the record maximum even when full. */
 _Static_assert(PD_FIXED + (uint64_t)PROTO_PAGE_BATCH_MAX * PD_PER_PAGE <=
     PROTO_REC_MAX, "full PAGE_DATA fits");
-_Static_assert(OF_FIXED + (uint64_t)PROTO_PFN_BATCH_MAX * OFE_LEN <=
-    PROTO_REC_MAX, "full OFFER fits");
+_Static_assert(OF_FIXED + (uint64_t)PROTO_OFFER_SPAN_MAX / 8 +
+    (uint64_t)PROTO_PFN_BATCH_MAX * PROTO_PREFIX_LEN <= PROTO_REC_MAX,
+    "full OFFER fits");
+_Static_assert(PROTO_OFFER_SPAN_MAX % OF_WORD == 0, "OFFER span maximum");
+_Static_assert(HV_FIXED + (uint64_t)(PROTO_PFN_BATCH_MAX + 7) / 8 <=
+    PROTO_REC_MAX, "full HAVE fits");
 _Static_assert(PL_FIXED + (uint64_t)PROTO_PFN_BATCH_MAX * REFE_LEN <=
     PROTO_REC_MAX, "full PAGE_REF fits");
 _Static_assert(CTX_FIXED + (uint64_t)PROTO_CONTEXT_MAX <= PROTO_REC_MAX,
@@ -496,21 +510,65 @@ check_pfns(const uint8_t *p, uint32_t count, size_t stride, uint64_t pages)
 	return 0;
 }
 
+/* span: a multiple of 64 in 64..PROTO_OFFER_SPAN_MAX. */
+static int
+check_span(uint32_t span)
+{
+	if (span == 0 || span % OF_WORD != 0)
+		return -EBADMSG;
+	if (span > PROTO_OFFER_SPAN_MAX)
+		return -EMSGSIZE;
+	return 0;
+}
+
+/*
+ * OFFER: the bitmap must have exactly count bits set, and the highest set
+ * bit must name a pfn < pages.  base_pfn + span must not wrap, so no pfn
+ * of the window does.
+ */
 static int
 dec_offer(const uint8_t *b, size_t len, const struct proto_limits *lim,
     struct proto_offer *o)
 {
-	int r;
+	uint64_t	w, last = 0;
+	uint32_t	nwords, i, bits = 0;
+	int		r;
 
 	if (len < OF_FIXED)
 		return -EBADMSG;
 	o->batch = get32(b + OF_BATCH);
 	o->count = get32(b + OF_COUNT);
-	if ((r = check_count(o->count, PROTO_PFN_BATCH_MAX, OF_FIXED, OFE_LEN,
-	    len)) < 0)
+	o->base_pfn = get64(b + OF_BASE);
+	o->span = get32(b + OF_SPAN);
+	if (o->count == 0)
+		return -EBADMSG;
+	if (o->count > PROTO_PFN_BATCH_MAX)
+		return -EMSGSIZE;
+	if ((r = check_span(o->span)) < 0)
 		return r;
-	o->entries = b + OF_FIXED;
-	return check_pfns(o->entries + OFE_PFN, o->count, OFE_LEN, lim->pages);
+	/* Both bounded above, so the sum cannot overflow. */
+	if ((size_t)o->span / 8 + (size_t)o->count * PROTO_PREFIX_LEN !=
+	    len - OF_FIXED)
+		return -EBADMSG;
+	if (o->base_pfn > UINT64_MAX - o->span)
+		return -EBADMSG;
+	o->bitmap = b + OF_FIXED;
+	o->prefixes = o->bitmap + o->span / 8;
+	nwords = o->span / OF_WORD;
+	for (i = 0; i < nwords; i++) {
+		w = get64(o->bitmap + (size_t)i * 8);
+		if (w == 0)
+			continue;
+		bits += (uint32_t)__builtin_popcountll(w);
+		last = o->base_pfn + (uint64_t)i * OF_WORD +
+		    (uint64_t)(63 - __builtin_clzll(w));
+	}
+	/* count >= 1, so a match means some bit is set and last is valid. */
+	if (bits != o->count)
+		return -EBADMSG;
+	if (last >= lim->pages)
+		return -EBADMSG;
+	return 0;
 }
 
 static int
@@ -519,22 +577,23 @@ dec_have(const uint8_t *b, size_t len, struct proto_have *h)
 	uint32_t	count;
 	size_t		nbytes;
 
-	if (len < OF_FIXED)
+	if (len < HV_FIXED)
 		return -EBADMSG;
-	h->batch = get32(b + OF_BATCH);
-	count = get32(b + OF_COUNT);
+	h->batch = get32(b + HV_BATCH);
+	count = get32(b + HV_COUNT);
 	if (count == 0)
 		return -EBADMSG;
 	if (count > PROTO_PFN_BATCH_MAX)
 		return -EMSGSIZE;
 	nbytes = (count + 7) / 8;
-	if (nbytes != len - OF_FIXED)
+	if (nbytes != len - HV_FIXED)
 		return -EBADMSG;
 	/* Bits past count in the last byte must be zero. */
-	if (count % 8 && (b[OF_FIXED + nbytes - 1] >> (count % 8)) != 0)
+	if (count % 8 && (b[HV_FIXED + nbytes - 1] >> (count % 8)) != 0)
 		return -EBADMSG;
 	h->count = count;
-	h->bits = b + OF_FIXED;
+	h->confirm = b + HV_CONFIRM;
+	h->bits = b + HV_FIXED;
 	return 0;
 }
 
@@ -757,16 +816,27 @@ proto_pfn_at(const uint8_t *pfns, uint32_t i)
 	return get64(pfns + (size_t)i * 8);
 }
 
-uint64_t
-proto_offer_pfn_at(const struct proto_offer *o, uint32_t i)
+/* The set bits of the bitmap, lowest first, as pfns. */
+void
+proto_offer_pfns(const struct proto_offer *o, uint64_t *pfns)
 {
-	return get64(o->entries + (size_t)i * OFE_LEN + OFE_PFN);
+	uint64_t	w, base;
+	uint32_t	i, n = 0;
+
+	for (i = 0; i < o->span / OF_WORD && n < o->count; i++) {
+		w = get64(o->bitmap + (size_t)i * 8);
+		base = o->base_pfn + (uint64_t)i * OF_WORD;
+		while (w != 0 && n < o->count) {
+			pfns[n++] = base + (uint64_t)__builtin_ctzll(w);
+			w &= w - 1;
+		}
+	}
 }
 
 const uint8_t *
-proto_offer_digest_at(const struct proto_offer *o, uint32_t i)
+proto_offer_prefix_at(const struct proto_offer *o, uint32_t i)
 {
-	return o->entries + (size_t)i * OFE_LEN + OFE_DIGEST;
+	return o->prefixes + (size_t)i * PROTO_PREFIX_LEN;
 }
 
 uint64_t
@@ -918,51 +988,60 @@ count_ok(uint32_t count, uint32_t max)
 }
 
 int
-proto_enc_offer(uint8_t *out, size_t cap, uint32_t batch, uint32_t count,
-    const uint64_t *pfns, const uint8_t (*digests)[32])
+proto_enc_offer(uint8_t *out, size_t cap, uint32_t batch, uint64_t base_pfn,
+    uint32_t span, const uint64_t *bitmap, uint32_t count,
+    const uint8_t (*prefixes)[8])
 {
-	uint8_t		*b, *e;
+	uint8_t		*b;
 	size_t		 body;
-	uint32_t	 i;
+	uint32_t	 i, nwords, bits = 0;
 	int		 err;
 
-	if (!count_ok(count, PROTO_PFN_BATCH_MAX) || pfns == NULL ||
-	    digests == NULL)
+	if (!count_ok(count, PROTO_PFN_BATCH_MAX) || check_span(span) < 0 ||
+	    base_pfn > UINT64_MAX - span || bitmap == NULL || prefixes == NULL)
 		return -EINVAL;
-	body = OF_FIXED + (size_t)count * OFE_LEN;
+	nwords = span / OF_WORD;
+	for (i = 0; i < nwords; i++)
+		bits += (uint32_t)__builtin_popcountll(bitmap[i]);
+	if (bits != count)
+		return -EINVAL;
+	body = OF_FIXED + (size_t)span / 8 + (size_t)count * PROTO_PREFIX_LEN;
 	if ((b = rec_start(out, cap, REC_OFFER, body, &err)) == NULL)
 		return err;
 	put32(b + OF_BATCH, batch);
 	put32(b + OF_COUNT, count);
-	for (i = 0; i < count; i++) {
-		e = b + OF_FIXED + (size_t)i * OFE_LEN;
-		put64(e + OFE_PFN, pfns[i]);
-		memcpy(e + OFE_DIGEST, digests[i], PROTO_DIGEST_LEN);
-	}
+	put64(b + OF_BASE, base_pfn);
+	put32(b + OF_SPAN, span);
+	for (i = 0; i < nwords; i++)
+		put64(b + OF_FIXED + (size_t)i * 8, bitmap[i]);
+	memcpy(b + OF_FIXED + (size_t)span / 8, prefixes,
+	    (size_t)count * PROTO_PREFIX_LEN);
 	return (int)proto_rec_size(body);
 }
 
 int
 proto_enc_have(uint8_t *out, size_t cap, uint32_t batch, uint32_t count,
-    const uint8_t *has)
+    const uint8_t *has, const uint8_t confirm[32])
 {
 	uint8_t		*b;
 	size_t		 body;
 	uint32_t	 i;
 	int		 err;
 
-	if (!count_ok(count, PROTO_PFN_BATCH_MAX) || has == NULL)
+	if (!count_ok(count, PROTO_PFN_BATCH_MAX) || has == NULL ||
+	    confirm == NULL)
 		return -EINVAL;
 	for (i = 0; i < count; i++)
 		if (has[i] > 1)
 			return -EINVAL;
-	body = OF_FIXED + (count + 7) / 8;
+	body = HV_FIXED + (count + 7) / 8;
 	if ((b = rec_start(out, cap, REC_HAVE, body, &err)) == NULL)
 		return err;
-	put32(b + OF_BATCH, batch);
-	put32(b + OF_COUNT, count);
+	put32(b + HV_BATCH, batch);
+	put32(b + HV_COUNT, count);
+	memcpy(b + HV_CONFIRM, confirm, PROTO_DIGEST_LEN);
 	for (i = 0; i < count; i++)
-		b[OF_FIXED + i / 8] |= (uint8_t)(has[i] << (i % 8));
+		b[HV_FIXED + i / 8] |= (uint8_t)(has[i] << (i % 8));
 	return (int)proto_rec_size(body);
 }
 
