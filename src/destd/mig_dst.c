@@ -253,34 +253,6 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 	    s->peer, s->domain, (unsigned long long)s->pages);
 }
 
-/* Which offered digests does this host hold?  Lookups never wait for the
- * scanner (pidx is read-locked only briefly). */
-static void
-dst_on_offer(struct mig_dst *s, const struct proto_offer *o)
-{
-	uint8_t has[PROTO_PFN_BATCH_MAX];
-	uint8_t *buf;
-	size_t cap;
-	uint32_t i;
-	int n;
-
-	for (i = 0; i < o->count; i++) {
-		has[i] = pidx_count(s->env->index,
-		    proto_offer_digest_at(o, i)) > 0;
-		s->had += has[i];
-	}
-	s->offered += o->count;
-	cap = proto_rec_size(8 + (o->count + 7) / 8);
-	if ((buf = malloc(cap)) == NULL) {
-		dst_fail(s, "out of memory");
-		return;
-	}
-	n = proto_enc_have(buf, cap, o->batch, o->count, has);
-	if (dst_send(s, buf, n) != 0)
-		dst_fail(s, "cannot send HAVE");
-	free(buf);
-}
-
 static void
 dst_resolved(struct mig_dst *s, uint64_t pfn)
 {
@@ -432,6 +404,80 @@ dst_fill(struct mig_dst *s, uint64_t pfn, uint64_t hint, const uint8_t *dg,
 			return 0;
 	}
 	return -ENOENT;
+}
+
+/*
+ * OFFER: for each entry, find local content with that digest prefix,
+ * copy it into the incoming domain at the offered pfn and check the copy
+ * against the full digest (I4).  HAVE says which entries were filled and
+ * confirms them with SHA-256 over their full digests; the source accepts
+ * the batch's fills only if that matches its own digests (I3).  Lookups
+ * never wait for the scanner.
+ */
+static void
+dst_on_offer(struct mig_dst *s, const struct proto_offer *o)
+{
+	uint64_t *pfns = NULL;
+	uint8_t *has = NULL, *buf = NULL, cand[4][32], confirm[32];
+	void *pages[HV_MAP_BATCH_MAX];
+	struct ph_ctx *ctx = NULL;
+	struct hv_map *map;
+	uint32_t i, j, n, nhad = 0;
+	size_t nc, k, cap;
+	int rc;
+
+	if ((pfns = malloc(o->count * sizeof(*pfns))) == NULL ||
+	    (has = calloc(o->count, 1)) == NULL ||
+	    (ctx = ph_ctx_new()) == NULL) {
+		dst_fail(s, "out of memory");
+		goto out;
+	}
+	proto_offer_pfns(o, pfns);
+	for (i = 0; i < o->count; i += n) {
+		n = o->count - i < HV_MAP_BATCH_MAX ? o->count - i :
+		    HV_MAP_BATCH_MAX;
+		if ((rc = dst_map(s, pfns + i, n, pages, &map)) != 0) {
+			dst_fail(s, "cannot map pages of %s: %s", s->domain,
+			    strerror(-rc));
+			goto out;
+		}
+		for (j = 0; j < n; j++) {
+			if (pages[j] == NULL)
+				continue;
+			nc = pidx_find_prefix(s->env->index,
+			    proto_offer_prefix_at(o, i + j), cand, 4);
+			for (k = 0; k < nc; k++) {
+				if (dst_fill(s, pfns[i + j], PROTO_PFN_NONE,
+				    cand[k], pages[j]) != 0)
+					continue;
+				has[i + j] = 1;
+				ph_ctx_update(ctx, cand[k], 32);
+				nhad++;
+				break;
+			}
+		}
+		s->env->ops->unmap(s->dom, map);
+	}
+	ph_ctx_final(ctx, confirm);
+	ctx = NULL;
+	if (nhad == 0)
+		memset(confirm, 0, sizeof(confirm));
+	s->offered += o->count;
+	s->had += nhad;
+	s->refs_filled += nhad;
+	cap = proto_rec_size(40 + (o->count + 7) / 8);
+	if ((buf = malloc(cap)) == NULL) {
+		dst_fail(s, "out of memory");
+		goto out;
+	}
+	if (dst_send(s, buf, proto_enc_have(buf, cap, o->batch, o->count, has,
+	    confirm)) != 0)
+		dst_fail(s, "cannot send HAVE");
+out:
+	ph_ctx_free(ctx);
+	free(pfns);
+	free(has);
+	free(buf);
 }
 
 static void

@@ -45,6 +45,8 @@ usage(FILE *f)
 	    "  wait ID                       wait for a migration to end\n"
 	    "  cancel ID                     cancel (before the handover)\n"
 	    "  index                         the host index (destd socket)\n"
+	    "  index-sync                    wait for a fresh index pass "
+	    "(destd socket)\n"
 	    "options may also follow the command.\n");
 }
 
@@ -368,6 +370,29 @@ cmd_index(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* Wait until destd's scanner has indexed the host as it is now. */
+static int
+cmd_index_sync(struct ctx *c, int argc, char **argv)
+{
+	struct json_object *req, *rep;
+	int rc;
+
+	if (argc != 1)
+		return EXIT_USAGE;
+	req = request("scan-wait");
+	json_object_object_add(req, "passes", json_object_new_int64(1));
+	json_object_object_add(req, "timeout_ms",
+	    json_object_new_int64(600000));
+	if ((rc = call(c, req, &rep)) != 0)
+		return rc;
+	if (c->json)
+		print_json(rep);
+	else
+		printf("index up to date\n");
+	json_object_put(rep);
+	return 0;
+}
+
 static const struct {
 	const char	*name;
 	int		(*fn)(struct ctx *, int, char **);
@@ -379,6 +404,7 @@ static const struct {
 	{ "wait",	cmd_wait,	0 },
 	{ "cancel",	cmd_cancel,	1 },
 	{ "index",	cmd_index,	0 },
+	{ "index-sync",	cmd_index_sync,	0 },
 };
 
 int

@@ -50,7 +50,7 @@
 #define SRC_OUT_HIGH	(4u << 20)	/* stop producing above this */
 #define SRC_OUT_LOW	(1u << 20)	/* resume producing below this */
 #define SRC_BATCH	PROTO_PAGE_BATCH_MAX	/* pages per production step */
-#define SRC_OFFER_BATCH	1024u
+#define SRC_OFFER_SPAN	4096u	/* pfns per OFFER window (<= PFN_BATCH_MAX) */
 #define SRC_MIN_BW	(1u << 20)	/* floor of the bandwidth estimate */
 
 struct mig_src {
@@ -416,80 +416,77 @@ src_offer_grow(struct mig_src *m, size_t more)
 }
 
 /*
- * Hash the next batch of candidate pages and offer their digests.  Pages
- * are hashed after log-dirty was enabled, so a page written later is in
- * the dirty log and will be sent again (I2).  Zero pages are not offered:
- * they go as ZERO records.
+ * Hash the candidate pages of the next window of SRC_OFFER_SPAN pfns and
+ * offer their 8-byte digest prefixes.  Pages are hashed after log-dirty
+ * was enabled, so a page written later is in the dirty log and will be
+ * sent again (I2).  Zero pages are not offered: they go as ZERO records.
  */
 static int
 src_offer_batch(struct mig_src *m)
 {
-	uint64_t pfns[SRC_OFFER_BATCH], opfns[SRC_OFFER_BATCH];
-	uint8_t (*odig)[32] = NULL;
-	void *pages[SRC_OFFER_BATCH];
-	struct hv_map *map = NULL;
+	uint64_t pfns[HV_MAP_BATCH_MAX], bits[SRC_OFFER_SPAN / 64];
+	uint8_t (*pre)[8] = NULL;
+	void *pages[HV_MAP_BATCH_MAX];
+	struct hv_map *map;
 	uint8_t *buf = NULL;
-	uint32_t n = 0, on = 0, i;
-	uint64_t p;
+	uint64_t base = m->cursor, end, p, opfn[PROTO_PFN_BATCH_MAX];
+	uint32_t n, i, on = 0;
+	size_t cap;
 	int rc, len;
 
-	for (p = bm_next(m->cand, m->pages, m->cursor);
-	    p < m->pages && n < SRC_OFFER_BATCH;
-	    p = bm_next(m->cand, m->pages, p + 1))
-		pfns[n++] = p;
-	m->cursor = p;
-	if (n == 0)
-		return 0;
-	rc = m->env->ops->map(m->dom, pfns, n, 0, pages, &map);
-	if (rc != 0)
-		return rc;
-	odig = malloc((size_t)n * 32);
-	if (odig == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		if (pages[i] == NULL)
-			continue;		/* hole */
-		p = pfns[i];
-		ph_sha256(pages[i], m->digests[p]);
-		bm_set(m->hashed, p);
-		if (memcmp(m->digests[p], ph_zero_digest(), 32) == 0) {
-			bm_set(m->zero, p);
-			continue;
+	end = base + SRC_OFFER_SPAN < m->pages ? base + SRC_OFFER_SPAN :
+	    m->pages;
+	m->cursor = end;
+	memset(bits, 0, sizeof(bits));
+	if ((pre = malloc(PROTO_PFN_BATCH_MAX * 8)) == NULL)
+		return -ENOMEM;
+	p = bm_next(m->cand, end, base);
+	while (p < end) {
+		for (n = 0; p < end && n < HV_MAP_BATCH_MAX;
+		    p = bm_next(m->cand, end, p + 1))
+			pfns[n++] = p;
+		if ((rc = m->env->ops->map(m->dom, pfns, n, 0, pages,
+		    &map)) != 0)
+			goto out;
+		for (i = 0; i < n; i++) {
+			if (pages[i] == NULL)
+				continue;		/* hole */
+			ph_sha256(pages[i], m->digests[pfns[i]]);
+			bm_set(m->hashed, pfns[i]);
+			if (memcmp(m->digests[pfns[i]], ph_zero_digest(),
+			    32) == 0) {
+				bm_set(m->zero, pfns[i]);
+				continue;
+			}
+			bits[(pfns[i] - base) / 64] |=
+			    1ull << ((pfns[i] - base) % 64);
+			memcpy(pre[on], m->digests[pfns[i]], 8);
+			opfn[on++] = pfns[i];
 		}
-		opfns[on] = p;
-		memcpy(odig[on], m->digests[p], 32);
-		on++;
+		m->env->ops->unmap(m->dom, map);
 	}
-	m->env->ops->unmap(m->dom, map);
-	map = NULL;
-	if (on == 0) {
-		rc = 0;
+	rc = 0;
+	if (on == 0)
 		goto out;
-	}
 	if ((rc = src_offer_grow(m, on)) != 0)
 		goto out;
-	memcpy(m->offer_pfns + m->offer_n, opfns, on * sizeof(uint64_t));
+	memcpy(m->offer_pfns + m->offer_n, opfn, on * sizeof(uint64_t));
 	m->batch_start[m->batches] = (uint32_t)m->offer_n;
 	m->offer_n += on;
 	m->batch_start[m->batches + 1] = (uint32_t)m->offer_n;
-	len = (int)proto_rec_size(8 + (size_t)on * 40);
-	if ((buf = malloc((size_t)len)) == NULL) {
+	cap = proto_rec_size(24 + SRC_OFFER_SPAN / 8 + (size_t)on * 8);
+	if ((buf = malloc(cap)) == NULL) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	len = proto_enc_offer(buf, (size_t)len, m->batches, on, opfns,
-	    (const uint8_t (*)[32])odig);
+	len = proto_enc_offer(buf, cap, m->batches, base, SRC_OFFER_SPAN,
+	    bits, on, (const uint8_t (*)[8])pre);
 	if ((rc = src_send(m, buf, len)) != 0)
 		goto out;
 	m->batches++;
 	m->st.pages_offered += on;
-	rc = 0;
 out:
-	if (map != NULL)
-		m->env->ops->unmap(m->dom, map);
-	free(odig);
+	free(pre);
 	free(buf);
 	return rc;
 }
@@ -510,10 +507,19 @@ src_pump_offer(struct mig_src *m)
 		src_start_iteration(m);
 }
 
+/*
+ * The destination filled some offered pages from its own memory.  Its
+ * confirm digest must equal SHA-256 over our full digests of exactly those
+ * pages: then each fill is byte-identical (I3) and the pages count as
+ * delivered.  Otherwise none of them do, and iteration 0 sends them as
+ * DATA, overwriting the fills.
+ */
 static void
 src_on_have(struct mig_src *m, const struct proto_have *h)
 {
-	uint32_t start, count, i;
+	uint32_t start, count, i, nhad = 0;
+	uint8_t mine[32];
+	struct ph_ctx *ctx;
 	uint64_t p;
 
 	if (m->state != MS_OFFER || h->batch >= m->batches ||
@@ -528,18 +534,41 @@ src_on_have(struct mig_src *m, const struct proto_have *h)
 		    h->batch, h->count, count);
 		return;
 	}
+	if ((ctx = ph_ctx_new()) == NULL) {
+		src_fail(m, "out of memory");
+		return;
+	}
 	for (i = 0; i < count; i++) {
+		if (!proto_have_bit(h, i))
+			continue;
+		ph_ctx_update(ctx, m->digests[m->offer_pfns[start + i]], 32);
+		nhad++;
+	}
+	if (nhad == 0)
+		memset(mine, 0, sizeof(mine));
+	ph_ctx_final(ctx, mine);
+	if (nhad == 0)
+		memset(mine, 0, sizeof(mine));
+	m->batches_answered++;
+	if (memcmp(mine, h->confirm, 32) != 0) {
+		log_warn("migration %u: %s: batch %u: the destination's %u "
+		    "fills do not match our digests; sending them in full",
+		    m->id, m->domain, h->batch, nhad);
+		m->st.pages_unconfirmed += nhad;
+		nhad = 0;
+	}
+	for (i = 0; i < count && nhad > 0; i++) {
 		if (!proto_have_bit(h, i))
 			continue;
 		p = m->offer_pfns[start + i];
 		bm_set(m->have, p);
-		if (dmap_put(m->known, m->digests[p], PROTO_PFN_NONE) != 0) {
+		/* The incoming domain holds this content at p now. */
+		if (dmap_put(m->known, m->digests[p], p) != 0) {
 			src_fail(m, "out of memory");
 			return;
 		}
 		m->st.pages_have++;
 	}
-	m->batches_answered++;
 	if (m->cursor >= m->pages && m->batches_answered == m->batches)
 		src_start_iteration(m);
 }
@@ -677,8 +706,16 @@ src_iter_batch(struct mig_src *m)
 
 	for (p = bm_next(m->todo, m->pages, m->cursor);
 	    p < m->pages && n < SRC_BATCH;
-	    p = bm_next(m->todo, m->pages, p + 1))
+	    p = bm_next(m->todo, m->pages, p + 1)) {
+		if (m->st.iterations == 0 && m->have != NULL &&
+		    bm_test(m->have, p)) {
+			/* Filled by the destination and confirmed. */
+			bm_clear(m->todo, p);
+			m->st.pages_ref++;
+			continue;
+		}
 		pfns[n++] = p;
+	}
 	m->cursor = p;
 	if (n == 0)
 		return 0;
@@ -1381,6 +1418,7 @@ mig_src_json(const struct mig_src *m)
 	json_add_u64(o, "pages_need", m->st.pages_need);
 	json_add_u64(o, "pages_offered", m->st.pages_offered);
 	json_add_u64(o, "pages_have", m->st.pages_have);
+	json_add_u64(o, "pages_unconfirmed", m->st.pages_unconfirmed);
 	json_add_u64(o, "dirty_pages", m->st.dirty_last);
 	json_add_u64(o, "bytes_wire", m->st.bytes_wire);
 	json_add_u64(o, "bytes_queued", m->st.bytes_queued);

@@ -59,6 +59,7 @@ struct mig_stats {
 	uint64_t	pages_need;	/* DATA sent because the destination asked */
 	uint64_t	pages_offered;
 	uint64_t	pages_have;
+	uint64_t	pages_unconfirmed;	/* fills refused */
 	uint64_t	bytes_wire;
 	uint64_t	bytes_queued;
 	uint64_t	dirty_last;

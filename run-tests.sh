@@ -1,0 +1,31 @@
+#!/bin/sh
+# The whole test suite: install what is missing, build, run every test
+# (unit tests of each module, integration tests with real daemons over
+# real TLS, the fuzz corpus replay), then the same suite again built with
+# AddressSanitizer + UndefinedBehaviorSanitizer.  Ends with one line
+# "N passed, N failed".  Skipped tests count as failed.
+set -u
+cd "$(dirname "$0")"
+./scripts/install-deps.sh || exit 1
+./scripts/build.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+export SHAREMIG_TEST_SUMMARY="$PWD/build/test-summary.txt"
+: > "$SHAREMIG_TEST_SUMMARY"
+meson test -C build --print-errorlogs --num-processes 2 --no-rebuild
+python3 scripts/test-summary.py build/meson-logs/testlog.json normal \
+    >> "$SHAREMIG_TEST_SUMMARY"
+
+if [ "${SHAREMIG_SKIP_ASAN:-0}" != 1 ]; then
+	[ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined \
+	    -Db_lundef=false >/dev/null
+	ninja -C build-asan >/dev/null || { echo "asan build failed"; \
+	    echo "asan-build FAIL" >> "$SHAREMIG_TEST_SUMMARY"; }
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    meson test -C build-asan --print-errorlogs --num-processes 2 \
+	    --no-rebuild --suite unit --suite fuzz --suite integration
+	python3 scripts/test-summary.py build-asan/meson-logs/testlog.json asan \
+	    >> "$SHAREMIG_TEST_SUMMARY"
+fi
+
+python3 scripts/test-summary.py --total "$SHAREMIG_TEST_SUMMARY"
