@@ -1,7 +1,8 @@
 /*
  * test_hv_xen.c - unit tests of the Xen backend that need no hypervisor:
  * the ops table, argument checks, open() without Xen, the dirty bitmap
- * import, the context blob codec and the small parsers.  Everything that
+ * import, the context blob codec, the small parsers, the run-state flags
+ * and the cooperative-suspend wait (driven by a fake clock).  Everything that
  * needs a running Xen is in the lab (tests/xen/, docs/XEN.md).
  */
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <cmocka.h>
+#include <xenctrl.h>	/* XEN_DOMINF_*, SHUTDOWN_* (Xen's stable ABI) */
 
 #include "hv.h"
 
@@ -41,6 +43,27 @@ int	hv_xen_ctx_decode(const void *buf, size_t len,
 int	hv_xen_param_allowed(uint32_t index);
 int	hv_xen_parse_domid(const char *s, uint32_t *out);
 int	hv_xen_is_incoming_name(const char *name);
+uint32_t hv_xen_dom_flags(uint32_t dominf_flags);
+int	hv_xen_shutdown_reason(uint32_t dominf_flags);
+int	hv_xen_want_suspend(uint64_t callback_irq, uint64_t acpi_s_state);
+int	hv_xen_suspend_acked(const char *state);
+enum hv_xen_susp {
+	HV_XEN_SUSP_WAIT = 0,
+	HV_XEN_SUSP_DONE,
+	HV_XEN_SUSP_CANCEL,
+	HV_XEN_SUSP_TIMEDOUT,
+	HV_XEN_SUSP_GONE,
+};
+struct hv_xen_susp_wait {
+	uint64_t	start_ms;
+	uint64_t	ack_at_ms;
+	uint32_t	ack_timeout_ms;
+	uint32_t	done_timeout_ms;
+	int		acked;
+};
+void	hv_xen_susp_init(struct hv_xen_susp_wait *w, uint64_t now_ms);
+enum hv_xen_susp hv_xen_susp_next(struct hv_xen_susp_wait *w,
+	    uint64_t now_ms, uint32_t dominf_flags, int node_acked);
 
 /* HVM param numbers from xen/hvm/params.h used below. */
 #define P_STORE_PFN	1
@@ -401,6 +424,143 @@ test_incoming_name(void **state)
 	assert_false(hv_xen_is_incoming_name(""));
 }
 
+/* XEN_DOMINF_* flags of a domain shut down with code reason. */
+#define SHUT(reason)	(XEN_DOMINF_shutdown | \
+	    ((uint32_t)(reason) << XEN_DOMINF_shutdownshift))
+
+static void
+test_shutdown_reason(void **state)
+{
+	assert_int_equal(hv_xen_shutdown_reason(0), -1);
+	assert_int_equal(hv_xen_shutdown_reason(XEN_DOMINF_paused), -1);
+	/* The code is only meaningful with the shutdown flag. */
+	assert_int_equal(hv_xen_shutdown_reason(
+	    SHUTDOWN_suspend << XEN_DOMINF_shutdownshift), -1);
+	assert_int_equal(hv_xen_shutdown_reason(SHUT(SHUTDOWN_poweroff)),
+	    SHUTDOWN_poweroff);
+	assert_int_equal(hv_xen_shutdown_reason(SHUT(SHUTDOWN_suspend) |
+	    XEN_DOMINF_hvm_guest | XEN_DOMINF_hap), SHUTDOWN_suspend);
+	assert_int_equal(hv_xen_shutdown_reason(SHUT(255)), 255);
+}
+
+static void
+test_dom_flags(void **state)
+{
+	static const struct {
+		uint32_t xen, hv;
+	} t[] = {
+		{ 0, HV_DOM_RUNNING },
+		{ XEN_DOMINF_hvm_guest | XEN_DOMINF_running, HV_DOM_RUNNING },
+		{ XEN_DOMINF_paused, HV_DOM_PAUSED },
+		/* Suspended by pause(): paused, whether or not also paused. */
+		{ SHUT(SHUTDOWN_suspend), HV_DOM_PAUSED },
+		{ SHUT(SHUTDOWN_suspend) | XEN_DOMINF_paused, HV_DOM_PAUSED },
+		/* Shut down for good: neither running nor paused. */
+		{ SHUT(SHUTDOWN_poweroff), 0 },
+		{ SHUT(SHUTDOWN_crash), 0 },
+		{ SHUT(SHUTDOWN_poweroff) | XEN_DOMINF_dying, HV_DOM_DYING },
+		{ XEN_DOMINF_paused | XEN_DOMINF_dying,
+		    HV_DOM_PAUSED | HV_DOM_DYING },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		assert_int_equal(hv_xen_dom_flags(t[i].xen), t[i].hv);
+}
+
+static void
+test_want_suspend(void **state)
+{
+	/* libxl's rule: PV drivers (a callback irq) and no ACPI S-state. */
+	assert_true(hv_xen_want_suspend(1, 0));
+	assert_true(hv_xen_want_suspend(0x0200000000000000ull | 0xf3, 0));
+	assert_false(hv_xen_want_suspend(0, 0));
+	assert_false(hv_xen_want_suspend(1, 3));
+	assert_false(hv_xen_want_suspend(0, 3));
+}
+
+static void
+test_suspend_acked(void **state)
+{
+	assert_false(hv_xen_suspend_acked("suspend"));
+	assert_true(hv_xen_suspend_acked(NULL));
+	assert_true(hv_xen_suspend_acked(""));
+	assert_true(hv_xen_suspend_acked("suspen"));
+	assert_true(hv_xen_suspend_acked("suspend "));
+	assert_true(hv_xen_suspend_acked("poweroff"));
+}
+
+/*
+ * The suspend wait, step by step with a fake clock.  Each row is a
+ * sequence of samples { ms since the request, domain flags, node acked }
+ * and the expected verdict of each.
+ */
+static void
+test_suspend_wait(void **state)
+{
+	struct step {
+		uint64_t ms;
+		uint32_t flags;
+		int acked;
+		enum hv_xen_susp want;
+	};
+	static const struct {
+		const char *what;
+		struct step s[6];
+		int n;
+	} t[] = {
+		{ "acknowledges, then suspends", {
+			{ 0, 0, 0, HV_XEN_SUSP_WAIT },
+			{ 30, 0, 1, HV_XEN_SUSP_WAIT },
+			{ 9000, 0, 0, HV_XEN_SUSP_WAIT },  /* acked sticks */
+			{ 12000, SHUT(SHUTDOWN_suspend), 1,
+			    HV_XEN_SUSP_DONE } }, 4 },
+		{ "suspends before we see the ack", {
+			{ 1, SHUT(SHUTDOWN_suspend), 0,
+			    HV_XEN_SUSP_DONE } }, 1 },
+		{ "never answers: cancel at the ack timeout", {
+			{ 0, 0, 0, HV_XEN_SUSP_WAIT },
+			{ 9999, 0, 0, HV_XEN_SUSP_WAIT },
+			{ 10000, 0, 0, HV_XEN_SUSP_CANCEL } }, 3 },
+		{ "acknowledges late but in time", {
+			{ 9999, 0, 1, HV_XEN_SUSP_WAIT },
+			{ 69998, 0, 1, HV_XEN_SUSP_WAIT },
+			{ 69999, 0, 1, HV_XEN_SUSP_TIMEDOUT } }, 3 },
+		{ "acknowledges, never suspends", {
+			{ 5, 0, 1, HV_XEN_SUSP_WAIT },
+			{ 60004, 0, 1, HV_XEN_SUSP_WAIT },
+			{ 60005, 0, 1, HV_XEN_SUSP_TIMEDOUT } }, 3 },
+		{ "powers off instead", {
+			{ 5, 0, 1, HV_XEN_SUSP_WAIT },
+			{ 50, SHUT(SHUTDOWN_poweroff), 1,
+			    HV_XEN_SUSP_GONE } }, 2 },
+		{ "crashes before answering", {
+			{ 5, SHUT(SHUTDOWN_crash), 0, HV_XEN_SUSP_GONE } }, 1 },
+		{ "destroyed meanwhile", {
+			{ 5, XEN_DOMINF_dying, 0, HV_XEN_SUSP_GONE } }, 1 },
+		{ "already paused by someone, answers anyway", {
+			{ 5, XEN_DOMINF_paused, 1, HV_XEN_SUSP_WAIT },
+			{ 7, XEN_DOMINF_paused | SHUT(SHUTDOWN_suspend), 1,
+			    HV_XEN_SUSP_DONE } }, 2 },
+	};
+	const uint64_t t0 = 1000000;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct hv_xen_susp_wait w;
+
+		hv_xen_susp_init(&w, t0);
+		for (int j = 0; j < t[i].n; j++) {
+			const struct step *s = &t[i].s[j];
+			enum hv_xen_susp got;
+
+			got = hv_xen_susp_next(&w, t0 + s->ms, s->flags,
+			    s->acked);
+			if (got != s->want)
+				fail_msg("%s, step %d: got %d, want %d",
+				    t[i].what, j, got, s->want);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -416,6 +576,11 @@ main(void)
 		cmocka_unit_test(test_params_allowed),
 		cmocka_unit_test(test_parse_domid),
 		cmocka_unit_test(test_incoming_name),
+		cmocka_unit_test(test_shutdown_reason),
+		cmocka_unit_test(test_dom_flags),
+		cmocka_unit_test(test_want_suspend),
+		cmocka_unit_test(test_suspend_acked),
+		cmocka_unit_test(test_suspend_wait),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

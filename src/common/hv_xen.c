@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <xenctrl.h>
 #include <xenforeignmemory.h>
@@ -99,6 +100,37 @@ int	hv_xen_ctx_decode(const void *buf, size_t len,
 int	hv_xen_param_allowed(uint32_t index);
 int	hv_xen_parse_domid(const char *s, uint32_t *out);
 int	hv_xen_is_incoming_name(const char *name);
+uint32_t hv_xen_dom_flags(uint32_t dominf_flags);
+int	hv_xen_shutdown_reason(uint32_t dominf_flags);
+int	hv_xen_want_suspend(uint64_t callback_irq, uint64_t acpi_s_state);
+int	hv_xen_suspend_acked(const char *state);
+
+/*
+ * The wait for a cooperative suspend (see xen_pause()), as a pure state
+ * machine so that the unit tests can drive it with a fake clock.
+ */
+#define HV_XEN_SUSPEND_ACK_MS	10000	/* guest must clear control/shutdown */
+#define HV_XEN_SUSPEND_DONE_MS	60000	/* then reach shutdown(suspend); libxl's */
+
+enum hv_xen_susp {
+	HV_XEN_SUSP_WAIT = 0,	/* poll again */
+	HV_XEN_SUSP_DONE,	/* shut down for suspend */
+	HV_XEN_SUSP_CANCEL,	/* no acknowledgement in time: cancel, pause */
+	HV_XEN_SUSP_TIMEDOUT,	/* acknowledged but never suspended */
+	HV_XEN_SUSP_GONE,	/* shut down for another reason, or dying */
+};
+
+struct hv_xen_susp_wait {
+	uint64_t	start_ms;	/* request written */
+	uint64_t	ack_at_ms;	/* acknowledged (valid when acked) */
+	uint32_t	ack_timeout_ms;
+	uint32_t	done_timeout_ms;
+	int		acked;
+};
+
+void	hv_xen_susp_init(struct hv_xen_susp_wait *w, uint64_t now_ms);
+enum hv_xen_susp hv_xen_susp_next(struct hv_xen_susp_wait *w,
+	    uint64_t now_ms, uint32_t dominf_flags, int node_acked);
 
 /*
  * The HVM params a restore needs: the list Xen's own save code
@@ -208,6 +240,95 @@ hv_xen_is_incoming_name(const char *name)
 	size_t n = strlen(name), s = strlen(INCOMING_SUFFIX);
 
 	return n > s && strcmp(name + n - s, INCOMING_SUFFIX) == 0;
+}
+
+/*
+ * The guest-supplied shutdown code of a domain that has shut down
+ * (XEN_DOMINF_shutdown), or -1 while it has not.
+ */
+int
+hv_xen_shutdown_reason(uint32_t dominf_flags)
+{
+	if (!(dominf_flags & XEN_DOMINF_shutdown))
+		return -1;
+	return (int)((dominf_flags >> XEN_DOMINF_shutdownshift) &
+	    XEN_DOMINF_shutdownmask);
+}
+
+/*
+ * HV_DOM_* flags from Xen's XEN_DOMINF_* flags.  A domain shut down for
+ * suspend (our pause() of a cooperative guest) counts as paused: none of
+ * its vCPUs runs and unpause() resumes it.
+ */
+uint32_t
+hv_xen_dom_flags(uint32_t dominf_flags)
+{
+	uint32_t f = 0;
+	int reason = hv_xen_shutdown_reason(dominf_flags);
+
+	if ((dominf_flags & XEN_DOMINF_paused) || reason == SHUTDOWN_suspend)
+		f |= HV_DOM_PAUSED;
+	else if (reason < 0)
+		f |= HV_DOM_RUNNING;
+	if (dominf_flags & XEN_DOMINF_dying)
+		f |= HV_DOM_DYING;
+	return f;
+}
+
+/*
+ * libxl's rule (libxl_dom_suspend.c, domain_suspend_callback_common) for
+ * an HVM/PVH guest: ask it through xenstore's control/shutdown when it
+ * has PV drivers (a callback irq registered) and is not in an ACPI sleep
+ * state.  Otherwise the guest would never answer.
+ */
+int
+hv_xen_want_suspend(uint64_t callback_irq, uint64_t acpi_s_state)
+{
+	return callback_irq != 0 && acpi_s_state == 0;
+}
+
+/* Any value but "suspend", a missing node included, is an acknowledgement. */
+int
+hv_xen_suspend_acked(const char *state)
+{
+	return state == NULL || strcmp(state, "suspend") != 0;
+}
+
+void
+hv_xen_susp_init(struct hv_xen_susp_wait *w, uint64_t now_ms)
+{
+	memset(w, 0, sizeof(*w));
+	w->start_ms = now_ms;
+	w->ack_timeout_ms = HV_XEN_SUSPEND_ACK_MS;
+	w->done_timeout_ms = HV_XEN_SUSPEND_DONE_MS;
+}
+
+/*
+ * One step of the wait: the domain's XEN_DOMINF_* flags and whether the
+ * control/shutdown node reads as acknowledged, both sampled at now_ms.
+ * Shutdown is checked first: a guest may suspend faster than we poll.
+ */
+enum hv_xen_susp
+hv_xen_susp_next(struct hv_xen_susp_wait *w, uint64_t now_ms,
+    uint32_t dominf_flags, int node_acked)
+{
+	int reason = hv_xen_shutdown_reason(dominf_flags);
+
+	if (dominf_flags & XEN_DOMINF_dying)
+		return HV_XEN_SUSP_GONE;
+	if (reason == SHUTDOWN_suspend)
+		return HV_XEN_SUSP_DONE;
+	if (reason >= 0)
+		return HV_XEN_SUSP_GONE;
+	if (!w->acked && node_acked) {
+		w->acked = 1;
+		w->ack_at_ms = now_ms;
+	}
+	if (!w->acked)
+		return now_ms - w->start_ms >= w->ack_timeout_ms ?
+		    HV_XEN_SUSP_CANCEL : HV_XEN_SUSP_WAIT;
+	return now_ms - w->ack_at_ms >= w->done_timeout_ms ?
+	    HV_XEN_SUSP_TIMEDOUT : HV_XEN_SUSP_WAIT;
 }
 
 static void
@@ -544,12 +665,7 @@ fill_info(struct hv *hv, const xc_domaininfo_t *xi, uint64_t pages,
 	o->domid = xi->domain;
 	o->vcpus = xi->max_vcpu_id == XEN_INVALID_MAX_VCPU_ID ? 0 :
 	    xi->max_vcpu_id + 1;
-	if (xi->flags & XEN_DOMINF_paused)
-		o->flags |= HV_DOM_PAUSED;
-	else if (!(xi->flags & XEN_DOMINF_shutdown))
-		o->flags |= HV_DOM_RUNNING;
-	if (xi->flags & XEN_DOMINF_dying)
-		o->flags |= HV_DOM_DYING;
+	o->flags = hv_xen_dom_flags(xi->flags);
 	o->pages = pages;
 	memcpy(o->uuid, xi->handle, 16);
 	snprintf(o->name, sizeof(o->name), "%s", name);
@@ -949,11 +1065,133 @@ out:
 
 /* ---- run state ---- */
 
-/* Idempotent: Xen's pause count is not nested by sharemig. */
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* control/shutdown of the domain: 1 if acknowledged, 0 if not, <0 error. */
+static int
+pvcontrol_acked(struct hv *hv, xs_transaction_t t, const char *path)
+{
+	unsigned int len = 0;
+	char *v;
+	int acked;
+
+	errno = 0;
+	if ((v = xs_read(hv->xsh, t, path, &len)) == NULL)
+		return errno == ENOENT ? 1 : neg_errno();
+	acked = hv_xen_suspend_acked(v);
+	free(v);
+	return acked;
+}
+
+/*
+ * The guest did not acknowledge in time: take the request back, in a
+ * transaction so that a last-moment acknowledgement is not lost (as
+ * libxl does).  1 = cancelled, 0 = the guest acknowledged after all,
+ * <0 = xenstore error.
+ */
+static int
+pvcontrol_cancel(struct hv *hv, const char *path)
+{
+	xs_transaction_t t;
+	int acked;
+
+	for (;;) {
+		if ((t = xs_transaction_start(hv->xsh)) == XBT_NULL)
+			return neg_errno();
+		if ((acked = pvcontrol_acked(hv, t, path)) != 0) {
+			xs_transaction_end(hv->xsh, t, true);
+			return acked < 0 ? acked : 0;
+		}
+		if (!xs_write(hv->xsh, t, path, "", 0)) {
+			int rc = neg_errno();
+
+			xs_transaction_end(hv->xsh, t, true);
+			return rc;
+		}
+		if (xs_transaction_end(hv->xsh, t, false))
+			return 1;
+		if (errno != EAGAIN)
+			return neg_errno();
+	}
+}
+
+/*
+ * Ask the guest to suspend itself, as xl's save does for the last round
+ * (libxl_dom_suspend.c): write "suspend" to control/shutdown, wait until
+ * the guest clears the node, then until the domain has shut down with
+ * SHUTDOWN_suspend.  Returns 1 when suspended, 0 when the guest never
+ * acknowledged (the request is withdrawn; the caller pauses instead),
+ * -ETIMEDOUT when it acknowledged but never suspended, -ESHUTDOWN when
+ * it shut down for another reason.  Polls every millisecond: the time it
+ * adds to the downtime is at most that.
+ */
+static int
+suspend_guest(struct hv_dom *d)
+{
+	struct hv *hv = d->hv;
+	struct hv_xen_susp_wait w;
+	struct timespec tick = { 0, 1000000 };
+	xc_domaininfo_t xi;
+	char path[64];
+	int acked = 0, rc;
+
+	snprintf(path, sizeof(path), "/local/domain/%u/control/shutdown",
+	    d->domid);
+	if (!xs_write(hv->xsh, XBT_NULL, path, "suspend", 7))
+		return neg_errno();
+	hv_xen_susp_init(&w, now_ms());
+	for (;;) {
+		if ((rc = dom_getinfo(d, &xi)) != 0)
+			return rc;
+		if (!w.acked && (acked = pvcontrol_acked(hv, XBT_NULL,
+		    path)) < 0)
+			return acked;
+		switch (hv_xen_susp_next(&w, now_ms(), xi.flags, acked)) {
+		case HV_XEN_SUSP_WAIT:
+			nanosleep(&tick, NULL);
+			break;
+		case HV_XEN_SUSP_DONE:
+			return 1;
+		case HV_XEN_SUSP_GONE:
+			return -ESHUTDOWN;
+		case HV_XEN_SUSP_TIMEDOUT:
+			return -ETIMEDOUT;
+		case HV_XEN_SUSP_CANCEL:
+			if ((rc = pvcontrol_cancel(hv, path)) != 0)
+				return rc < 0 ? rc : 0;
+			acked = 1;	/* acknowledged at the last moment */
+			break;
+		}
+	}
+}
+
+/*
+ * Stop the guest for the last round.  A guest with PV drivers is asked
+ * to suspend itself first (see suspend_guest()), so that on the
+ * destination it wakes from its suspend hypercall with 0 and re-binds its
+ * event channels, xenstore and console and re-registers its shared
+ * pages: a guest merely paused keeps the source host's bindings and its
+ * timers and console stay dead after the move (docs/XEN.md).  A guest
+ * without PV drivers, or one that does not acknowledge within
+ * HV_XEN_SUSPEND_ACK_MS, is paused without its knowledge.  Either way the
+ * domain is then paused with xc_domain_pause(), which returns once every
+ * vCPU is descheduled (a shutdown alone pauses vCPUs asynchronously).
+ * Idempotent: a paused domain is left as it is.  Blocks for as long as
+ * the guest takes to suspend (up to HV_XEN_SUSPEND_ACK_MS +
+ * HV_XEN_SUSPEND_DONE_MS).
+ */
 static int
 xen_pause(struct hv_dom *d)
 {
 	xc_domaininfo_t xi;
+	uint64_t cbirq = 0, sstate = 0;
 	int rc;
 
 	if (d == NULL)
@@ -962,13 +1200,32 @@ xen_pause(struct hv_dom *d)
 		return rc;
 	if (xi.flags & XEN_DOMINF_paused)
 		return 0;
-	/* Returns once every vCPU is descheduled. */
+	if (!d->incoming && hv_xen_shutdown_reason(xi.flags) < 0 &&
+	    xc_hvm_param_get(d->hv->xch, d->domid, HVM_PARAM_CALLBACK_IRQ,
+	    &cbirq) == 0 &&
+	    xc_hvm_param_get(d->hv->xch, d->domid, HVM_PARAM_ACPI_S_STATE,
+	    &sstate) == 0 &&
+	    hv_xen_want_suspend(cbirq, sstate) && need_xs(d->hv) == 0) {
+		if ((rc = suspend_guest(d)) < 0)
+			return rc;
+	}
 	if (xc_domain_pause(d->hv->xch, d->domid) != 0)
 		return neg_errno();
 	return 0;
 }
 
-/* Idempotent; also starts a domain create() left paused. */
+/*
+ * Let the domain run.  A domain that our pause() suspended (the migration
+ * failed before GO) is resumed the way xl resumes a guest after a failed
+ * save: libxl_domain_resume() with suspend_cancel = 1, i.e.
+ * xc_domain_resume(fast = 1), which makes the guest's suspend hypercall
+ * return 1 ("cancelled": it keeps its connections), then
+ * xs_resume_domain(); only then is our pause dropped.  A committed
+ * incoming domain (context_set() done) is started with
+ * libxl_domain_unpause(), as xl does after migrate-receive; its guest
+ * returns 0 from the suspend hypercall and reconnects to this host.
+ * Idempotent.
+ */
 static int
 xen_unpause(struct hv_dom *d)
 {
@@ -979,9 +1236,23 @@ xen_unpause(struct hv_dom *d)
 		return -EINVAL;
 	if ((rc = dom_getinfo(d, &xi)) != 0)
 		return rc;
+	if (hv_xen_shutdown_reason(xi.flags) == SHUTDOWN_suspend) {
+		if (d->incoming)
+			return -EINVAL;
+		if ((rc = need_libxl(d->hv)) != 0)
+			return rc;
+		rc = libxl_domain_resume(d->hv->ctx, d->domid, 1, NULL);
+		if (rc)
+			return libxl_errno(rc);
+		if ((rc = dom_getinfo(d, &xi)) != 0)
+			return rc;
+	}
 	if (!(xi.flags & XEN_DOMINF_paused))
 		return 0;
-	if (xc_domain_unpause(d->hv->xch, d->domid) != 0)
+	if (need_libxl(d->hv) == 0) {
+		if ((rc = libxl_domain_unpause(d->hv->ctx, d->domid, NULL)))
+			return libxl_errno(rc);
+	} else if (xc_domain_unpause(d->hv->xch, d->domid) != 0)
 		return neg_errno();
 	return 0;
 }
