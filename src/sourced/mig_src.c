@@ -52,6 +52,8 @@
 #define SRC_BATCH	PROTO_PAGE_BATCH_MAX	/* pages per production step */
 #define SRC_OFFER_SPAN	4096u	/* pfns per OFFER window (<= PFN_BATCH_MAX) */
 #define SRC_MIN_BW	(1u << 20)	/* floor of the bandwidth estimate */
+#define SRC_OFFER_INFLIGHT 16u		/* OFFER batches awaiting HAVE */
+#define SRC_SYNC_PAGES	2048u		/* pages between dirty-log syncs */
 
 struct mig_src {
 	/* Read-only after start. */
@@ -83,13 +85,20 @@ struct mig_src {
 	uint8_t			(*digests)[32];
 	struct dmap		*known;		/* digest -> PFN_NONE (dest has
 						 * it) or a pfn sent earlier */
-	uint64_t		 cursor;
+	uint64_t		 cursor;	/* next pfn of this iteration */
 	int			 iter_flushing;
+	uint64_t		*next;		/* dirty bits for the next iteration,
+						 * gathered by mid-iteration syncs */
+	uint64_t		*tmp;
+	uint64_t		 since_sync;	/* pages queued since the last sync */
 
 	/* Hash negotiation. */
 	uint64_t		*offer_pfns;	/* every offered pfn, in order */
 	size_t			 offer_n, offer_cap;
 	uint32_t		*batch_start;	/* batch -> index in offer_pfns */
+	uint64_t		*batch_base;	/* batch -> first pfn of its window */
+	uint64_t		 ocursor;	/* next pfn to offer */
+	int			 offering;	/* offers still running (iteration 0) */
 	uint32_t		 batches, batch_cap;
 	uint32_t		 batches_answered;
 
@@ -377,13 +386,24 @@ src_on_domain_ack(struct mig_src *m)
 	 * limit through TCP_USER_TIMEOUT. */
 	link_set_read_timeout(m->link, 0);
 	link_set_drain_mark(m->link, SRC_OUT_LOW);
-	if (m->o.dedup == PROTO_DEDUP_NONE || m->cand == NULL) {
-		src_start_iteration(m);
-		return;
-	}
-	m->state = MS_OFFER;
-	m->cursor = 0;
-	src_kick(m);
+	/* With dedup, offers run ahead of iteration 0 (src_offer_safe). */
+	m->offering = m->o.dedup != PROTO_DEDUP_NONE && m->cand != NULL;
+	m->ocursor = 0;
+	src_start_iteration(m);
+}
+
+/*
+ * Iteration 0 may send pfns below this limit: every offer covering them
+ * has been answered, so we know which ones the destination holds.
+ */
+static uint64_t
+src_offer_safe(const struct mig_src *m)
+{
+	if (!m->offering)
+		return m->pages;
+	if (m->batches_answered < m->batches)
+		return m->batch_base[m->batches_answered];
+	return m->ocursor;
 }
 
 /* ---- hash negotiation ---- */
@@ -410,6 +430,9 @@ src_offer_grow(struct mig_src *m, size_t more)
 		    == NULL)
 			return -ENOMEM;
 		m->batch_start = p;
+		if ((p = realloc(m->batch_base, cap * sizeof(uint64_t))) == NULL)
+			return -ENOMEM;
+		m->batch_base = p;
 		m->batch_cap = cap;
 	}
 	return 0;
@@ -429,14 +452,14 @@ src_offer_batch(struct mig_src *m)
 	void *pages[HV_MAP_BATCH_MAX];
 	struct hv_map *map;
 	uint8_t *buf = NULL;
-	uint64_t base = m->cursor, end, p, opfn[PROTO_PFN_BATCH_MAX];
+	uint64_t base = m->ocursor, end, p, opfn[PROTO_PFN_BATCH_MAX];
 	uint32_t n, i, on = 0;
 	size_t cap;
 	int rc, len;
 
 	end = base + SRC_OFFER_SPAN < m->pages ? base + SRC_OFFER_SPAN :
 	    m->pages;
-	m->cursor = end;
+	m->ocursor = end;
 	memset(bits, 0, sizeof(bits));
 	if ((pre = malloc(PROTO_PFN_BATCH_MAX * 8)) == NULL)
 		return -ENOMEM;
@@ -472,6 +495,7 @@ src_offer_batch(struct mig_src *m)
 		goto out;
 	memcpy(m->offer_pfns + m->offer_n, opfn, on * sizeof(uint64_t));
 	m->batch_start[m->batches] = (uint32_t)m->offer_n;
+	m->batch_base[m->batches] = base;
 	m->offer_n += on;
 	m->batch_start[m->batches + 1] = (uint32_t)m->offer_n;
 	cap = proto_rec_size(24 + SRC_OFFER_SPAN / 8 + (size_t)on * 8);
@@ -491,22 +515,6 @@ out:
 	return rc;
 }
 
-static void
-src_pump_offer(struct mig_src *m)
-{
-	int rc;
-
-	while (m->cursor < m->pages && link_outq(m->link) < SRC_OUT_HIGH) {
-		if ((rc = src_offer_batch(m)) != 0) {
-			src_fail(m, "hashing pages for the offer: %s",
-			    strerror(-rc));
-			return;
-		}
-	}
-	if (m->cursor >= m->pages && m->batches_answered == m->batches)
-		src_start_iteration(m);
-}
-
 /*
  * The destination filled some offered pages from its own memory.  Its
  * confirm digest must equal SHA-256 over our full digests of exactly those
@@ -522,7 +530,7 @@ src_on_have(struct mig_src *m, const struct proto_have *h)
 	struct ph_ctx *ctx;
 	uint64_t p;
 
-	if (m->state != MS_OFFER || h->batch >= m->batches ||
+	if (!m->offering || h->batch >= m->batches ||
 	    h->batch != m->batches_answered) {
 		src_fail(m, "HAVE for unexpected batch %u", h->batch);
 		return;
@@ -569,8 +577,7 @@ src_on_have(struct mig_src *m, const struct proto_have *h)
 		}
 		m->st.pages_have++;
 	}
-	if (m->cursor >= m->pages && m->batches_answered == m->batches)
-		src_start_iteration(m);
+	src_kick(m);
 }
 
 /* ---- iterations ---- */
@@ -692,9 +699,10 @@ out:
 	return rc;
 }
 
-/* Send up to SRC_BATCH pages of the todo set, from the cursor on. */
+/* Send up to SRC_BATCH pages of the todo set, from the cursor up to
+ * limit. */
 static int
-src_iter_batch(struct mig_src *m)
+src_iter_batch(struct mig_src *m, uint64_t limit)
 {
 	struct src_batch *b;
 	uint64_t pfns[SRC_BATCH];
@@ -705,7 +713,7 @@ src_iter_batch(struct mig_src *m)
 	int rc;
 
 	for (p = bm_next(m->todo, m->pages, m->cursor);
-	    p < m->pages && n < SRC_BATCH;
+	    p < limit && n < SRC_BATCH;
 	    p = bm_next(m->todo, m->pages, p + 1)) {
 		if (m->st.iterations == 0 && m->have != NULL &&
 		    bm_test(m->have, p)) {
@@ -731,9 +739,44 @@ src_iter_batch(struct mig_src *m)
 	}
 	rc = src_send_batch(m, b);
 	m->env->ops->unmap(m->dom, map);
+	m->since_sync += n;
 out:
 	free(b);
 	return rc;
+}
+
+/*
+ * Mid-iteration sync of the dirty log.  A page dirtied again before this
+ * iteration reads it needs no second copy: drop its bit.  Every other bit
+ * is kept for the next iteration.  Pages whose iteration-0 record rests on
+ * their offer-time digest (filled by the destination, zero, or still
+ * awaiting HAVE) keep their bits: their content was taken at hash time.
+ */
+static int
+src_dirty_sync(struct mig_src *m)
+{
+	uint64_t safe = src_offer_safe(m), w, bits, p;
+	size_t words = bm_words(m->pages), i;
+	int rc, drop;
+
+	m->since_sync = 0;
+	if ((rc = m->env->ops->dirty_fetch(m->dom, m->tmp, 0)) != 0)
+		return rc;
+	for (i = 0; i < words; i++) {
+		if ((bits = m->tmp[i]) == 0)
+			continue;
+		for (w = bits; w != 0; w &= w - 1) {
+			p = i * 64 + (uint64_t)__builtin_ctzll(w);
+			drop = p >= m->cursor && bm_test(m->todo, p);
+			if (drop && m->st.iterations == 0 && m->hashed != NULL &&
+			    bm_test(m->hashed, p))
+				drop = p < safe && !bm_test(m->have, p) &&
+				    !bm_test(m->zero, p);
+			if (!drop)
+				bm_set(m->next, p);
+		}
+	}
+	return 0;
 }
 
 static void
@@ -748,6 +791,7 @@ src_start_iteration(struct mig_src *m)
 	}
 	m->state = m->paused ? MS_STOPCOPY : MS_ITERATING;
 	m->cursor = 0;
+	m->since_sync = 0;
 	m->iter_flushing = 0;
 	clock_gettime(CLOCK_MONOTONIC, &m->t_iter);
 	m->queued_iter_start = m->st.bytes_queued;
@@ -862,6 +906,8 @@ src_iter_done(struct mig_src *m)
 		src_fail(m, "cannot read the dirty bitmap: %s", strerror(-rc));
 		return;
 	}
+	bm_or(m->todo, m->next, m->pages);
+	bm_zero(m->next, m->pages);
 	dirty = bm_count(m->todo, m->pages);
 	m->st.dirty_last = dirty;
 	memset(&ie, 0, sizeof(ie));
@@ -917,23 +963,56 @@ src_stop_and_copy(struct mig_src *m)
 	src_start_iteration(m);
 }
 
+/*
+ * Produce records until the output buffer is full: OFFER batches (running
+ * ahead, at most SRC_OFFER_INFLIGHT unanswered) and the iteration's pages
+ * (up to what the answered offers cover), with a dirty-log sync every
+ * SRC_SYNC_PAGES pages.  When every page is queued, wait for the buffer
+ * to drain, then let the stop policy decide.
+ */
 static void
 src_pump_iter(struct mig_src *m)
 {
-	int rc;
+	uint64_t limit;
+	int rc, progress;
 
 	if (m->iter_flushing) {
 		if (link_outq(m->link) == 0)
 			src_iter_done(m);
 		return;
 	}
-	while (m->cursor < m->pages && link_outq(m->link) < SRC_OUT_HIGH) {
-		if ((rc = src_iter_batch(m)) != 0) {
-			src_fail(m, "sending pages: %s", strerror(-rc));
+	while (link_outq(m->link) < SRC_OUT_HIGH) {
+		progress = 0;
+		if (m->offering && m->ocursor < m->pages &&
+		    m->batches - m->batches_answered < SRC_OFFER_INFLIGHT) {
+			if ((rc = src_offer_batch(m)) != 0) {
+				src_fail(m, "hashing pages for the offer: %s",
+				    strerror(-rc));
+				return;
+			}
+			progress = 1;
+		}
+		if (m->offering && m->ocursor >= m->pages &&
+		    m->batches_answered == m->batches)
+			m->offering = 0;
+		limit = src_offer_safe(m);
+		if (m->cursor < limit) {
+			if ((rc = src_iter_batch(m, limit)) != 0) {
+				src_fail(m, "sending pages: %s", strerror(-rc));
+				return;
+			}
+			progress = 1;
+		}
+		if (!m->paused && m->since_sync >= SRC_SYNC_PAGES &&
+		    (rc = src_dirty_sync(m)) != 0) {
+			src_fail(m, "cannot read the dirty bitmap: %s",
+			    strerror(-rc));
 			return;
 		}
+		if (!progress)
+			break;
 	}
-	if (m->cursor >= m->pages) {
+	if (m->cursor >= m->pages && !m->offering) {
 		/* Everything queued: wait until it has left the buffer. */
 		m->iter_flushing = 1;
 		if (m->paused) {
@@ -955,9 +1034,6 @@ src_pump_cb(evutil_socket_t fd, short what, void *arg)
 	if (mig_src_terminal(m) || m->link == NULL)
 		return;
 	switch (m->state) {
-	case MS_OFFER:
-		src_pump_offer(m);
-		break;
 	case MS_ITERATING:
 	case MS_STOPCOPY:
 		src_pump_iter(m);
@@ -1173,7 +1249,9 @@ src_alloc(struct mig_src *m, char *err, size_t errlen)
 	uint64_t words = bm_words(m->pages);
 	int rc;
 
-	if ((m->todo = bm_alloc(m->pages)) == NULL)
+	if ((m->todo = bm_alloc(m->pages)) == NULL ||
+	    (m->next = bm_alloc(m->pages)) == NULL ||
+	    (m->tmp = bm_alloc(m->pages)) == NULL)
 		goto nomem;
 	if (m->o.dedup == PROTO_DEDUP_NONE)
 		return 0;
@@ -1344,6 +1422,9 @@ mig_src_free(struct mig_src *m)
 		m->env->ops->dom_close(m->dom);
 	dmap_free(m->known);
 	free(m->todo);
+	free(m->next);
+	free(m->tmp);
+	free(m->batch_base);
 	free(m->cand);
 	free(m->hashed);
 	free(m->have);

@@ -217,7 +217,9 @@ class Host:
 
 class Cluster:
     def __init__(self, name):
-        self.tmp = tempfile.mkdtemp(prefix="sharemig-%s-" % name)
+        # Guest memory is RAM: keep the simulated hosts on tmpfs.
+        base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        self.tmp = tempfile.mkdtemp(prefix="sharemig-%s-" % name, dir=base)
         self.certs = os.path.join(self.tmp, "certs")
         run(["bash", os.path.join(SOURCE, "tests", "gen_certs.sh"),
              self.certs])
