@@ -263,6 +263,21 @@ link_peer_addr(const struct link *l)
 	return l->peer;
 }
 
+static const char *
+link_phase_name(enum proto_phase ph)
+{
+	static const char *const names[] = {
+		[PH_HELLO] = "before HELLO",
+		[PH_INFO] = "before DOMAIN_INFO/ACK",
+		[PH_LIVE] = "while pages stream",
+		[PH_FINAL] = "after END",
+		[PH_READY] = "after READY",
+		[PH_HANDOVER] = "after GO",
+	};
+
+	return ph < PH_COUNT ? names[ph] : "in an unknown phase";
+}
+
 /* After a callback: finish a link_free() that happened inside it. */
 static int
 link_cb_done(struct link *l)
@@ -357,8 +372,8 @@ link_read_cb(struct bufferevent *bev, void *arg)
 			break;
 		}
 		if (!proto_legal(type, l->rx_dir, l->phase)) {
-			link_fail(l, -EPROTO, "record %s not allowed in phase "
-			    "%d", proto_type_name(type), (int)l->phase);
+			link_fail(l, -EPROTO, "record %s not allowed %s",
+			    proto_type_name(type), link_phase_name(l->phase));
 			break;
 		}
 		if (type == REC_KEEPALIVE) {

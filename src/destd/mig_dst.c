@@ -56,6 +56,7 @@ struct mig_dst {
 	/* Statistics. */
 	uint64_t		 pages_data, pages_zero, pages_ref;
 	uint64_t		 refs_filled, refs_failed, refs_hint;
+	uint64_t		 fills_stale;	/* copies rejected by SHA-256 */
 	uint64_t		 offered, had;
 	double			 cpu_start;
 	struct timespec		 t_start;
@@ -161,8 +162,9 @@ dst_on_error(struct link *l, int err, const char *why, void *arg)
 	struct mig_dst *s = arg;
 
 	if (s->state == DS_HANDSHAKE)
-		snprintf(s->error, sizeof(s->error), "refused: %s", why);
-	dst_fail(s, "%s", why);
+		dst_fail(s, "connection refused during the handshake: %s", why);
+	else
+		dst_fail(s, "%s", why);
 }
 
 static void
@@ -375,7 +377,11 @@ dst_copy_verified(struct mig_dst *s, struct hv_dom *d, uint64_t pfn,
 		memcpy(dst, page, PROTO_PAGE_SIZE);
 	s->env->ops->unmap(d, map);
 	ph_sha256(dst, got);
-	return memcmp(got, digest, 32) == 0 ? 0 : -ESTALE;
+	if (memcmp(got, digest, 32) != 0) {
+		s->fills_stale++;
+		return -ESTALE;
+	}
+	return 0;
 }
 
 /*
@@ -657,15 +663,17 @@ dst_on_go(struct mig_dst *s)
 	memset(&r, 0, sizeof(r));
 	r.cpu_dest_us = (uint64_t)((thread_cpu_s() - s->cpu_start) * 1e6);
 	r.refs_filled = s->refs_filled;
-	r.refs_failed = s->refs_failed;
+	r.refs_failed = s->fills_stale;
 	(void)dst_send(s, buf, proto_enc_running(buf, sizeof(buf), &r));
-	log_notice("session %u from %s: %s is %s here: %llu data, %llu "
-	    "ref (%llu stale, repaired), %llu zero pages", s->id, s->peer,
-	    s->domain, (s->flags & PROTO_DI_PAUSED) ? "paused" : "running",
+	log_notice("session %u from %s: %s is %s here: %llu pages filled "
+	    "locally, %llu data, %llu zero; %llu stale local copies "
+	    "rejected, %llu pages asked again", s->id, s->peer, s->domain,
+	    (s->flags & PROTO_DI_PAUSED) ? "paused" : "running",
+	    (unsigned long long)s->refs_filled,
 	    (unsigned long long)s->pages_data,
-	    (unsigned long long)s->pages_ref,
-	    (unsigned long long)s->refs_failed,
-	    (unsigned long long)s->pages_zero);
+	    (unsigned long long)s->pages_zero,
+	    (unsigned long long)s->fills_stale,
+	    (unsigned long long)s->refs_failed);
 	dst_finish(s, DS_DONE);
 }
 
@@ -793,6 +801,7 @@ mig_dst_json(const struct mig_dst *s)
 	json_object_object_add(o, "pages_ref", json_object_new_uint64(s->pages_ref));
 	json_object_object_add(o, "pages_zero", json_object_new_uint64(s->pages_zero));
 	json_object_object_add(o, "refs_failed", json_object_new_uint64(s->refs_failed));
+	json_object_object_add(o, "fills_stale", json_object_new_uint64(s->fills_stale));
 	json_object_object_add(o, "pages_offered", json_object_new_uint64(s->offered));
 	json_object_object_add(o, "pages_had", json_object_new_uint64(s->had));
 	if (s->error[0])

@@ -237,7 +237,7 @@ class Cluster:
                 h.destroy_all()
             except Exception:
                 pass
-        if not keep:
+        if not keep and not os.environ.get("SHAREMIG_KEEP"):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def dump_logs(self):
