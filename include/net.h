@@ -27,7 +27,9 @@ int	net_listen_tcp(const struct net_addr *a, int backlog);
 /* Start a non-blocking connect; fd or -errno (EINPROGRESS is success). */
 int	net_connect_tcp(const struct net_addr *a);
 /*
- * Options for a migration link: TCP_NODELAY off (we batch), keepalive
+ * Options for a migration link: TCP_NODELAY on (records are batched in
+ * the output buffer already; small control records such as HAVE, NEED,
+ * READY and GO must not wait for Nagle), keepalive
  * (idle/intvl/cnt seconds), TCP_USER_TIMEOUT (ms).  0 or -errno.
  */
 int	net_link_opts(int fd, int keepidle_s, int keepintvl_s, int keepcnt,

@@ -171,9 +171,9 @@ int
 net_link_opts(int fd, int keepidle_s, int keepintvl_s, int keepcnt,
     unsigned user_timeout_ms)
 {
-	int zero = 0, one = 1;
+	int one = 1;
 
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof(zero)) < 0 ||
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepidle_s,
 	    sizeof(keepidle_s)) < 0 ||

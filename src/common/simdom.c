@@ -918,10 +918,17 @@ sd_unpause(struct simdom *sd, const char *simhv, int timeout_ms)
 		    __ATOMIC_SEQ_CST);
 		return r;
 	}
+	/*
+	 * Return once the guest process runs (holds its lock), as a real
+	 * unpause returns once the vCPUs are runnable: the guest's resume
+	 * self-check is the guest's own first work, not part of the
+	 * hypervisor operation (nor of the migration's downtime).
+	 */
 	deadline = now_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		st = __atomic_load_n(&c->guest_state, __ATOMIC_SEQ_CST);
-		if (st == SD_GUEST_RUNNING && sd_guest_alive(sd))
+		if ((st == SD_GUEST_RUNNING || st == SD_GUEST_STARTING) &&
+		    sd_guest_alive(sd))
 			return 0;
 		if (st == SD_GUEST_FAILED || st == SD_GUEST_NONE ||
 		    ((st == SD_GUEST_STARTING || st == SD_GUEST_RUNNING) &&

@@ -619,6 +619,7 @@ dst_try_ready(struct mig_dst *s)
 static void
 dst_on_end(struct mig_dst *s, const struct proto_end *e)
 {
+	log_debug("session %u: %s: END", s->id, s->domain);
 	s->end_seen = 1;
 	s->state = DS_FINAL;
 	link_set_phase(s->link, PH_FINAL);
@@ -640,6 +641,7 @@ dst_on_go(struct mig_dst *s)
 	uint8_t buf[64];
 	int rc;
 
+	log_debug("session %u: %s: GO", s->id, s->domain);
 	if ((rc = s->env->ops->commit(s->dom)) != 0) {
 		dst_fail(s, "cannot commit %s: %s", s->domain, strerror(-rc));
 		return;
@@ -660,6 +662,7 @@ dst_on_go(struct mig_dst *s)
 			s->done(s, s->done_arg);
 		return;
 	}
+	log_debug("session %u: %s: started", s->id, s->domain);
 	memset(&r, 0, sizeof(r));
 	r.cpu_dest_us = (uint64_t)((thread_cpu_s() - s->cpu_start) * 1e6);
 	r.refs_filled = s->refs_filled;

@@ -52,7 +52,7 @@
 #define SRC_BATCH	PROTO_PAGE_BATCH_MAX	/* pages per production step */
 #define SRC_OFFER_SPAN	4096u	/* pfns per OFFER window (<= PFN_BATCH_MAX) */
 #define SRC_MIN_BW	(1u << 20)	/* floor of the bandwidth estimate */
-#define SRC_OFFER_INFLIGHT 16u		/* OFFER batches awaiting HAVE */
+#define SRC_OFFER_INFLIGHT 3u		/* OFFER batches awaiting HAVE */
 #define SRC_SYNC_PAGES	2048u		/* pages between dirty-log syncs */
 
 struct mig_src {
@@ -866,6 +866,8 @@ src_send_final(struct mig_src *m)
 	}
 	m->state = MS_FINAL;
 	link_set_phase(m->link, PH_FINAL);
+	log_debug("migration %u: %s: END queued, %zu bytes to flush", m->id,
+	    m->domain, link_outq(m->link));
 	link_set_read_timeout(m->link, m->env->timeout_s);
 out:
 	ph_ctx_free(ctx);
@@ -948,6 +950,7 @@ src_stop_and_copy(struct mig_src *m)
 	}
 	m->paused = 1;
 	clock_gettime(CLOCK_MONOTONIC, &m->t_pause);
+	log_debug("migration %u: %s: paused", m->id, m->domain);
 	if ((fin = bm_alloc(m->pages)) == NULL) {
 		src_fail(m, "out of memory");
 		return;
@@ -983,6 +986,8 @@ src_pump_iter(struct mig_src *m)
 	}
 	while (link_outq(m->link) < SRC_OUT_HIGH) {
 		progress = 0;
+		/* Offers run ahead of the pages, but not far: hashing the
+		 * whole guest before the first page would serialise the two. */
 		if (m->offering && m->ocursor < m->pages &&
 		    m->batches - m->batches_answered < SRC_OFFER_INFLIGHT) {
 			if ((rc = src_offer_batch(m)) != 0) {
@@ -1115,6 +1120,7 @@ src_on_ready(struct mig_src *m, const struct proto_end *e)
 			return;
 		}
 	}
+	log_debug("migration %u: %s: READY", m->id, m->domain);
 	if (src_send(m, buf, proto_enc_go(buf, sizeof(buf))) != 0) {
 		src_fail(m, "cannot send GO");
 		return;
@@ -1133,6 +1139,7 @@ src_on_running(struct mig_src *m, const struct proto_running *r)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	m->st.downtime_ms = ts_ms(&m->t_pause, &now);
+	log_debug("migration %u: %s: RUNNING", m->id, m->domain);
 	m->st.cpu_dest_s = (double)r->cpu_dest_us / 1e6;
 	m->st.refs_failed_dest = r->refs_failed;
 	src_sample_wire(m);
