@@ -12,6 +12,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <json-c/json.h>
 
 #include "bitmap.h"
@@ -40,7 +41,8 @@ struct mig_dst {
 	enum dst_state		 state;
 	char			 error[512];
 	struct link		*link;
-	char			 peer[128];
+	struct event		*ev_ka;		/* keepalive timer */
+	char			 peer[256];
 	char			 domain[HV_NAME_MAX];
 	struct hv_dom		*dom;		/* the incoming domain */
 	uint64_t		 pages;
@@ -103,6 +105,8 @@ dst_finish(struct mig_dst *s, enum dst_state st)
 
 	if (mig_dst_terminal(s))
 		return;
+	if (s->ev_ka != NULL)
+		event_del(s->ev_ka);
 	if (st == DS_FAILED && s->dom != NULL && !s->committed) {
 		rc = s->env->ops->destroy(s->dom);
 		s->dom = NULL;
@@ -729,6 +733,23 @@ dst_on_record(struct link *l, const struct proto_rec *r, void *arg)
 	}
 }
 
+/*
+ * While pages stream the source hears from us only when we answer an
+ * OFFER or ask for a page; a KEEPALIVE every timeout/3 seconds lets it
+ * tell a silent peer from a busy one.
+ */
+static void
+dst_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig_dst *s = arg;
+	uint8_t buf[16];
+
+	if (s->link == NULL || mig_dst_terminal(s) ||
+	    (s->state != DS_LIVE && s->state != DS_FINAL))
+		return;
+	(void)dst_send(s, buf, proto_enc_keepalive(buf, sizeof(buf)));
+}
+
 struct mig_dst *
 mig_dst_new(struct dst_env *env, uint32_t id, struct bufferevent *bev,
     int connecting, dst_done_cb done, void *arg)
@@ -752,6 +773,14 @@ mig_dst_new(struct dst_env *env, uint32_t id, struct bufferevent *bev,
 	}
 	snprintf(s->peer, sizeof(s->peer), "%s", link_peer_addr(s->link));
 	link_set_read_timeout(s->link, env->timeout_s);
+	s->ev_ka = event_new(bufferevent_get_base(bev), -1, EV_PERSIST,
+	    dst_keepalive, s);
+	if (s->ev_ka != NULL) {
+		struct timeval tv = { .tv_sec = env->timeout_s / 3 ?
+		    env->timeout_s / 3 : 1, .tv_usec = 0 };
+
+		event_add(s->ev_ka, &tv);
+	}
 	return s;
 }
 
@@ -762,6 +791,8 @@ mig_dst_free(struct mig_dst *s)
 
 	if (s == NULL)
 		return;
+	if (s->ev_ka != NULL)
+		event_free(s->ev_ka);
 	if (s->link != NULL)
 		link_free(s->link);
 	if (s->dom != NULL) {

@@ -382,9 +382,10 @@ src_on_domain_ack(struct mig_src *m)
 	m->logdirty = 1;
 	link_set_phase(m->link, PH_LIVE);
 	link_set_pages(m->link, m->pages);
-	/* Silence is normal while we stream; the write side has its own
-	 * limit through TCP_USER_TIMEOUT. */
-	link_set_read_timeout(m->link, 0);
+	/* The destination sends KEEPALIVE while pages stream, so silence
+	 * means a dead or stalled peer in every phase; the write side has
+	 * TCP_USER_TIMEOUT. */
+	link_set_read_timeout(m->link, m->env->timeout_s);
 	link_set_drain_mark(m->link, SRC_OUT_LOW);
 	/* With dedup, offers run ahead of iteration 0 (src_offer_safe). */
 	m->offering = m->o.dedup != PROTO_DEDUP_NONE && m->cand != NULL;

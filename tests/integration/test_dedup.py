@@ -6,7 +6,8 @@ both hosts (the seed report's micro benchmark):
   - --dedup shared offers only pages shared on the source host, so with
     no same-image guest on the source it sends (almost) no REF;
   - zero pages never go in full except with --dedup none.
-Guests are 256 MiB (65536 pages), as in the issue's measurement.
+Guests are 256 MiB (65536 pages), as in the issue's measurement, writing
+1000 pages/s (micro's default) except where noted.
 """
 
 import json
@@ -26,13 +27,13 @@ def pair(c, tag):
     return a, b
 
 
-def share_rate(c, share):
+def share_rate(c, share, rate=None):
     a, b = pair(c, str(share))
     b.create("img-b", PAGES, share=share, seed=5)
     res = {}
     for mode in ("none", "all"):
         name = "mig-" + mode
-        a.create(name, PAGES, share=share, seed=5)
+        a.create(name, PAGES, share=share, seed=5, rate=rate)
         a.scan_wait()
         b.scan_wait()
         rc, out = a.migrate(name, b, "--dedup", mode)
@@ -94,8 +95,13 @@ def main():
     c = Cluster("dedup")
     try:
         r.case("micro --share 0.5: ref rate and bytes", share_rate, c, 0.5)
-        r.case("micro --share 0.828: ref rate and bytes", share_rate, c,
-               0.828)
+        # At F = 0.828 only 17% of the pages go in full, so every page the
+        # guest rewrites during the migration weighs six times more
+        # against the 2% budget than at F = 0; how many it rewrites
+        # depends on this machine's speed (a convergence matter, measured
+        # by bench/).  A calmer guest keeps this an accounting test.
+        r.case("micro --share 0.828 --rate 100: ref rate and bytes",
+               share_rate, c, 0.828, 100)
         r.case("--dedup shared offers only source-shared pages",
                shared_policy, c)
         r.case("zero pages elided except with --dedup none", zero_pages, c)
