@@ -8,6 +8,8 @@ each --dedup mode; after each migration:
   - the source copy is gone.
 """
 
+import json
+import os
 import time
 
 from harness import Cluster, Runner, check
@@ -99,6 +101,34 @@ def back_and_forth(a, b):
     check(rc == 0, msg)
 
 
+def cancel(a, b):
+    """cancel before the handover: the guest keeps running on the source,
+    nothing is left on the destination, and the next migration works."""
+    a.create("big", PAGES * 8, share=0.5, seed=11)
+    p = a.ctl("migrate", "big", b.addr, "--dedup", "none", "--json")
+    check(p.returncode == 0, "migrate: %s %s" % (p.stdout, p.stderr))
+    mid = str(json.loads(p.stdout)["id"])
+    p = a.ctl("cancel", mid)
+    out = json.loads(a.ctl("status", mid, "--json").stdout)
+    if p.returncode == 0:
+        check(out["status"] == "cancelled", "after cancel: %r" % out)
+        check("big" in a.domains() and a.status("big")["running"],
+              "guest not running on the source after cancel")
+        time.sleep(0.5)
+        check("big" not in b.domains(), "guest arrived anyway")
+        check(not [f for f in os.listdir(b.dir) if "incoming" in f],
+              "half-built domain left on the destination")
+    else:
+        # It finished first: then cancel must say so and exit 4.
+        check(p.returncode == 4 and out["status"] == "completed",
+              "cancel refused but %r / %s" % (out, p.stderr))
+    p = a.ctl("cancel", "99999")
+    check(p.returncode == 4 and "no migration" in p.stderr,
+          "cancel of an unknown id: %d %s" % (p.returncode, p.stderr))
+    rc, out = a.migrate("big", b, "--dedup", "all", "--verify")
+    check(rc == 0 and out["status"] == "completed", "%r" % out)
+
+
 def main():
     r = Runner("integration_migrate")
     c = Cluster("migrate")
@@ -110,6 +140,7 @@ def main():
         r.case("--paused: simhv digest equals the source digest",
                migrate_paused, a, b)
         r.case("A -> B -> A", back_and_forth, a, b)
+        r.case("cancel before the handover", cancel, a, b)
         r.case("daemons still up", lambda: check(
             all(h.alive(w) for h in (a, b) for w in ("destd", "sourced")),
             "a daemon died"))
