@@ -49,6 +49,23 @@ struct sg_table_head {
 _Static_assert(sizeof(struct sg_table_head) + 4 * SG_TABLE_ENTRIES ==
     HV_PAGE_SIZE, "table page");
 
+/*
+ * Workloads modelled on the seed report's realistic benchmarks.  They are
+ * variants of the `writer` profile, selected by the top byte of the
+ * config's seed (the profile list itself lives in simdom.c): seed =
+ * (SG_WL_x << 56) | image.  A writer seed whose top byte is none of these
+ * is the classic writer, unchanged.  See docs/SIM.md.
+ */
+#define SG_WL_SHIFT		56
+#define SG_WL_NONE		0u	/* profile's own behaviour */
+#define SG_WL_WEB		0x57u	/* 'W': httperf-like web server */
+#define SG_WL_KV		0x4bu	/* 'K': memaslap-like key-value cache */
+#define SG_WL_KBUILD		0x42u	/* 'B': kernel build */
+/* kbuild: a cycle of SG_KB_PERIOD_MS, writing during the first
+ * SG_KB_BURST_MS of it, idle (I/O-bound) for the rest. */
+#define SG_KB_PERIOD_MS		2000u
+#define SG_KB_BURST_MS		600u
+
 /* Initial kinds of pages. */
 enum sg_kind { SG_HEADER, SG_TABLE, SG_COMMON, SG_ZERO, SG_UNIQUE };
 
@@ -62,7 +79,10 @@ struct sg_layout {
 	uint64_t	rot;		/* per-domain rotation of the data */
 	uint64_t	ncommon;	/* data slots 0..ncommon-1: image */
 	uint64_t	nzero;		/* next nzero slots: zero */
-	uint64_t	wset;		/* writer: hot set = first wset pfns */
+	uint64_t	wset;		/* writer: hot set = first wset pfns;
+					   web: hot slots after ncommon */
+	uint32_t	wl;		/* SG_WL_*: workload variant */
+	uint32_t	burst_phase;	/* kbuild: this guest's cycle offset, ms */
 };
 
 /*
@@ -107,6 +127,18 @@ uint64_t sg_rand(uint64_t *state);
  * -ENOENT when the profile writes nothing. */
 int	sg_pick_write(const struct sg_layout *l, uint64_t *rng,
 	    uint64_t *pfn, int *zero);
+/* Workload variant of a config: SG_WL_* (SG_WL_NONE for idle, micro
+ * and classic writer). */
+uint32_t sg_workload(const struct sd_config *cfg);
+/* Choose the next write with the guest's whole state (kbuild walks a
+ * cursor derived from st->writes); for every other profile exactly
+ * sg_pick_write(l, &st->rng, ...). */
+int	sg_next_write(const struct sg_layout *l, struct sg_state *st,
+	    uint64_t *pfn, int *zero);
+/* Write-rate multiplier at monotonic time t_ms (kbuild: bursts and
+ * pauses, average 1); 1 for every other profile.  *peak: the largest
+ * value it can take. */
+double	sg_rate_factor(const struct sg_layout *l, uint64_t t_ms, double *peak);
 /* Fill a new domain's memory with its initial content and store the
  * initial guest state as its context. */
 int	sg_init_memory(struct simdom *sd);

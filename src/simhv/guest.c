@@ -213,7 +213,7 @@ sg_run(const char *dir, const char *name)
 	struct sg_state st;
 	struct sg_check res;
 	struct sigaction sa;
-	double last, t, carry = 0, cap;
+	double last, t, carry = 0, cap, peak, f;
 	uint64_t pfn;
 	int r, zero, writes, status = 1;
 	unsigned long ticks = 0;
@@ -272,7 +272,8 @@ sg_run(const char *dir, const char *name)
 
 	/* Write rate/s pages, a few every millisecond, carrying fractions;
 	 * at most 10 ms worth at once so a stall does not become a burst. */
-	cap = l.cfg.rate / 100.0 + 1;
+	(void)sg_rate_factor(&l, 0, &peak);
+	cap = l.cfg.rate * peak / 100.0 + 1;
 	last = now_s();
 	while (!guest_stop) {
 		/* A domain whose file is gone (destroyed, state directory
@@ -288,7 +289,9 @@ sg_run(const char *dir, const char *name)
 			continue;
 		}
 		t = now_s();
-		carry += (t - last) * l.cfg.rate;
+		/* 1 except in bursty workloads (kbuild). */
+		f = sg_rate_factor(&l, (uint64_t)(t * 1000.0), &peak);
+		carry += (t - last) * l.cfg.rate * f;
 		last = t;
 		if (carry > cap)
 			carry = cap;
@@ -297,7 +300,7 @@ sg_run(const char *dir, const char *name)
 			if (__atomic_load_n(&sd->ctrl->pause_req,
 			    __ATOMIC_SEQ_CST))
 				break;
-			if (sg_pick_write(&l, &st.rng, &pfn, &zero) < 0) {
+			if (sg_next_write(&l, &st, &pfn, &zero) < 0) {
 				carry = 0;
 				break;
 			}

@@ -82,6 +82,132 @@ sg_gen_unique(void *page, uint64_t uid, uint64_t pfn, uint32_t ver)
 	fill(page, key3(TAG_UNIQUE, uid, pfn, ver));
 }
 
+/*
+ * Realistic workloads (variants of `writer`, see simguest.h).  Data slots
+ * 0..ncommon-1 are the common image (share * pages, counted over all
+ * pages as for micro: OS, binaries, libraries and the files every guest
+ * of that image caches), then nzero zero slots (free memory), the rest
+ * unique (heap, private page cache).  Writes never touch the image.
+ *
+ *	web	20% zero; 90% of writes to a hot set of 3% of the data
+ *		slots right after the image (connection buffers, session
+ *		state, log tails), 10% anywhere outside the image (page
+ *		cache churn); 2% of writes zero a page (fresh buffers).
+ *	kv	2% zero, the rest a preallocated private heap (slab);
+ *		writes uniform over everything outside the image.
+ *	kbuild	35% zero; writes walk a cursor through the slots outside
+ *		the image, so each write lands on a page not written for a
+ *		long time (fresh pages: object files, compiler heap), in
+ *		bursts: SG_KB_BURST_MS of every SG_KB_PERIOD_MS at
+ *		PERIOD/BURST times the rate, nothing in between (I/O).
+ */
+uint32_t
+sg_workload(const struct sd_config *cfg)
+{
+	uint32_t w = (uint32_t)(cfg->seed >> SG_WL_SHIFT);
+
+	if (cfg->profile != SD_PROFILE_WRITER)
+		return SG_WL_NONE;
+	switch (w) {
+	case SG_WL_WEB:
+	case SG_WL_KV:
+	case SG_WL_KBUILD:
+		return w;
+	default:
+		return SG_WL_NONE;
+	}
+}
+
+static int
+wl_layout(struct sg_layout *l)
+{
+	uint64_t zpct = 0, rest;
+	double c = l->cfg.share * (double)l->pages + 0.5;	/* round */
+
+	l->ncommon = c >= (double)l->ndata ? l->ndata : (uint64_t)c;
+	rest = l->ndata - l->ncommon;
+	switch (l->wl) {
+	case SG_WL_WEB:
+		zpct = 20;
+		break;
+	case SG_WL_KV:
+		zpct = 2;
+		break;
+	case SG_WL_KBUILD:
+		zpct = 35;
+		l->burst_phase = (uint32_t)(mix64(l->cfg.uid ^ TAG_ROT ^ 1) %
+		    SG_KB_PERIOD_MS);
+		break;
+	}
+	l->nzero = l->ndata * zpct / 100;
+	if (l->nzero > rest)
+		l->nzero = rest;
+	l->wset = l->ndata * 3 / 100 ? l->ndata * 3 / 100 : 1;
+	if (l->wset > rest)
+		l->wset = rest;
+	return 0;
+}
+
+static uint64_t
+slot_pfn(const struct sg_layout *l, uint64_t slot)
+{
+	return l->first + (slot + l->rot) % l->ndata;
+}
+
+static int
+wl_pick(const struct sg_layout *l, struct sg_state *st, uint64_t *pfn,
+    int *zero)
+{
+	uint64_t r, n = l->ndata - l->ncommon;
+
+	if (n == 0)
+		return -ENOENT;
+	*zero = 0;
+	switch (l->wl) {
+	case SG_WL_WEB:
+		r = sg_rand(&st->rng);
+		if (r % 10 != 0)
+			*pfn = slot_pfn(l, l->ncommon + (r >> 8) % l->wset);
+		else
+			*pfn = slot_pfn(l, l->ncommon + (r >> 8) % n);
+		*zero = (r >> 48) % 50 == 0;
+		return 0;
+	case SG_WL_KV:
+		r = sg_rand(&st->rng);
+		*pfn = slot_pfn(l, l->ncommon + r % n);
+		return 0;
+	case SG_WL_KBUILD:
+		*pfn = slot_pfn(l, l->ncommon +
+		    (st->writes + (l->cfg.uid >> 7)) % n);
+		return 0;
+	default:
+		return -ENOENT;
+	}
+}
+
+int
+sg_next_write(const struct sg_layout *l, struct sg_state *st,
+    uint64_t *pfn, int *zero)
+{
+	if (l->wl != SG_WL_NONE)
+		return wl_pick(l, st, pfn, zero);
+	return sg_pick_write(l, &st->rng, pfn, zero);
+}
+
+double
+sg_rate_factor(const struct sg_layout *l, uint64_t t_ms, double *peak)
+{
+	double burst = (double)SG_KB_PERIOD_MS / SG_KB_BURST_MS;
+
+	if (l->wl != SG_WL_KBUILD) {
+		*peak = 1.0;
+		return 1.0;
+	}
+	*peak = burst;
+	return (t_ms + l->burst_phase) % SG_KB_PERIOD_MS < SG_KB_BURST_MS ?
+	    burst : 0.0;
+}
+
 int
 sg_layout_init(struct sg_layout *l, const struct sd_config *cfg,
     uint64_t pages)
@@ -109,6 +235,8 @@ sg_layout_init(struct sg_layout *l, const struct sd_config *cfg,
 		l->nzero = 0;
 		break;
 	case SD_PROFILE_WRITER:
+		if ((l->wl = sg_workload(cfg)) != SG_WL_NONE)
+			return wl_layout(l);
 		l->ncommon = l->ndata * 25 / 100;
 		l->nzero = l->ndata * 45 / 100;
 		l->wset = l->ndata / 10 ? l->ndata / 10 : 1;
