@@ -98,6 +98,8 @@ enum proto_phase {
 /* DOMAIN_INFO flags. */
 #define PROTO_DI_PAUSED		0x1u	/* leave the guest paused at the end */
 #define PROTO_DI_VERIFY		0x2u	/* compare whole-memory digests */
+#define PROTO_DI_ADVISE		0x4u	/* dry run: only OFFER/HAVE, no domain,
+					 * no pages (placement advice) */
 
 enum proto_dedup {
 	PROTO_DEDUP_NONE	= 0,

@@ -1165,7 +1165,7 @@ test_domain_info(void **state)
 		{ 0, 8, 0, NPAGES },
 		{ 0, 8, (1ull << 40) + 1, NPAGES },
 		{ 8, 4, 0, 4 },
-		{ 12, 4, 4, 3 },
+		{ 12, 4, 8, 3 },		/* unknown flag bit */
 		{ 12, 4, 0x80000000u, 3 },
 		{ 16, 4, 3, 2 },
 		{ 20, 4, 0, 14 },		/* name_len 0 */

@@ -62,7 +62,7 @@ _Static_assert(sizeof(((struct proto_hello *)0)->host_name) ==
 _Static_assert(DI_UUID + 16 == DI_FIXED, "DOMAIN_INFO fixed part size");
 /* The largest page count accepted: 2^40 pfns = 52-bit physical addresses. */
 #define DI_PAGES_MAX	(1ull << 40)
-#define DI_FLAGS_KNOWN	(PROTO_DI_PAUSED | PROTO_DI_VERIFY)
+#define DI_FLAGS_KNOWN	(PROTO_DI_PAUSED | PROTO_DI_VERIFY | PROTO_DI_ADVISE)
 
 /* DOMAIN_ACK. */
 #define ACK_DOMID	0

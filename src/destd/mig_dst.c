@@ -54,6 +54,7 @@ struct mig_dst {
 	unsigned		 src_next;
 	int			 end_seen;
 	int			 committed;
+	int			 advise;	/* dry run: OFFER/HAVE only */
 
 	/* Statistics. */
 	uint64_t		 pages_data, pages_zero, pages_ref;
@@ -226,6 +227,23 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 	}
 	if (di->dedup > PROTO_DEDUP_ALL) {
 		dst_fail(s, "unknown dedup mode %u", di->dedup);
+		return;
+	}
+	if (di->flags & PROTO_DI_ADVISE) {
+		/* Placement advice: no domain, only answers from the index. */
+		s->advise = 1;
+		s->pages = di->pages;
+		s->flags = di->flags;
+		if (dst_send(s, buf, proto_enc_domain_ack(buf, sizeof(buf),
+		    0)) != 0) {
+			dst_fail(s, "cannot send DOMAIN_ACK");
+			return;
+		}
+		s->state = DS_LIVE;
+		link_set_phase(s->link, PH_LIVE);
+		link_set_pages(s->link, s->pages);
+		log_info("session %u from %s: advice for %s, %llu pages", s->id,
+		    s->peer, s->domain, (unsigned long long)s->pages);
 		return;
 	}
 	memset(&shape, 0, sizeof(shape));
@@ -443,7 +461,13 @@ dst_on_offer(struct mig_dst *s, const struct proto_offer *o)
 		goto out;
 	}
 	proto_offer_pfns(o, pfns);
-	for (i = 0; i < o->count; i += n) {
+	for (i = 0; s->advise && i < o->count; i++) {
+		/* Advice: does the index hold this prefix?  Nothing filled. */
+		has[i] = pidx_find_prefix(s->env->index,
+		    proto_offer_prefix_at(o, i), cand, 1) > 0;
+		nhad += has[i];
+	}
+	for (i = 0; !s->advise && i < o->count; i += n) {
 		n = o->count - i < HV_MAP_BATCH_MAX ? o->count - i :
 		    HV_MAP_BATCH_MAX;
 		if ((rc = dst_map(s, pfns + i, n, pages, &map)) != 0) {
@@ -470,11 +494,12 @@ dst_on_offer(struct mig_dst *s, const struct proto_offer *o)
 	}
 	ph_ctx_final(ctx, confirm);
 	ctx = NULL;
-	if (nhad == 0)
+	if (nhad == 0 || s->advise)
 		memset(confirm, 0, sizeof(confirm));
 	s->offered += o->count;
 	s->had += nhad;
-	s->refs_filled += nhad;
+	if (!s->advise)
+		s->refs_filled += nhad;
 	cap = proto_rec_size(40 + (o->count + 7) / 8);
 	if ((buf = malloc(cap)) == NULL) {
 		dst_fail(s, "out of memory");
@@ -624,6 +649,20 @@ static void
 dst_on_end(struct mig_dst *s, const struct proto_end *e)
 {
 	log_debug("session %u: %s: END", s->id, s->domain);
+	if (s->advise) {
+		struct proto_end r;
+		uint8_t buf[64];
+
+		memset(&r, 0, sizeof(r));
+		(void)dst_send(s, buf, proto_enc_end(buf, sizeof(buf),
+		    REC_READY, &r));
+		log_info("session %u from %s: advice for %s: %llu of %llu "
+		    "offered pages held here", s->id, s->peer, s->domain,
+		    (unsigned long long)s->had,
+		    (unsigned long long)s->offered);
+		dst_finish(s, DS_DONE);
+		return;
+	}
 	s->end_seen = 1;
 	s->state = DS_FINAL;
 	link_set_phase(s->link, PH_FINAL);
@@ -689,6 +728,13 @@ dst_on_record(struct link *l, const struct proto_rec *r, void *arg)
 {
 	struct mig_dst *s = arg;
 
+	if (s->advise && (r->type == REC_PAGE_DATA ||
+	    r->type == REC_PAGE_ZERO || r->type == REC_PAGE_REF ||
+	    r->type == REC_CONTEXT || r->type == REC_GO)) {
+		dst_fail(s, "%s record in an advice session",
+		    proto_type_name(r->type));
+		return;
+	}
 	switch (r->type) {
 	case REC_HELLO:
 		dst_on_hello(s, &r->u.hello);

@@ -242,7 +242,13 @@ src_finish(struct mig_src *m, enum mig_state st)
 		m->link = NULL;
 	}
 	m->state = st;
-	if (st == MS_COMPLETED)
+	if (st == MS_COMPLETED && m->o.advise)
+		log_notice("advice %u: %s: %s holds %llu of its %llu pages "
+		    "(%llu offered)", m->id, m->domain, m->dest,
+		    (unsigned long long)m->st.pages_have,
+		    (unsigned long long)m->st.pages_total,
+		    (unsigned long long)m->st.pages_offered);
+	else if (st == MS_COMPLETED)
 		log_notice("migration %u: %s -> %s completed: %llu pages "
 		    "(%llu data, %llu ref, %llu zero), %llu bytes on the wire, "
 		    "%u iterations, %.0f ms, downtime %.1f ms", m->id,
@@ -344,7 +350,8 @@ src_on_hello(struct mig_src *m, const struct proto_hello *h)
 	di.pages = m->info.pages;
 	di.vcpus = m->info.vcpus;
 	di.flags = (m->o.paused ? PROTO_DI_PAUSED : 0) |
-	    (m->o.verify ? PROTO_DI_VERIFY : 0);
+	    (m->o.verify ? PROTO_DI_VERIFY : 0) |
+	    (m->o.advise ? PROTO_DI_ADVISE : 0);
 	di.dedup = (uint32_t)m->o.dedup;
 	memcpy(di.uuid, m->info.uuid, sizeof(di.uuid));
 	snprintf(di.name, sizeof(di.name), "%s", m->info.name);
@@ -375,11 +382,12 @@ src_on_domain_ack(struct mig_src *m)
 {
 	int rc;
 
-	if ((rc = m->env->ops->logdirty_enable(m->dom)) != 0) {
+	if (!m->o.advise &&
+	    (rc = m->env->ops->logdirty_enable(m->dom)) != 0) {
 		src_fail(m, "cannot enable log-dirty: %s", strerror(-rc));
 		return;
 	}
-	m->logdirty = 1;
+	m->logdirty = !m->o.advise;
 	link_set_phase(m->link, PH_LIVE);
 	link_set_pages(m->link, m->pages);
 	/* The destination sends KEEPALIVE while pages stream, so silence
@@ -541,6 +549,14 @@ src_on_have(struct mig_src *m, const struct proto_have *h)
 	if (h->count != count) {
 		src_fail(m, "HAVE for batch %u has %u entries, offered %u",
 		    h->batch, h->count, count);
+		return;
+	}
+	if (m->o.advise) {
+		/* Advice: the destination's index holds these prefixes. */
+		for (i = 0; i < count; i++)
+			m->st.pages_have += proto_have_bit(h, i) ? 1 : 0;
+		m->batches_answered++;
+		src_kick(m);
 		return;
 	}
 	if ((ctx = ph_ctx_new()) == NULL) {
@@ -968,6 +984,38 @@ src_stop_and_copy(struct mig_src *m)
 }
 
 /*
+ * An advice session: offer every page, count what the destination holds,
+ * then END; READY ends it (no pages, no pause, no GO).
+ */
+static void
+src_pump_advise(struct mig_src *m)
+{
+	uint8_t buf[64];
+	struct proto_end e;
+	int rc;
+
+	while (m->ocursor < m->pages && link_outq(m->link) < SRC_OUT_HIGH &&
+	    m->batches - m->batches_answered < SRC_OFFER_INFLIGHT) {
+		if ((rc = src_offer_batch(m)) != 0) {
+			src_fail(m, "hashing pages for the offer: %s",
+			    strerror(-rc));
+			return;
+		}
+	}
+	if (m->ocursor < m->pages || m->batches_answered < m->batches ||
+	    m->state == MS_FINAL)
+		return;
+	memset(&e, 0, sizeof(e));
+	if (src_send(m, buf, proto_enc_end(buf, sizeof(buf), REC_END,
+	    &e)) != 0) {
+		src_fail(m, "cannot send END");
+		return;
+	}
+	m->state = MS_FINAL;
+	link_set_phase(m->link, PH_FINAL);
+}
+
+/*
  * Produce records until the output buffer is full: OFFER batches (running
  * ahead, at most SRC_OFFER_INFLIGHT unanswered) and the iteration's pages
  * (up to what the answered offers cover), with a dirty-log sync every
@@ -983,6 +1031,10 @@ src_pump_iter(struct mig_src *m)
 	if (m->iter_flushing) {
 		if (link_outq(m->link) == 0)
 			src_iter_done(m);
+		return;
+	}
+	if (m->o.advise) {
+		src_pump_advise(m);
 		return;
 	}
 	while (link_outq(m->link) < SRC_OUT_HIGH) {
@@ -1104,6 +1156,10 @@ src_on_ready(struct mig_src *m, const struct proto_end *e)
 	uint8_t buf[64];
 	char a[65], b[65];
 
+	if (m->o.advise) {
+		src_finish(m, MS_COMPLETED);
+		return;
+	}
 	if (e->flags & PROTO_END_VERIFY) {
 		memcpy(m->sha_dst, e->memory_sha256, 32);
 		m->have_sha_dst = 1;
@@ -1331,7 +1387,9 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 		    strerror(-rc));
 		goto fail;
 	}
-	if (m->info.flags & HV_DOM_PAUSED) {
+	if (m->o.advise)
+		m->o.dedup = PROTO_DEDUP_ALL;
+	if ((m->info.flags & HV_DOM_PAUSED) && !m->o.advise) {
 		snprintf(err, errlen, "domain '%s' is paused; unpause it or "
 		    "migrate it cold", domain);
 		rc = -EBUSY;
@@ -1507,6 +1565,11 @@ mig_src_json(const struct mig_src *m)
 	json_add_u64(o, "pages_need", m->st.pages_need);
 	json_add_u64(o, "pages_offered", m->st.pages_offered);
 	json_add_u64(o, "pages_have", m->st.pages_have);
+	if (m->o.advise) {
+		json_object_object_add(o, "advise", json_object_new_boolean(1));
+		json_add_double(o, "sharing", m->st.pages_total ?
+		    (double)m->st.pages_have / (double)m->st.pages_total : 0, 4);
+	}
 	json_add_u64(o, "pages_unconfirmed", m->st.pages_unconfirmed);
 	json_add_u64(o, "dirty_pages", m->st.dirty_last);
 	json_add_u64(o, "bytes_wire", m->st.bytes_wire);

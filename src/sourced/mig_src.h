@@ -42,6 +42,8 @@ struct mig_opts {
 	unsigned	downtime_ms;	/* stop-and-copy target */
 	unsigned	max_iters;	/* iteration cap (>= 1) */
 	double		max_bytes_factor; /* stop when data sent > factor x memory */
+	int		advise;		/* dry run: how much does the destination
+					 * hold?  (OFFER/HAVE only, no pages) */
 };
 
 enum mig_state {
