@@ -105,6 +105,25 @@ ctrl_of(const char *dir, const char *name)
 	return c;
 }
 
+/*
+ * unpause() returns once the guest process runs; its resume self-check is
+ * its own first work.  Wait (up to 30 s) for the check's result.
+ */
+static struct sd_ctrl
+ctrl_checked(const char *dir, const char *name)
+{
+	struct sd_ctrl c;
+	int i;
+
+	for (i = 0; i < 30000; i++) {
+		c = ctrl_of(dir, name);
+		if (c.check_result != SD_CHECK_NONE)
+			break;
+		msleep(1);
+	}
+	return c;
+}
+
 /* A guest process as a forked child; returns once it is writing. */
 static pid_t
 guest_child(const char *dir, const char *name)
@@ -650,7 +669,7 @@ test_migrate(void **state)
 		assert_int_equal(ops->dom_info(dst, &info), 0);
 		assert_true(info.flags & HV_DOM_RUNNING);
 		assert_false(info.flags & HV_DOM_PAUSED);
-		c = ctrl_of(dir2, "vm");
+		c = ctrl_checked(dir2, "vm");
 		assert_int_equal(c.check_result, SD_CHECK_OK);
 		assert_int_equal(c.check_bad_count, 0);
 		if (cases[i].rate) {
@@ -695,7 +714,7 @@ test_migrate_corrupt(void **state)
 	assert_int_equal(first, 3000);
 	if (simhv_bin[0] != '\0') {
 		assert_int_equal(ops->unpause(dst), 0);
-		c = ctrl_of(dir2, "vm");
+		c = ctrl_checked(dir2, "vm");
 		assert_int_equal(c.check_result, SD_CHECK_FAILED);
 		assert_int_equal(c.check_bad_count, 1);
 		assert_int_equal(c.check_bad_pfn, 3000);

@@ -320,6 +320,11 @@ link_read_cb(struct bufferevent *bev, void *arg)
 			evbuffer_remove(in, hdr, sizeof(hdr));
 			rc = proto_stream_hdr_check(hdr, &version);
 			if (rc == -EPROTONOSUPPORT) {
+				/* The check leaves version unset on error. */
+				version = (uint32_t)hdr[8] |
+				    (uint32_t)hdr[9] << 8 |
+				    (uint32_t)hdr[10] << 16 |
+				    (uint32_t)hdr[11] << 24;
 				link_fail(l, rc, "peer speaks stream version "
 				    "%u, we speak %u", version, PROTO_VERSION);
 				break;
