@@ -17,7 +17,9 @@
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <json-c/json.h>
@@ -42,6 +44,14 @@
 #define DESTD_MAX_SESSIONS	16
 #define DESTD_KEEP_DONE		32
 
+/* Per-session counters (mig_dst_json fields). */
+enum dst_counter { DC_DATA, DC_REF, DC_ZERO, DC_HAD, DC_REFS_FAILED,
+	DC_STALE, DC_MAX };
+static const char *const dst_counter_fields[DC_MAX] = {
+	"pages_data", "pages_ref", "pages_zero", "pages_had", "refs_failed",
+	"fills_stale",
+};
+
 struct scan_waiter {
 	struct ctl_req		*req;
 	uint64_t		 target;	/* pass count to reach */
@@ -65,7 +75,40 @@ struct destd {
 	size_t			 nsess;
 	uint32_t		 next_id;
 	struct scan_waiter	*scan_waiters;
+	struct evhttp		*http;		/* --metrics, or NULL */
+	const char		*listen;	/* for STATUS */
+
+	/* Event-loop thread only: totals of ended sessions. */
+	uint64_t		 completed, failed;
+	uint64_t		 ended[DC_MAX];
 };
+
+/* Tell systemd (when it started us) what the daemon is doing. */
+static void
+notify_status(struct destd *dd, size_t live)
+{
+#ifdef HAVE_LIBSYSTEMD
+	if (live == 0)
+		sd_notifyf(0, "STATUS=idle, listening on %s; %llu completed, "
+		    "%llu failed since start", dd->listen,
+		    (unsigned long long)dd->completed,
+		    (unsigned long long)dd->failed);
+	else
+		sd_notifyf(0, "STATUS=%zu incoming migration%s in progress; "
+		    "%llu completed, %llu failed since start", live,
+		    live == 1 ? "" : "s", (unsigned long long)dd->completed,
+		    (unsigned long long)dd->failed);
+#endif
+}
+
+static uint64_t
+json_u64(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) ?
+	    json_object_get_uint64(v) : 0;
+}
 
 static size_t
 sessions_live(struct destd *dd)
@@ -96,10 +139,24 @@ sessions_gc(struct destd *dd, size_t keep)
 	}
 }
 
+/* The session's done callback: once, when it has ended.  It is kept
+ * for "status" and collected by sessions_gc(). */
 static void
 session_done(struct mig_dst *s, void *arg)
 {
-	/* Kept for "status"; collected by sessions_gc(). */
+	struct destd *dd = arg;
+	struct json_object *j = mig_dst_json(s), *v;
+	size_t i;
+
+	if (json_object_object_get_ex(j, "status", &v) &&
+	    strcmp(json_object_get_string(v), "completed") == 0)
+		dd->completed++;
+	else
+		dd->failed++;
+	for (i = 0; i < DC_MAX; i++)
+		dd->ended[i] += json_u64(j, dst_counter_fields[i]);
+	json_object_put(j);
+	notify_status(dd, sessions_live(dd));
 }
 
 static void
@@ -150,6 +207,7 @@ on_accept(struct evconnlistener *lst, evutil_socket_t fd,
 	}
 	dd->next_id++;
 	dd->sess[dd->nsess++] = s;
+	notify_status(dd, sessions_live(dd));
 }
 
 static void
@@ -433,6 +491,173 @@ destd_ctl(struct ctl_req *r, struct json_object *req, void *arg)
 	ctl_reply_error(r, "unknown command '%s'", cmd);
 }
 
+/* ---- Prometheus text endpoint (--metrics ADDR:PORT) ---- */
+
+static void
+prom_head(struct evbuffer *b, const char *name, const char *type,
+    const char *help)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+	    name, type);
+}
+
+static void
+prom_u64(struct evbuffer *b, const char *name, const char *type,
+    const char *help, uint64_t v)
+{
+	prom_head(b, name, type, help);
+	evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* The exposition (text format 0.0.4).  Session counters are the totals
+ * of ended sessions plus the figures of running ones. */
+static void
+destd_metrics(struct destd *dd, struct evbuffer *b)
+{
+	static const char *const kinds[] = { "data", "ref", "zero", "had" };
+	uint64_t tot[DC_MAX];
+	struct json_object *j;
+	struct pidx_stats st;
+	struct scan_stats ss;
+	size_t i, k, live = 0;
+
+	memcpy(tot, dd->ended, sizeof(tot));
+	for (i = 0; i < dd->nsess; i++) {
+		if (mig_dst_terminal(dd->sess[i]))
+			continue;
+		live++;
+		j = mig_dst_json(dd->sess[i]);
+		for (k = 0; k < DC_MAX; k++)
+			tot[k] += json_u64(j, dst_counter_fields[k]);
+		json_object_put(j);
+	}
+	prom_head(b, "sharemig_build_info", "gauge",
+	    "Version of the running daemon (always 1).");
+	evbuffer_add_printf(b, "sharemig_build_info{daemon=\"destd\","
+	    "version=\"%s\"} 1\n", SHAREMIG_VERSION);
+	prom_u64(b, "sharemig_dest_sessions_in_progress", "gauge",
+	    "Incoming migrations not yet ended.", live);
+	prom_head(b, "sharemig_dest_sessions_total", "counter",
+	    "Incoming migrations that ended, by outcome.");
+	evbuffer_add_printf(b, "sharemig_dest_sessions_total{outcome=\""
+	    "completed\"} %llu\n", (unsigned long long)dd->completed);
+	evbuffer_add_printf(b, "sharemig_dest_sessions_total{outcome=\""
+	    "failed\"} %llu\n", (unsigned long long)dd->failed);
+	prom_head(b, "sharemig_dest_pages_total", "counter",
+	    "Guest pages received, by kind: data (in full), ref (PAGE_REF "
+	    "records filled from this host's memory), zero, had (filled "
+	    "from this host's memory after the hash negotiation).");
+	for (k = 0; k < 4; k++)
+		evbuffer_add_printf(b, "sharemig_dest_pages_total"
+		    "{kind=\"%s\"} %llu\n", kinds[k],
+		    (unsigned long long)tot[DC_DATA + k]);
+	prom_u64(b, "sharemig_dest_refs_failed_total", "counter",
+	    "REF pages no local copy could fill (asked from the source).",
+	    tot[DC_REFS_FAILED]);
+	prom_u64(b, "sharemig_dest_fills_stale_total", "counter",
+	    "Local copies rejected because their SHA-256 did not match "
+	    "(stale index entries).", tot[DC_STALE]);
+
+	if (pidx_stats(dd->env.index, UINT32_MAX, &st) == 0) {
+		prom_u64(b, "sharemig_index_pages", "gauge",
+		    "Pages in the host's shared-page index, zero pages "
+		    "included.", st.pages);
+		prom_u64(b, "sharemig_index_zero_pages", "gauge",
+		    "Indexed pages that are all zero.", st.zero_pages);
+		prom_u64(b, "sharemig_index_shared_pages", "gauge",
+		    "Indexed pages whose content is at two or more locations "
+		    "on the host.", st.shared_pages);
+		prom_u64(b, "sharemig_index_unique_digests", "gauge",
+		    "Distinct non-zero contents in the index.",
+		    st.unique_digests);
+		prom_u64(b, "sharemig_index_memory_bytes", "gauge",
+		    "Memory the index uses.", st.bytes);
+		prom_head(b, "sharemig_index_sharing_ratio", "gauge",
+		    "shared_pages / pages (0 when the index is empty).");
+		evbuffer_add_printf(b, "sharemig_index_sharing_ratio %.6f\n",
+		    st.pages ? (double)st.shared_pages / (double)st.pages : 0.0);
+	}
+	scan_get_stats(dd->scan, &ss);
+	prom_u64(b, "sharemig_scanner_passes_total", "counter",
+	    "Completed full passes of the scanner over the host's domains.",
+	    ss.passes);
+	prom_u64(b, "sharemig_scanner_pages_scanned_total", "counter",
+	    "Pages fingerprinted (XXH3) by the scanner.", ss.pages_scanned);
+	prom_u64(b, "sharemig_scanner_pages_hashed_total", "counter",
+	    "Pages hashed with SHA-256 by the scanner (fingerprint "
+	    "changed).", ss.pages_hashed);
+	prom_head(b, "sharemig_scanner_cpu_seconds_total", "counter",
+	    "CPU time of the scanner thread.");
+	evbuffer_add_printf(b, "sharemig_scanner_cpu_seconds_total %.6f\n",
+	    ss.cpu_s);
+	prom_u64(b, "sharemig_scanner_domains", "gauge",
+	    "Domains in the scanner's last pass.", ss.domains);
+	prom_u64(b, "sharemig_scanner_busy", "gauge",
+	    "1 while a pass is under way.", (uint64_t)(ss.busy != 0));
+}
+
+static void
+on_metrics(struct evhttp_request *req, void *arg)
+{
+	struct destd *dd = arg;
+	struct evbuffer *b;
+
+	if ((b = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	destd_metrics(dd, b);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
+static void
+on_http_other(struct evhttp_request *req, void *arg)
+{
+	evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served");
+}
+
+/*
+ * Parse "ADDR:PORT" (port required) into host and port.  0 or -EINVAL.
+ */
+static int
+metrics_addr(const char *s, struct net_addr *a)
+{
+	const char *colon = strrchr(s, ':');
+
+	if (colon == NULL || colon[1] == '\0' ||
+	    net_parse_addr(s, 0, a) != 0 || a->port == 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* Serve GET /metrics on addr; start-up only (fatal on failure). */
+static struct evhttp *
+metrics_start(struct event_base *base, const char *addr, void *arg,
+    void (*cb)(struct evhttp_request *, void *))
+{
+	struct evhttp *http;
+	struct net_addr a;
+
+	if (metrics_addr(addr, &a) != 0)
+		fatal("--metrics '%s': expected ADDR:PORT", addr);
+	if ((http = evhttp_new(base)) == NULL)
+		fatal("--metrics: out of memory");
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_max_headers_size(http, 8192);
+	evhttp_set_max_body_size(http, 0);
+	evhttp_set_timeout(http, 10);
+	evhttp_set_cb(http, "/metrics", cb, arg);
+	evhttp_set_gencb(http, on_http_other, NULL);
+	if (evhttp_bind_socket_with_handle(http, a.host, a.port) == NULL)
+		fatal("--metrics: cannot listen on %s: %s", addr,
+		    strerror(errno));
+	log_notice("metrics on http://%s/metrics", addr);
+	return http;
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -451,7 +676,8 @@ usage(FILE *f)
 	    "           [--tls-cert F --tls-key F --tls-ca F | --insecure]\n"
 	    "           [--config FILE] [--check-config] [--scan-cpu F]\n"
 	    "           [--scan-interval-ms N] [--max-pages N] [--timeout S]\n"
-	    "           [--simhv PATH] [--host-name NAME] [--verbose]\n");
+	    "           [--metrics ADDR:PORT] [--simhv PATH] "
+	    "[--host-name NAME] [--verbose]\n");
 }
 
 int
@@ -459,7 +685,8 @@ destd_main(int argc, char **argv)
 {
 	enum { O_BACKEND = 256, O_STATE, O_LISTEN, O_CONTROL, O_CERT, O_KEY,
 	    O_CA, O_INSECURE, O_CONFIG, O_CHECK, O_SCANCPU, O_SCANINT,
-	    O_MAXPAGES, O_TIMEOUT, O_SIMHV, O_HOSTNAME, O_VERBOSE, O_HELP };
+	    O_MAXPAGES, O_TIMEOUT, O_SIMHV, O_HOSTNAME, O_VERBOSE, O_HELP,
+	    O_METRICS, O_VERSION };
 	static const struct option opts[] = {
 		{ "backend", required_argument, NULL, O_BACKEND },
 		{ "state-dir", required_argument, NULL, O_STATE },
@@ -479,6 +706,8 @@ destd_main(int argc, char **argv)
 		{ "host-name", required_argument, NULL, O_HOSTNAME },
 		{ "verbose", no_argument, NULL, O_VERBOSE },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "metrics", required_argument, NULL, O_METRICS },
+		{ "version", no_argument, NULL, O_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct destd dd;
@@ -488,6 +717,8 @@ destd_main(int argc, char **argv)
 	struct scan_params sp;
 	struct timeval tick = { 0, 50000 };
 	const char *config = NULL, *simhv = NULL, *hostname = NULL;
+	const char *metrics = NULL;
+	struct net_addr maddr;
 	char err[512], *end;
 	int c, check = 0, insecure_flag = 0, verbose = 0, rc, fd;
 	double d;
@@ -495,15 +726,26 @@ destd_main(int argc, char **argv)
 	memset(&dd, 0, sizeof(dd));
 	log_init("sharemig-destd", LOG_LVL_INFO);
 	cfg_defaults(&cfg);
-	for (c = 1; c < argc; c++)
+	/* First pass: the config file, so flags can override it. */
+	for (c = 1; c < argc; c++) {
 		if (strcmp(argv[c], "--config") == 0 && c + 1 < argc)
 			config = argv[c + 1];
+		else if (strncmp(argv[c], "--config=", 9) == 0)
+			config = argv[c] + 9;
+		else if (strcmp(argv[c], "--check-config") == 0)
+			check = 1;
+	}
 	if (config != NULL || access(CFG_DEFAULT_PATH, R_OK) == 0) {
 		rc = cfg_load(&cfg, config ? config : CFG_DEFAULT_PATH, err,
 		    sizeof(err));
+		if (rc != 0 && check) {
+			/* err is "path:line: reason" or "path: reason". */
+			fprintf(stderr, "%s: %s\n", "sharemig-destd", err);
+			cfg_free(&cfg);
+			return 1;
+		}
 		if (rc != 0)
-			fatal("%s", rc == -ENOENT ? "config file not found" :
-			    err);
+			fatal("configuration: %s", err);
 	}
 	dd.env.max_pages = 16ull << 20;		/* 64 GiB */
 	dd.env.timeout_s = 30;
@@ -550,7 +792,11 @@ destd_main(int argc, char **argv)
 		case O_SIMHV: simhv = optarg; break;
 		case O_HOSTNAME: hostname = optarg; break;
 		case O_VERBOSE: verbose = 1; break;
+		case O_METRICS: metrics = optarg; break;
 		case O_HELP: usage(stdout); return 0;
+		case O_VERSION:
+			printf("sharemig-destd %s\n", SHAREMIG_VERSION);
+			return 0;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -567,8 +813,25 @@ destd_main(int argc, char **argv)
 		fatal("unknown or unbuilt backend '%s'", cfg.backend);
 	if ((rc = net_parse_addr(cfg.listen, 8002, &addr)) != 0)
 		fatal("bad --listen address '%s'", cfg.listen);
+	if (metrics != NULL && metrics_addr(metrics, &maddr) != 0)
+		fatal("--metrics '%s': expected ADDR:PORT", metrics);
 	if (check) {
-		printf("configuration OK\n");
+		if (!cfg.insecure) {
+			tf.cert = cfg.tls_cert;
+			tf.key = cfg.tls_key;
+			tf.ca = cfg.tls_ca;
+			if ((dd.tls = tls_ctx_server(&tf, err,
+			    sizeof(err))) == NULL) {
+				fprintf(stderr, "sharemig-destd: TLS: %s\n",
+				    err);
+				cfg_free(&cfg);
+				return 1;
+			}
+			SSL_CTX_free(dd.tls);
+		}
+		printf("configuration OK (%s)\n", config != NULL ? config :
+		    access(CFG_DEFAULT_PATH, R_OK) == 0 ? CFG_DEFAULT_PATH :
+		    "no file, defaults");
 		cfg_free(&cfg);
 		return 0;
 	}
@@ -626,12 +889,16 @@ destd_main(int argc, char **argv)
 	event_add(dd.ev_sigterm, NULL);
 	event_add(dd.ev_tick, &tick);
 	dd.next_id = 1;
+	dd.listen = cfg.listen;
+	if (metrics != NULL)
+		dd.http = metrics_start(dd.base, metrics, &dd, on_metrics);
 	log_notice("ready: backend %s, state dir %s, listening on %s, "
 	    "control %s%s", dd.env.ops->name, cfg.state_dir, cfg.listen,
 	    cfg.destd_control, cfg.insecure ? ", insecure" : ", TLS 1.3");
 #ifdef HAVE_LIBSYSTEMD
-	sd_notify(0, "READY=1\nSTATUS=listening");
+	sd_notify(0, "READY=1");
 #endif
+	notify_status(&dd, 0);
 	event_base_dispatch(dd.base);
 
 #ifdef HAVE_LIBSYSTEMD
@@ -649,6 +916,8 @@ destd_main(int argc, char **argv)
 		free(w);
 	}
 	ctl_server_free(dd.ctl);
+	if (dd.http != NULL)
+		evhttp_free(dd.http);
 	scan_stop(dd.scan);
 	pidx_free(dd.env.index);
 	event_free(dd.ev_sigint);

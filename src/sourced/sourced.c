@@ -2,6 +2,7 @@
  * sourced.c - the source daemon: command line, control socket, the table
  * of migration jobs.  The pre-copy engine itself is mig_src.c.
  */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -11,7 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <json-c/json.h>
 #include <openssl/ssl.h>
@@ -25,12 +29,44 @@
 #include "hv.h"
 #include "log.h"
 #include "mig_src.h"
+#include "net.h"
 #include "proto.h"
 #include "sourced.h"
 #include "tls.h"
 
 #define SOURCED_KEEP_DONE	64	/* finished jobs kept for status */
 #define SOURCED_MAX_JOBS	(SOURCED_KEEP_DONE + 64)
+
+/* Outcomes of ended jobs, in the order of the metric's labels. */
+enum outcome { OUT_COMPLETED, OUT_FAILED, OUT_CANCELLED, OUT_AMBIGUOUS,
+	OUT_MAX };
+static const char *const outcome_names[OUT_MAX] = {
+	"completed", "failed", "cancelled", "ambiguous",
+};
+
+/* Per-page and per-byte counters a job reports (mig_src_json fields). */
+enum src_counter { SC_DATA, SC_REF, SC_ZERO, SC_NEED, SC_WIRE, SC_QUEUED,
+	SC_MAX };
+static const char *const src_counter_fields[SC_MAX] = {
+	"pages_data", "pages_ref", "pages_zero", "pages_need", "bytes_wire",
+	"bytes_queued",
+};
+
+#define HISTO_MAX	16
+
+/* A Prometheus histogram: per-bucket counts (not cumulative). */
+struct histo {
+	const double	*le;		/* upper bounds, ascending */
+	size_t		 n;		/* +Inf is bucket n */
+	uint64_t	 bucket[HISTO_MAX + 1];
+	uint64_t	 count;
+	double		 sum;
+};
+
+static const double duration_le[] = { 0.5, 1, 2, 5, 10, 30, 60, 120, 300,
+	600, 1800 };
+static const double downtime_le[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+	0.5, 1, 2.5, 5, 10 };
 
 struct waiter {
 	struct ctl_req	*req;
@@ -52,7 +88,79 @@ struct sourced {
 	size_t			 njobs;
 	uint32_t		 next_id;
 	struct waiter		*waiters;
+	struct evhttp		*http;		/* --metrics, or NULL */
+
+	/* Event-loop thread only: totals of ended jobs, for STATUS and
+	 * the metrics (jobs still running are added when read). */
+	uint64_t		 outcomes[OUT_MAX];
+	uint64_t		 ended[SC_MAX];
+	struct histo		 duration;	/* total_ms, every ended job */
+	struct histo		 downtime;	/* downtime_ms, completed */
 };
+
+/* Tell systemd (when it started us) what the daemon is doing. */
+static void
+notify_status(struct sourced *sd)
+{
+#ifdef HAVE_LIBSYSTEMD
+	size_t i, live = 0;
+
+	for (i = 0; i < sd->njobs; i++)
+		live += !mig_src_terminal(sd->jobs[i]);
+	if (live == 0)
+		sd_notifyf(0, "STATUS=idle; %llu completed, %llu failed, "
+		    "%llu cancelled, %llu ambiguous since start",
+		    (unsigned long long)sd->outcomes[OUT_COMPLETED],
+		    (unsigned long long)sd->outcomes[OUT_FAILED],
+		    (unsigned long long)sd->outcomes[OUT_CANCELLED],
+		    (unsigned long long)sd->outcomes[OUT_AMBIGUOUS]);
+	else
+		sd_notifyf(0, "STATUS=%zu migration%s in progress; %llu "
+		    "completed, %llu failed since start", live,
+		    live == 1 ? "" : "s",
+		    (unsigned long long)sd->outcomes[OUT_COMPLETED],
+		    (unsigned long long)sd->outcomes[OUT_FAILED]);
+#endif
+}
+
+static void
+histo_init(struct histo *h, const double *le, size_t n)
+{
+	assert(n <= HISTO_MAX);
+	memset(h, 0, sizeof(*h));
+	h->le = le;
+	h->n = n;
+}
+
+static void
+histo_add(struct histo *h, double v)
+{
+	size_t i;
+
+	for (i = 0; i < h->n && v > h->le[i]; i++)
+		;
+	h->bucket[i]++;
+	h->count++;
+	h->sum += v;
+}
+
+static uint64_t
+json_u64(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) ?
+	    json_object_get_uint64(v) : 0;
+}
+
+static double
+json_double(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) ?
+	    json_object_get_double(v) : 0;
+}
 
 static struct mig_src *
 job_find(struct sourced *sd, uint32_t id)
@@ -86,10 +194,10 @@ job_gc(struct sourced *sd)
 	}
 }
 
+/* Answer every "wait" for m, which has ended. */
 static void
-job_done(struct mig_src *m, void *arg)
+answer_waiters(struct sourced *sd, struct mig_src *m)
 {
-	struct sourced *sd = arg;
 	struct waiter **wp, *w;
 	struct json_object *o;
 
@@ -105,6 +213,35 @@ job_done(struct mig_src *m, void *arg)
 		ctl_reply(w->req, o);
 		free(w);
 	}
+}
+
+/* The engine's done callback: once per job, when it has ended. */
+static void
+job_done(struct mig_src *m, void *arg)
+{
+	struct sourced *sd = arg;
+	struct json_object *j = mig_src_json(m);
+	const char *st = "";
+	struct json_object *v;
+	size_t i;
+
+	if (json_object_object_get_ex(j, "status", &v))
+		st = json_object_get_string(v);
+	for (i = 0; i < OUT_MAX; i++)
+		if (strcmp(st, outcome_names[i]) == 0)
+			break;
+	if (i == OUT_MAX)
+		i = OUT_FAILED;		/* not terminal: cannot happen */
+	sd->outcomes[i]++;
+	for (i = 0; i < SC_MAX; i++)
+		sd->ended[i] += json_u64(j, src_counter_fields[i]);
+	histo_add(&sd->duration, json_double(j, "total_ms") / 1000.0);
+	if (strcmp(st, "completed") == 0)
+		histo_add(&sd->downtime, json_double(j, "downtime_ms") /
+		    1000.0);
+	json_object_put(j);
+	notify_status(sd);
+	answer_waiters(sd, m);
 }
 
 static int
@@ -235,7 +372,8 @@ cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 	rc = mig_src_start(&sd->env, sd->next_id, domain, dest, &o, job_done,
 	    sd, &m, err, sizeof(err));
 	if (rc != 0) {
-		log_err("migration of %s to %s refused: %s", domain, dest, err);
+		log_warn("migration of %s to %s refused: %s", domain, dest,
+		    err);
 		ctl_reply_error(r, "%s", err);
 		return;
 	}
@@ -245,6 +383,7 @@ cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 	sd->next_id++;
 	ctl_reply(r, rep);
 	job_gc(sd);
+	notify_status(sd);
 }
 
 static void
@@ -302,7 +441,7 @@ cmd_wait(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 	w->next = sd->waiters;
 	sd->waiters = w;
 	if (mig_src_terminal(m))
-		job_done(m, sd);
+		answer_waiters(sd, m);
 }
 
 static void
@@ -360,6 +499,166 @@ sourced_ctl(struct ctl_req *r, struct json_object *req, void *arg)
 	ctl_reply_error(r, "unknown command '%s'", cmd);
 }
 
+/* ---- Prometheus text endpoint (--metrics ADDR:PORT) ---- */
+
+static void
+prom_head(struct evbuffer *b, const char *name, const char *type,
+    const char *help)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+	    name, type);
+}
+
+static void
+prom_histo(struct evbuffer *b, const char *name, const char *help,
+    const struct histo *h)
+{
+	uint64_t cum = 0;
+	size_t i;
+
+	prom_head(b, name, "histogram", help);
+	for (i = 0; i < h->n; i++) {
+		cum += h->bucket[i];
+		evbuffer_add_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name,
+		    h->le[i], (unsigned long long)cum);
+	}
+	cum += h->bucket[h->n];
+	evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+	    (unsigned long long)cum);
+	evbuffer_add_printf(b, "%s_sum %.6f\n%s_count %llu\n", name, h->sum,
+	    name, (unsigned long long)h->count);
+}
+
+/* The exposition (text format 0.0.4).  Counters are the totals of ended
+ * jobs plus the current figures of running ones, so they never go back. */
+static void
+sourced_metrics(struct sourced *sd, struct evbuffer *b)
+{
+	static const char *const kinds[] = { "data", "ref", "zero", "need" };
+	uint64_t tot[SC_MAX];
+	struct json_object *j;
+	size_t i, k, live = 0;
+
+	memcpy(tot, sd->ended, sizeof(tot));
+	for (i = 0; i < sd->njobs; i++) {
+		if (mig_src_terminal(sd->jobs[i]))
+			continue;
+		live++;
+		j = mig_src_json(sd->jobs[i]);
+		for (k = 0; k < SC_MAX; k++)
+			tot[k] += json_u64(j, src_counter_fields[k]);
+		json_object_put(j);
+	}
+	prom_head(b, "sharemig_build_info", "gauge",
+	    "Version of the running daemon (always 1).");
+	evbuffer_add_printf(b, "sharemig_build_info{daemon=\"sourced\","
+	    "version=\"%s\"} 1\n", SHAREMIG_VERSION);
+	prom_head(b, "sharemig_source_migrations_in_progress", "gauge",
+	    "Outgoing migrations not yet ended.");
+	evbuffer_add_printf(b, "sharemig_source_migrations_in_progress %zu\n",
+	    live);
+	prom_head(b, "sharemig_source_migrations_total", "counter",
+	    "Outgoing migrations that ended, by outcome (failed and "
+	    "cancelled: the guest runs on the source; ambiguous: the source "
+	    "copy is kept paused).");
+	for (i = 0; i < OUT_MAX; i++)
+		evbuffer_add_printf(b, "sharemig_source_migrations_total"
+		    "{outcome=\"%s\"} %llu\n", outcome_names[i],
+		    (unsigned long long)sd->outcomes[i]);
+	prom_head(b, "sharemig_source_pages_total", "counter",
+	    "Guest pages transferred, by kind: data (sent in full), ref "
+	    "(filled from the destination's own memory), zero (sent as ZERO), "
+	    "need (resent after a failed fill; also counted in data).");
+	for (k = 0; k < 4; k++)
+		evbuffer_add_printf(b, "sharemig_source_pages_total"
+		    "{kind=\"%s\"} %llu\n", kinds[k],
+		    (unsigned long long)tot[SC_DATA + k]);
+	prom_head(b, "sharemig_source_memory_bytes_total", "counter",
+	    "Guest memory transferred, by kind (pages x 4096): data, ref, "
+	    "zero.");
+	for (k = 0; k < 3; k++)
+		evbuffer_add_printf(b, "sharemig_source_memory_bytes_total"
+		    "{kind=\"%s\"} %llu\n", kinds[k],
+		    (unsigned long long)(tot[SC_DATA + k] * PROTO_PAGE_SIZE));
+	prom_head(b, "sharemig_source_wire_bytes_total", "counter",
+	    "Bytes on the migration connections in both directions, TLS "
+	    "included (bytes_wire).");
+	evbuffer_add_printf(b, "sharemig_source_wire_bytes_total %llu\n",
+	    (unsigned long long)tot[SC_WIRE]);
+	prom_head(b, "sharemig_source_queued_bytes_total", "counter",
+	    "Bytes of sharemig records queued, before TLS (bytes_queued).");
+	evbuffer_add_printf(b, "sharemig_source_queued_bytes_total %llu\n",
+	    (unsigned long long)tot[SC_QUEUED]);
+	prom_histo(b, "sharemig_source_migration_duration_seconds",
+	    "Time from the request to the end, every ended migration.",
+	    &sd->duration);
+	prom_histo(b, "sharemig_source_migration_downtime_seconds",
+	    "Time the guest was paused (pause to RUNNING), completed "
+	    "migrations.", &sd->downtime);
+}
+
+static void
+on_metrics(struct evhttp_request *req, void *arg)
+{
+	struct sourced *sd = arg;
+	struct evbuffer *b;
+
+	if ((b = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	sourced_metrics(sd, b);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
+static void
+on_http_other(struct evhttp_request *req, void *arg)
+{
+	evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served");
+}
+
+/*
+ * Parse "ADDR:PORT" (port required) into host and port.  0 or -EINVAL.
+ */
+static int
+metrics_addr(const char *s, struct net_addr *a)
+{
+	const char *colon = strrchr(s, ':');
+
+	if (colon == NULL || colon[1] == '\0' ||
+	    net_parse_addr(s, 0, a) != 0 || a->port == 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* Serve GET /metrics on addr; start-up only (fatal on failure). */
+static struct evhttp *
+metrics_start(struct event_base *base, const char *addr, void *arg,
+    void (*cb)(struct evhttp_request *, void *))
+{
+	struct evhttp *http;
+	struct net_addr a;
+
+	if (metrics_addr(addr, &a) != 0)
+		fatal("--metrics '%s': expected ADDR:PORT", addr);
+	if ((http = evhttp_new(base)) == NULL)
+		fatal("--metrics: out of memory");
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_max_headers_size(http, 8192);
+	evhttp_set_max_body_size(http, 0);
+	evhttp_set_timeout(http, 10);
+	evhttp_set_cb(http, "/metrics", cb, arg);
+	evhttp_set_gencb(http, on_http_other, NULL);
+	if (evhttp_bind_socket_with_handle(http, a.host, a.port) == NULL)
+		fatal("--metrics: cannot listen on %s: %s", addr,
+		    strerror(errno));
+	log_notice("metrics on http://%s/metrics", addr);
+	return http;
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -379,7 +678,8 @@ usage(FILE *f)
 	    "           [--index SOCKET] [--config FILE] [--check-config]\n"
 	    "           [--downtime-ms N] [--max-iterations N] "
 	    "[--timeout S]\n"
-	    "           [--simhv PATH] [--host-name NAME] [--verbose]\n");
+	    "           [--metrics ADDR:PORT] [--simhv PATH] "
+	    "[--host-name NAME] [--verbose]\n");
 }
 
 int
@@ -387,7 +687,8 @@ sourced_main(int argc, char **argv)
 {
 	enum { O_BACKEND = 256, O_STATE, O_CONTROL, O_CERT, O_KEY, O_CA,
 	    O_INSECURE, O_INDEX, O_CONFIG, O_CHECK, O_DOWNTIME, O_ITERS,
-	    O_TIMEOUT, O_SIMHV, O_HOSTNAME, O_VERBOSE, O_HELP };
+	    O_TIMEOUT, O_SIMHV, O_HOSTNAME, O_VERBOSE, O_HELP, O_METRICS,
+	    O_VERSION };
 	static const struct option opts[] = {
 		{ "backend", required_argument, NULL, O_BACKEND },
 		{ "state-dir", required_argument, NULL, O_STATE },
@@ -406,13 +707,16 @@ sourced_main(int argc, char **argv)
 		{ "host-name", required_argument, NULL, O_HOSTNAME },
 		{ "verbose", no_argument, NULL, O_VERBOSE },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "metrics", required_argument, NULL, O_METRICS },
+		{ "version", no_argument, NULL, O_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sourced sd;
 	struct cfg cfg;
 	struct tls_files tf;
 	const char *config = NULL, *index = NULL, *simhv = NULL;
-	const char *hostname = NULL;
+	const char *hostname = NULL, *metrics = NULL;
+	struct net_addr maddr;
 	char err[512];
 	int c, check = 0, insecure_flag = 0, verbose = 0, rc;
 	char *end;
@@ -422,15 +726,25 @@ sourced_main(int argc, char **argv)
 	log_init("sharemig-sourced", LOG_LVL_INFO);
 	cfg_defaults(&cfg);
 	/* First pass: the config file, so flags can override it. */
-	for (c = 1; c < argc; c++)
+	for (c = 1; c < argc; c++) {
 		if (strcmp(argv[c], "--config") == 0 && c + 1 < argc)
 			config = argv[c + 1];
+		else if (strncmp(argv[c], "--config=", 9) == 0)
+			config = argv[c] + 9;
+		else if (strcmp(argv[c], "--check-config") == 0)
+			check = 1;
+	}
 	if (config != NULL || access(CFG_DEFAULT_PATH, R_OK) == 0) {
 		rc = cfg_load(&cfg, config ? config : CFG_DEFAULT_PATH, err,
 		    sizeof(err));
+		if (rc != 0 && check) {
+			/* err is "path:line: reason" or "path: reason". */
+			fprintf(stderr, "%s: %s\n", "sharemig-sourced", err);
+			cfg_free(&cfg);
+			return 1;
+		}
 		if (rc != 0)
-			fatal("%s", rc == -ENOENT ? "config file not found" :
-			    err);
+			fatal("configuration: %s", err);
 	}
 #define SETSTR(field) do { free(cfg.field); cfg.field = strdup(optarg); } \
 	while (0)
@@ -466,7 +780,11 @@ sourced_main(int argc, char **argv)
 		case O_SIMHV: simhv = optarg; break;
 		case O_HOSTNAME: hostname = optarg; break;
 		case O_VERBOSE: verbose = 1; break;
+		case O_METRICS: metrics = optarg; break;
 		case O_HELP: usage(stdout); return 0;
+		case O_VERSION:
+			printf("sharemig-sourced %s\n", SHAREMIG_VERSION);
+			return 0;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -482,8 +800,25 @@ sourced_main(int argc, char **argv)
 	if ((sd.env.ops = hv_find(cfg.backend)) == NULL)
 		fatal("unknown or unbuilt backend '%s' (have: sim%s)",
 		    cfg.backend, hv_find("xen") ? ", xen" : "");
+	if (metrics != NULL && metrics_addr(metrics, &maddr) != 0)
+		fatal("--metrics '%s': expected ADDR:PORT", metrics);
 	if (check) {
-		printf("configuration OK\n");
+		if (!cfg.insecure) {
+			tf.cert = cfg.tls_cert;
+			tf.key = cfg.tls_key;
+			tf.ca = cfg.tls_ca;
+			if ((sd.env.tls = tls_ctx_client(&tf, err,
+			    sizeof(err))) == NULL) {
+				fprintf(stderr, "sharemig-sourced: TLS: %s\n",
+				    err);
+				cfg_free(&cfg);
+				return 1;
+			}
+			SSL_CTX_free(sd.env.tls);
+		}
+		printf("configuration OK (%s)\n", config != NULL ? config :
+		    access(CFG_DEFAULT_PATH, R_OK) == 0 ? CFG_DEFAULT_PATH :
+		    "no file, defaults");
 		cfg_free(&cfg);
 		return 0;
 	}
@@ -530,12 +865,19 @@ sourced_main(int argc, char **argv)
 	event_add(sd.ev_sigint, NULL);
 	event_add(sd.ev_sigterm, NULL);
 	sd.next_id = 1;
+	histo_init(&sd.duration, duration_le,
+	    sizeof(duration_le) / sizeof(duration_le[0]));
+	histo_init(&sd.downtime, downtime_le,
+	    sizeof(downtime_le) / sizeof(downtime_le[0]));
+	if (metrics != NULL)
+		sd.http = metrics_start(sd.base, metrics, &sd, on_metrics);
 	log_notice("ready: backend %s, state dir %s, control %s%s",
 	    sd.env.ops->name, cfg.state_dir, cfg.sourced_control,
 	    cfg.insecure ? ", insecure" : ", TLS 1.3");
 #ifdef HAVE_LIBSYSTEMD
-	sd_notify(0, "READY=1\nSTATUS=waiting for migrations");
+	sd_notify(0, "READY=1");
 #endif
+	notify_status(&sd);
 	event_base_dispatch(sd.base);
 
 #ifdef HAVE_LIBSYSTEMD
@@ -557,6 +899,8 @@ sourced_main(int argc, char **argv)
 		free(w);
 	}
 	ctl_server_free(sd.ctl);
+	if (sd.http != NULL)
+		evhttp_free(sd.http);
 	event_free(sd.ev_sigint);
 	event_free(sd.ev_sigterm);
 	sd.env.ops->close(sd.env.hv);
