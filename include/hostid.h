@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* name_override may be NULL (then "hostname" or "hostname:statedir"). */
+/* name_override may be NULL (then the machine's hostname; two simulated
+ * hosts on one machine share it but not their ids). */
 void	hostid_get(const char *state_dir, uint8_t id[16], char *name,
 	    size_t namelen, const char *name_override);
 

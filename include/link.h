@@ -47,6 +47,8 @@ void	link_free(struct link *l);	/* accepts NULL */
 /* Flush what is queued (at most 5 s), then free; the owner forgets l. */
 void	link_close(struct link *l);	/* accepts NULL */
 
+/* A phase change must be made inside on_record (the next record may be
+ * in the same read), or before the peer can send in the new phase. */
 void	link_set_phase(struct link *l, enum proto_phase ph);
 enum proto_phase link_phase(const struct link *l);
 /* Page count of the domain (pfn checks); 0 until DOMAIN_INFO. */
