@@ -8,14 +8,21 @@
 #   tests/xen/lab.sh xlpair    two emulated hosts joined by -netdev socket:
 #                              stock `xl migrate` of the guest from one to
 #                              the other, bytes on the link recorded
+#   tests/xen/lab.sh pair      two emulated hosts: sharemig-sourced on A,
+#                              sharemig-destd on B (TLS) with a same-image
+#                              guest running on B; migrates a fresh guest
+#                              with --dedup all --verify, another with
+#                              --dedup none --verify, a third with stock
+#                              `xl migrate`; PASS/FAIL per check, a table
+#                              of bytes, pages and times
 #   tests/xen/lab.sh shell     boot to a dom0 shell on the terminal
 #
 # Exit status 0 when the serial log has the PASS line(s).  Needs root only
 # for apt-get (lab-image.sh installs the host tools when missing).
 # Environment: SHAREMIG_XEN_CACHE (image cache, default build/xen-lab),
 # SHAREMIG_BUILD (a meson build dir whose binaries are copied into dom0,
-# default build-xen; optional), LAB_TIMEOUT (seconds; default 600, 1200
-# for xlpair),
+# default build-xen; optional; required for pair), LAB_TIMEOUT (seconds;
+# default 600, 1200 for xlpair, 3600 for pair),
 # SHAREMIG_XEN_DEBUG=1 (libxc/libxl messages from the backend).
 set -eu
 
@@ -26,6 +33,7 @@ BUILD=${SHAREMIG_BUILD:-$SRC/build-xen}
 MODE=${1:-smoke}
 case "$MODE" in
 xlpair)	TIMEOUT=${LAB_TIMEOUT:-1200} ;;
+pair)	TIMEOUT=${LAB_TIMEOUT:-3600} ;;
 *)	TIMEOUT=${LAB_TIMEOUT:-600} ;;
 esac
 export SHAREMIG_XEN_CACHE=$CACHE
@@ -83,6 +91,38 @@ for b in src/sourced/sharemig-sourced src/destd/sharemig-destd \
 done
 echo "root:x:0:0:root:/root:/bin/sh" > "$Z/etc/passwd"
 
+# TLS for the pair mode: tests/gen_certs.sh's CA, and two host
+# certificates it signs for the lab's addresses (its own host
+# certificates name 127.0.0.1 and localhost only, and the source checks
+# the destination's IP against the certificate).
+if [ "$MODE" = pair ]; then
+	for b in src/sourced/sharemig-sourced src/destd/sharemig-destd \
+	    src/migratectl/migratectl; do
+		[ -x "$BUILD/$b" ] || { log "pair needs $BUILD/$b" \
+		    "(SHAREMIG_BUILD: a meson build dir with -Dxen)"; exit 1; }
+	done
+	CERTS=$CACHE/certs
+	sh "$SRC/tests/gen_certs.sh" "$CERTS"
+	for h in a:10.0.0.1 b:10.0.0.2; do
+		n=host-${h%%:*}
+		[ -s "$CERTS/$n.pem" ] && continue
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+		    -nodes -keyout "$CERTS/$n.key" -out "$CERTS/$n.csr" \
+		    -subj "/CN=lab-$n" 2>/dev/null
+		printf '%s\n' "basicConstraints=critical,CA:FALSE" \
+		    "keyUsage=critical,digitalSignature" \
+		    "extendedKeyUsage=serverAuth,clientAuth" \
+		    "subjectAltName=IP:${h#*:}" > "$CERTS/$n.ext"
+		openssl x509 -req -in "$CERTS/$n.csr" -CA "$CERTS/ca.pem" \
+		    -CAkey "$CERTS/ca.key" -CAcreateserial \
+		    -CAserial "$CERTS/lab.srl" -days 3650 \
+		    -extfile "$CERTS/$n.ext" -out "$CERTS/$n.pem" 2>/dev/null
+	done
+	mkdir -p "$Z/lab/certs"
+	cp "$CERTS/ca.pem" "$CERTS"/host-?.pem "$CERTS"/host-?.key \
+	    "$Z/lab/certs/"
+fi
+
 # Shared libraries: the ldd closure of every dynamic binary, resolved
 # against the unpacked packages first, then the build host (same Debian).
 copy_lib() {
@@ -131,21 +171,23 @@ boot() {	# boot SERIAL CMDLINE-EXTRA QEMU-ARGS...
 	    "$@" </dev/null
 }
 show() {
-	grep -a -E '^(smoke|copy|lab-dom0|SHAREMIG)' "$1" | tr -d '\r' >&2 ||
+	grep -a -E '^(smoke|copy|lab-dom0|SHAREMIG|sourced|destd)' "$1" |
+	    tr -d '\r' >&2 ||
 	    true
 }
 start=$(date +%s)
 rc=0
 case "$MODE" in
-xlpair)
+xlpair|pair)
+	[ "$MODE" = pair ] && m=pair || m=xl
 	PORT=${LAB_PORT:-$((20000 + $$ % 20000))}
 	log "booting two emulated hosts joined on 127.0.0.1:$PORT"
-	boot "$W/serial-dst.log" "sharemig.mode=xl-dst sharemig.ip=10.0.0.2" \
+	boot "$W/serial-dst.log" "sharemig.mode=$m-dst sharemig.ip=10.0.0.2" \
 	    -netdev "socket,id=n0,listen=127.0.0.1:$PORT" \
 	    -device e1000,netdev=n0,mac=52:54:00:00:00:02 &
 	dst=$!
 	sleep 3
-	boot "$W/serial-src.log" "sharemig.mode=xl-src sharemig.ip=10.0.0.1" \
+	boot "$W/serial-src.log" "sharemig.mode=$m-src sharemig.ip=10.0.0.1" \
 	    -netdev "socket,id=n0,connect=127.0.0.1:$PORT" \
 	    -device e1000,netdev=n0,mac=52:54:00:00:00:01 ||
 	    log "source qemu exited with $?"
@@ -153,8 +195,15 @@ xlpair)
 	log "emulated hosts ran $(( $(date +%s) - start )) s"
 	log "source:"; show "$W/serial-src.log"
 	log "destination:"; show "$W/serial-dst.log"
-	grep -a -q 'SHAREMIG-XL-MIGRATE: PASS' "$W/serial-src.log" || rc=1
-	grep -a -q 'SHAREMIG-XL-RECEIVE: PASS' "$W/serial-dst.log" || rc=1
+	if [ "$MODE" = pair ]; then
+		python3 "$HERE/pair-report.py" "$W/serial-src.log" \
+		    "$W/serial-dst.log" "$W/report.json" || rc=1
+	else
+		grep -a -q 'SHAREMIG-XL-MIGRATE: PASS' "$W/serial-src.log" ||
+		    rc=1
+		grep -a -q 'SHAREMIG-XL-RECEIVE: PASS' "$W/serial-dst.log" ||
+		    rc=1
+	fi
 	;;
 *)
 	log "booting the emulated host (mode $MODE), serial log $SERIAL"

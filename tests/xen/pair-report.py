@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""pair-report.py SRC-SERIAL DST-SERIAL OUT-JSON - checks of `lab.sh pair`.
+
+Reads the two emulated hosts' serial logs (tests/xen/dom0-init, modes
+pair-src and pair-dst), prints one PASS/FAIL line per check and a table
+of the three runs, writes the figures to OUT-JSON, exits 1 if any check
+failed.  Every check is on bytes, pages, digests and console lines; the
+times are printed, never asserted (the hosts are emulated).
+"""
+
+import json
+import re
+import sys
+
+RUNS = (("mig1", "all"), ("mig2", "none"), ("mig3", "xl"))
+
+
+def lines(path):
+    with open(path, "rb") as f:
+        for raw in f:
+            yield raw.decode("utf-8", "replace").rstrip("\r\n").strip("\r")
+
+
+def kv(text):
+    return dict(re.findall(r"(\w+)=(\S+)", text))
+
+
+def main():
+    src, dst, out = sys.argv[1:4]
+    mig, js, runs, common = {}, {}, {}, None
+    last = None
+    for ln in lines(src):
+        if ln.startswith("SHAREMIG-PAIR-MIGRATE:"):
+            f = kv(ln)
+            last = f.get("guest")
+            mig[last] = f
+        elif ln.startswith("SHAREMIG-PAIR-JSON:") and last:
+            try:
+                js[last] = json.loads(ln.split(":", 1)[1].strip())
+            except ValueError:
+                js[last] = {}
+    for ln in lines(dst):
+        if ln.startswith("SHAREMIG-PAIR-RUNS:"):
+            f = kv(ln)
+            runs[f.get("guest")] = ln
+        elif ln.startswith("SHAREMIG-XEN-COMMON:"):
+            common = kv(ln)
+
+    failed = 0
+
+    def check(label, ok, detail=""):
+        nonlocal failed
+        failed += not ok
+        print("%s %s%s" % ("PASS" if ok else "FAIL", label,
+                           (": " + detail) if detail else ""))
+
+    for g, mode in RUNS:
+        m = mig.get(g, {})
+        what = "xl migrate" if mode == "xl" else "sharemig --dedup " + mode
+        check("%s (%s): migration finished" % (what, g),
+              m.get("rc") == "0" and
+              (mode == "xl" or js.get(g, {}).get("status") == "done"),
+              "rc=%s status=%s" % (m.get("rc"),
+                                   js.get(g, {}).get("status", "-")))
+        if mode != "xl":
+            j = js.get(g, {})
+            s, d = j.get("memory_sha256_source"), j.get("memory_sha256_dest")
+            check("%s (%s): memory_sha256_source == memory_sha256_dest" %
+                  (what, g), bool(s) and s == d,
+                  "%s / %s" % ((s or "-")[:16], (d or "-")[:16]))
+        check("%s (%s): gone from host A" % (what, g), m.get("gone") == "1")
+        check("%s (%s): runs on host B (console advances)" % (what, g),
+              " PASS " in runs.get(g, ""), runs.get(g, "no line"))
+
+    a, n = js.get("mig1", {}), js.get("mig2", {})
+    bw_a, bw_n = a.get("bytes_wire", 0), n.get("bytes_wire", 0)
+    link = {g: int(mig.get(g, {}).get("link_bytes", 0)) for g, _ in RUNS}
+    check("commonality measured (mig1 vs peer1 on host B)", common is not None)
+    pct_nz = float(common["pct_nonzero"]) if common else 0.0
+    check("--dedup all sends fewer bytes than --dedup none",
+          0 < bw_a < bw_n, "%d < %d" % (bw_a, bw_n))
+    saved = 100.0 * (1 - bw_a / bw_n) if bw_n else 0.0
+    check("--dedup all saves >= non-zero commonality - 5 points",
+          bw_n > 0 and saved >= pct_nz - 5,
+          "saved %.1f%%, commonality of non-zero pages %.1f%%" %
+          (saved, pct_nz))
+    check("--dedup all uses fewer link bytes than xl migrate",
+          0 < link["mig1"] < link["mig3"],
+          "%d < %d" % (link["mig1"], link["mig3"]))
+    check("--dedup all sent REF pages", a.get("pages_ref", 0) > 0,
+          "pages_ref=%s" % a.get("pages_ref"))
+
+    print()
+    print("| run | bytes_wire | link bytes (A eth0 tx+rx) | pages data / ref"
+          " / zero | total | downtime |")
+    print("|---|---|---|---|---|---|")
+    for g, mode in RUNS:
+        j = js.get(g, {})
+        if mode == "xl":
+            print("| xl migrate | - | %d | - | %s s | - |" %
+                  (link[g], mig.get(g, {}).get("seconds", "?")))
+        else:
+            print("| sharemig --dedup %s --verify | %s | %d | %s / %s / %s "
+                  "| %.1f s | %.0f ms |" %
+                  (mode, j.get("bytes_wire"), link[g], j.get("pages_data"),
+                   j.get("pages_ref"), j.get("pages_zero"),
+                   j.get("total_ms", 0) / 1000.0, j.get("downtime_ms", 0)))
+    if common:
+        print("\ncommonality mig1 vs peer1: %s of %s populated pages "
+              "(%s%%), %s of %d non-zero (%s%%)" %
+              (common["matched"], common["populated"], common["pct"],
+               common["matched_nonzero"],
+               int(common["populated"]) - int(common["zero"]),
+               common["pct_nonzero"]))
+    with open(out, "w") as f:
+        json.dump({"migrate": mig, "json": js, "runs": runs,
+                   "common": common}, f, indent=1)
+    print("\n%d check(s) failed" % failed if failed else "\nall checks passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
