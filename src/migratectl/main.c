@@ -422,6 +422,7 @@ cmd_list(struct ctx *c, int argc, char **argv)
 
 struct progress {
 	int		 have;		/* a previous sample exists */
+	int		 rated;		/* the rates hold an estimate */
 	double		 ms;		/* total_ms of the previous sample */
 	uint64_t	 sent, bytes;
 	double		 page_rate;	/* pages/s, smoothed */
@@ -456,7 +457,8 @@ fmt_eta(char *buf, size_t len, double s)
  *    dirty 120, ETA 0:03"
  * Percent is pages sent / (pages sent + pages still to send), where
  * still to send is what iteration 0 has not reached plus the pages dirty
- * at the end of the last iteration.  Rates are smoothed over the samples.
+ * at the end of the last iteration.  Rates come from the difference
+ * between samples (by the daemon's clock, total_ms), smoothed.
  */
 static void
 progress_line(struct progress *p, struct json_object *m, char *line,
@@ -466,22 +468,23 @@ progress_line(struct progress *p, struct json_object *m, char *line,
 	uint64_t sent = ju64(m, "pages_data") + ju64(m, "pages_ref") +
 	    ju64(m, "pages_zero");
 	uint64_t bytes = ju64(m, "bytes_queued"), left;
-	double ms = jnum(m, "total_ms"), dt, pct, eta;
+	double ms = jnum(m, "total_ms"), dt, pct, eta, inst_pages, inst_bytes;
 	unsigned iters = (unsigned)ju64(m, "iterations");
 	char etas[16];
 
 	left = (sent < total ? total - sent : 0) + dirty;
 	if (p->have && ms > p->ms) {
+		/* The rates over the last interval, averaged with the
+		 * previous estimate once there is one. */
 		dt = (ms - p->ms) / 1000.0;
-		p->page_rate = 0.5 * p->page_rate +
-		    0.5 * (double)(sent - (sent >= p->sent ? p->sent : sent)) /
+		inst_pages = (double)(sent >= p->sent ? sent - p->sent : 0) / dt;
+		inst_bytes = (double)(bytes >= p->bytes ? bytes - p->bytes : 0) /
 		    dt;
-		p->byte_rate = 0.5 * p->byte_rate +
-		    0.5 * (double)(bytes - (bytes >= p->bytes ? p->bytes :
-		    bytes)) / dt;
-	} else if (!p->have && ms > 0) {
-		p->page_rate = (double)sent / (ms / 1000.0);
-		p->byte_rate = (double)bytes / (ms / 1000.0);
+		p->page_rate = p->rated ? 0.5 * p->page_rate +
+		    0.5 * inst_pages : inst_pages;
+		p->byte_rate = p->rated ? 0.5 * p->byte_rate +
+		    0.5 * inst_bytes : inst_bytes;
+		p->rated = 1;
 	}
 	p->have = 1;
 	p->ms = ms;
