@@ -904,7 +904,7 @@ main(int argc, char **argv)
 	struct ctx c = { .control = NULL, .json = 0 };
 	const char *env = getenv("SHAREMIG_CONTROL");
 	char **args;
-	int i, n = 0;
+	int i, n = 0, rc;
 	size_t k;
 
 	if ((args = calloc((size_t)argc + 1, sizeof(*args))) == NULL)
@@ -912,9 +912,11 @@ main(int argc, char **argv)
 	/* Global options anywhere: --control S, --json, --help. */
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--control") == 0) {
-			if (i + 1 >= argc)
-				return fail(&c, EXIT_USAGE, "--control needs "
-				    "a SOCKET (see migratectl --help)");
+			if (i + 1 >= argc) {
+				rc = fail(&c, EXIT_USAGE, "--control needs a "
+				    "SOCKET (see migratectl --help)");
+				goto out;
+			}
 			c.control = argv[++i];
 		} else if (strncmp(argv[i], "--control=", 10) == 0) {
 			c.control = argv[i] + 10;
@@ -923,33 +925,43 @@ main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
-			return 0;
+			rc = 0;
+			goto out;
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("migratectl %s\n", SHAREMIG_VERSION);
-			return 0;
+			rc = 0;
+			goto out;
 		} else {
 			args[n++] = argv[i];
 		}
 	}
 	args[n] = NULL;
 	c.tty = isatty(STDOUT_FILENO);
-	if (c.control != NULL && *c.control == '\0')
-		return fail(&c, EXIT_USAGE, "--control needs a SOCKET (see "
+	if (c.control != NULL && *c.control == '\0') {
+		rc = fail(&c, EXIT_USAGE, "--control needs a SOCKET (see "
 		    "migratectl --help)");
-	if (n == 0)
-		return fail(&c, EXIT_USAGE, "no command given (see migratectl "
-		    "--help)");
-	for (k = 0; k < ncommands; k++) {
-		if (strcmp(commands[k].name, args[0]) != 0)
-			continue;
-		c.cmd = &commands[k];
-		if (c.control == NULL)
-			c.control = env != NULL && *env != '\0' ? env :
-			    c.cmd->daemon == D_DESTD ? DESTD_CONTROL :
-			    SOURCED_CONTROL;
-		/* A command gets argv with argv[0] = its name. */
-		return commands[k].fn(&c, n, args);
+		goto out;
 	}
-	return fail(&c, EXIT_USAGE, "unknown command '%s' (see migratectl "
-	    "--help)", args[0]);
+	if (n == 0) {
+		rc = fail(&c, EXIT_USAGE, "no command given (see migratectl "
+		    "--help)");
+		goto out;
+	}
+	for (k = 0; k < ncommands; k++)
+		if (strcmp(commands[k].name, args[0]) == 0)
+			break;
+	if (k == ncommands) {
+		rc = fail(&c, EXIT_USAGE, "unknown command '%s' (see "
+		    "migratectl --help)", args[0]);
+		goto out;
+	}
+	c.cmd = &commands[k];
+	if (c.control == NULL)
+		c.control = env != NULL && *env != '\0' ? env :
+		    c.cmd->daemon == D_DESTD ? DESTD_CONTROL : SOURCED_CONTROL;
+	/* A command gets argv with argv[0] = its name. */
+	rc = c.cmd->fn(&c, n, args);
+out:
+	free(args);
+	return rc;
 }
