@@ -677,7 +677,8 @@ usage(FILE *f)
 	    "           [--config FILE] [--check-config] [--scan-cpu F]\n"
 	    "           [--scan-interval-ms N] [--max-pages N] [--timeout S]\n"
 	    "           [--metrics ADDR:PORT] [--simhv PATH] "
-	    "[--host-name NAME] [--verbose]\n");
+	    "[--host-name NAME] [--verbose]\n"
+	    "       %s --version\n", "sharemig-destd");
 }
 
 int

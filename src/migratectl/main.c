@@ -41,6 +41,7 @@
 #define DESTD_CONTROL	"/run/sharemig/destd.sock"
 
 #define CALL_TIMEOUT_MS	30000	/* requests that answer at once */
+#define INDEX_TIMEOUT_MS 300000	/* per-domain index totals walk the index */
 #define POLL_MS		200	/* progress line refresh */
 
 struct command;
@@ -836,7 +837,7 @@ cmd_index(struct ctx *c, int argc, char **argv)
 
 	if (argc != 1)
 		return usage_err(c, "unexpected argument '%s'", argv[1]);
-	if ((rc = call(c, request("index"), CALL_TIMEOUT_MS, &rep)) != 0)
+	if ((rc = call(c, request("index"), INDEX_TIMEOUT_MS, &rep)) != 0)
 		return rc;
 	if (!c->json)
 		printf("%-24s %6s %10s %10s %10s %8s\n", "DOMAIN", "DOMID",

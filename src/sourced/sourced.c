@@ -679,7 +679,8 @@ usage(FILE *f)
 	    "           [--downtime-ms N] [--max-iterations N] "
 	    "[--timeout S]\n"
 	    "           [--metrics ADDR:PORT] [--simhv PATH] "
-	    "[--host-name NAME] [--verbose]\n");
+	    "[--host-name NAME] [--verbose]\n"
+	    "       %s --version\n", "sharemig-sourced");
 }
 
 int
