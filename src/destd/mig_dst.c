@@ -878,7 +878,9 @@ mig_dst_json(const struct mig_dst *s)
 	json_object_object_add(o, "domain", json_object_new_string(s->domain));
 	json_object_object_add(o, "pages_total", json_object_new_uint64(s->pages));
 	json_object_object_add(o, "pages_data", json_object_new_uint64(s->pages_data));
-	json_object_object_add(o, "pages_ref", json_object_new_uint64(s->pages_ref));
+	/* Pages filled from local memory: OFFER fills and PAGE_REF. */
+	json_object_object_add(o, "pages_ref", json_object_new_uint64(
+	    s->pages_ref + (s->advise ? 0 : s->had)));
 	json_object_object_add(o, "pages_zero", json_object_new_uint64(s->pages_zero));
 	json_object_object_add(o, "refs_failed", json_object_new_uint64(s->refs_failed));
 	json_object_object_add(o, "fills_stale", json_object_new_uint64(s->fills_stale));

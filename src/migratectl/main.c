@@ -72,6 +72,7 @@ static int	cmd_wait(struct ctx *, int, char **);
 static int	cmd_cancel(struct ctx *, int, char **);
 static int	cmd_index(struct ctx *, int, char **);
 static int	cmd_index_sync(struct ctx *, int, char **);
+static int	cmd_advise(struct ctx *, int, char **);
 
 static const struct command commands[] = {
 	{ "list", cmd_list, D_SOURCED, 0, "",
@@ -86,6 +87,8 @@ static const struct command commands[] = {
 	    "wait for a migration to end" },
 	{ "cancel", cmd_cancel, D_SOURCED, 1, "ID",
 	    "cancel (before the handover)" },
+	{ "advise", cmd_advise, D_SOURCED, 0, "DOMAIN HOST:PORT...",
+	    "rank destinations by how much of the guest they already hold" },
 	{ "index", cmd_index, D_DESTD, 0, "",
 	    "the host's shared-page index (destd socket)" },
 	{ "index-sync", cmd_index_sync, D_DESTD, 0, "",
@@ -797,6 +800,60 @@ cmd_cancel(struct ctx *c, int argc, char **argv)
 		emit(rep);
 	} else {
 		printf("migration %lld cancelled\n", (long long)id);
+	}
+	json_object_put(rep);
+	return 0;
+}
+
+/*
+ * advise DOMAIN HOST:PORT...: each candidate destination answers, from its
+ * host index, how many of the guest's pages it already holds (a dry run of
+ * the hash negotiation, nothing is moved); the best candidate comes first.
+ */
+static int
+cmd_advise(struct ctx *c, int argc, char **argv)
+{
+	struct json_object *req, *rep, *arr, *d, *cands;
+	size_t i;
+	int k, rc;
+
+	if (argc < 3)
+		return usage_err(c, "advise needs a domain and at least one "
+		    "destination");
+	if (argc - 2 > 16)
+		return usage_err(c, "at most 16 destinations");
+	for (k = 1; k < argc; k++)
+		if (argv[k][0] == '-')
+			return usage_err(c, "unknown option '%s'", argv[k]);
+	req = request("advise");
+	json_object_object_add(req, "domain", json_object_new_string(argv[1]));
+	arr = json_object_new_array();
+	for (k = 2; k < argc; k++)
+		json_object_array_add(arr, json_object_new_string(argv[k]));
+	json_object_object_add(req, "destinations", arr);
+	if ((rc = call(c, req, -1, &rep)) != 0)
+		return rc;
+	if (c->json) {
+		emit(rep);
+		json_object_put(rep);
+		return 0;
+	}
+	printf("%-4s %-28s %10s %10s %8s\n", "RANK", "DESTINATION", "PAGES",
+	    "HELD", "SHARING");
+	if (json_object_object_get_ex(rep, "candidates", &cands)) {
+		for (i = 0; i < json_object_array_length(cands); i++) {
+			d = json_object_array_get_idx(cands, i);
+			if (strcmp(jstr(d, "status"), "completed") != 0) {
+				printf("%-4s %-28s %s\n", jstr(d, "rank"),
+				    jstr(d, "destination"), jstr(d, "error"));
+				continue;
+			}
+			printf("%-4s %-28s %10s %10s %7.1f%%\n", jstr(d, "rank"),
+			    jstr(d, "destination"), jstr(d, "pages_total"),
+			    jstr(d, "pages_have"), 100.0 * json_object_get_double(
+			    json_object_object_get_ex(d, "sharing", &arr) ? arr :
+			    NULL));
+		}
 	}
 	json_object_put(rep);
 	return 0;

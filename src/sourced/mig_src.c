@@ -54,6 +54,7 @@
 #define SRC_MIN_BW	(1u << 20)	/* floor of the bandwidth estimate */
 #define SRC_OFFER_INFLIGHT 3u		/* OFFER batches awaiting HAVE */
 #define SRC_SYNC_PAGES	2048u		/* pages between dirty-log syncs */
+#define SRC_SLICE_MS	20.0		/* work per loop turn before yielding */
 
 struct mig_src {
 	/* Read-only after start. */
@@ -90,6 +91,7 @@ struct mig_src {
 	uint64_t		*next;		/* dirty bits for the next iteration,
 						 * gathered by mid-iteration syncs */
 	uint64_t		*tmp;
+	uint64_t		*holes;		/* pfns found unpopulated */
 	uint64_t		 since_sync;	/* pages queued since the last sync */
 
 	/* Hash negotiation. */
@@ -481,8 +483,10 @@ src_offer_batch(struct mig_src *m)
 		    &map)) != 0)
 			goto out;
 		for (i = 0; i < n; i++) {
-			if (pages[i] == NULL)
+			if (pages[i] == NULL) {
+				bm_set(m->holes, pfns[i]);
 				continue;		/* hole */
+			}
 			ph_sha256(pages[i], m->digests[pfns[i]]);
 			bm_set(m->hashed, pfns[i]);
 			if (memcmp(m->digests[pfns[i]], ph_zero_digest(),
@@ -739,6 +743,12 @@ src_iter_batch(struct mig_src *m, uint64_t limit)
 			m->st.pages_ref++;
 			continue;
 		}
+		if (m->st.iterations == 0 && bm_test(m->holes, p)) {
+			/* Unpopulated when offered: a page populated since is
+			 * in the dirty log. */
+			bm_clear(m->todo, p);
+			continue;
+		}
 		pfns[n++] = p;
 	}
 	m->cursor = p;
@@ -753,6 +763,8 @@ src_iter_batch(struct mig_src *m, uint64_t limit)
 		bm_clear(m->todo, pfns[i]);
 		if (pages[i] != NULL)
 			src_classify(m, b, pfns[i], pages[i]);
+		else if (m->st.iterations == 0)
+			bm_set(m->holes, pfns[i]);
 	}
 	rc = src_send_batch(m, b);
 	m->env->ops->unmap(m->dom, map);
@@ -994,13 +1006,16 @@ src_pump_advise(struct mig_src *m)
 	struct proto_end e;
 	int rc;
 
-	while (m->ocursor < m->pages && link_outq(m->link) < SRC_OUT_HIGH &&
+	if (m->ocursor < m->pages && link_outq(m->link) < SRC_OUT_HIGH &&
 	    m->batches - m->batches_answered < SRC_OFFER_INFLIGHT) {
+		/* One batch per loop turn; more when this one is out. */
 		if ((rc = src_offer_batch(m)) != 0) {
 			src_fail(m, "hashing pages for the offer: %s",
 			    strerror(-rc));
 			return;
 		}
+		src_kick(m);
+		return;
 	}
 	if (m->ocursor < m->pages || m->batches_answered < m->batches ||
 	    m->state == MS_FINAL)
@@ -1025,9 +1040,11 @@ src_pump_advise(struct mig_src *m)
 static void
 src_pump_iter(struct mig_src *m)
 {
+	struct timespec t0, now;
 	uint64_t limit;
 	int rc, progress;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (m->iter_flushing) {
 		if (link_outq(m->link) == 0)
 			src_iter_done(m);
@@ -1069,6 +1086,13 @@ src_pump_iter(struct mig_src *m)
 		}
 		if (!progress)
 			break;
+		/* Let the loop write what is queued and hear the peer: a slow
+		 * hash (a big guest, an emulated CPU) must not starve I/O. */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (ts_ms(&t0, &now) > SRC_SLICE_MS) {
+			src_kick(m);
+			return;
+		}
 	}
 	if (m->cursor >= m->pages && !m->offering) {
 		/* Everything queued: wait until it has left the buffer. */
@@ -1314,6 +1338,7 @@ src_alloc(struct mig_src *m, char *err, size_t errlen)
 	int rc;
 
 	if ((m->todo = bm_alloc(m->pages)) == NULL ||
+	    (m->holes = bm_alloc(m->pages)) == NULL ||
 	    (m->next = bm_alloc(m->pages)) == NULL ||
 	    (m->tmp = bm_alloc(m->pages)) == NULL)
 		goto nomem;
@@ -1490,6 +1515,7 @@ mig_src_free(struct mig_src *m)
 	free(m->todo);
 	free(m->next);
 	free(m->tmp);
+	free(m->holes);
 	free(m->batch_base);
 	free(m->cand);
 	free(m->hashed);
@@ -1511,6 +1537,12 @@ enum mig_state
 mig_src_state(const struct mig_src *m)
 {
 	return m->state;
+}
+
+int
+mig_src_is_advise(const struct mig_src *m)
+{
+	return m->o.advise;
 }
 
 int

@@ -90,6 +90,7 @@ void	mig_src_free(struct mig_src *m);	/* terminal jobs only */
 uint32_t	 mig_src_id(const struct mig_src *m);
 enum mig_state	 mig_src_state(const struct mig_src *m);
 int		 mig_src_terminal(const struct mig_src *m);
+int		 mig_src_is_advise(const struct mig_src *m);
 const char	*mig_state_name(enum mig_state s);
 /* The job as the documented JSON object (see docs/CONTROL.md). */
 struct json_object *mig_src_json(const struct mig_src *m);

@@ -74,6 +74,17 @@ struct waiter {
 	struct waiter	*next;
 };
 
+/* An "advise" request: one dry-run job per candidate destination. */
+#define ADVISE_MAX	16
+struct advice {
+	struct ctl_req		*req;
+	char			 domain[64];
+	size_t			 n, left;
+	uint32_t		 ids[ADVISE_MAX];	/* 0 = could not start */
+	struct json_object	*results[ADVISE_MAX];
+	struct advice		*next;
+};
+
 struct sourced {
 	/* Read-only after start-up. */
 	struct src_env		 env;
@@ -88,6 +99,7 @@ struct sourced {
 	size_t			 njobs;
 	uint32_t		 next_id;
 	struct waiter		*waiters;
+	struct advice		*advices;
 	struct evhttp		*http;		/* --metrics, or NULL */
 
 	/* Event-loop thread only: totals of ended jobs, for STATUS and
@@ -216,15 +228,163 @@ answer_waiters(struct sourced *sd, struct mig_src *m)
 }
 
 /* The engine's done callback: once per job, when it has ended. */
+static int	json_get_str(struct json_object *o, const char *k,
+		    const char **out);
+static void	advice_done(struct sourced *sd, struct mig_src *m);
+
+static int
+advice_cmp(const void *a, const void *b)
+{
+	struct json_object *x = *(struct json_object *const *)a;
+	struct json_object *y = *(struct json_object *const *)b;
+	struct json_object *v;
+	double sx = -1, sy = -1;
+
+	if (json_object_object_get_ex(x, "sharing", &v))
+		sx = json_object_get_double(v);
+	if (json_object_object_get_ex(y, "sharing", &v))
+		sy = json_object_get_double(v);
+	return sx < sy ? 1 : sx > sy ? -1 : 0;
+}
+
+/* Rank the candidates, most content held first, and answer. */
+static void
+advice_reply(struct advice *a)
+{
+	struct json_object *o = json_object_new_object(), *arr;
+	size_t i;
+
+	qsort(a->results, a->n, sizeof(a->results[0]), advice_cmp);
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "domain", json_object_new_string(a->domain));
+	arr = json_object_new_array();
+	for (i = 0; i < a->n; i++) {
+		json_object_object_add(a->results[i], "rank",
+		    json_object_new_int64((int64_t)i + 1));
+		json_object_array_add(arr, a->results[i]);
+		a->results[i] = NULL;
+	}
+	json_object_object_add(o, "candidates", arr);
+	ctl_reply(a->req, o);
+}
+
+/* A dry-run job ended: record its result; answer when all have. */
+static void
+advice_done(struct sourced *sd, struct mig_src *m)
+{
+	struct advice **ap, *a;
+	struct json_object *j, *r, *v;
+	size_t i;
+
+	for (ap = &sd->advices; (a = *ap) != NULL; ap = &a->next) {
+		for (i = 0; i < a->n; i++)
+			if (a->ids[i] == mig_src_id(m))
+				break;
+		if (i == a->n)
+			continue;
+		j = mig_src_json(m);
+		r = json_object_new_object();
+		static const char *const keep[] = { "destination", "status",
+		    "pages_total", "pages_offered", "pages_have", "sharing",
+		    "error" };
+		for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
+			if (json_object_object_get_ex(j, keep[k], &v))
+				json_object_object_add(r, keep[k],
+				    json_object_get(v));
+		json_object_put(j);
+		a->results[i] = r;
+		if (--a->left == 0) {
+			*ap = a->next;
+			advice_reply(a);
+			free(a);
+		}
+		return;
+	}
+}
+
+static void job_done(struct mig_src *m, void *arg);
+
+/*
+ * advise DOMAIN HOST...: ask each candidate destination how much of the
+ * guest's content its host already holds (an OFFER/HAVE dry run, see
+ * docs/PROTOCOL.md "Advice sessions"), and rank them.  The reply comes
+ * when every candidate has answered or failed.
+ */
+static void
+cmd_advise(struct sourced *sd, struct ctl_req *r, struct json_object *req)
+{
+	struct json_object *v, *d;
+	struct mig_opts o = sd->defaults;
+	struct advice *a;
+	const char *domain = NULL, *dest;
+	struct mig_src *m;
+	char err[512];
+	size_t i, n;
+
+	if (json_get_str(req, "domain", &domain) != 1 ||
+	    !json_object_object_get_ex(req, "destinations", &v) ||
+	    !json_object_is_type(v, json_type_array) ||
+	    (n = json_object_array_length(v)) == 0 || n > ADVISE_MAX) {
+		ctl_reply_error(r, "advise needs \"domain\" and 1..%d "
+		    "\"destinations\"", ADVISE_MAX);
+		return;
+	}
+	if (sd->njobs + n > SOURCED_MAX_JOBS) {
+		ctl_reply_error(r, "too many jobs");
+		return;
+	}
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		ctl_reply_error(r, "out of memory");
+		return;
+	}
+	a->req = r;
+	snprintf(a->domain, sizeof(a->domain), "%s", domain);
+	a->n = n;
+	o.advise = 1;
+	o.verify = 0;
+	o.paused = 0;
+	for (i = 0; i < n; i++) {
+		d = json_object_array_get_idx(v, i);
+		dest = json_object_is_type(d, json_type_string) ?
+		    json_object_get_string(d) : "";
+		if (mig_src_start(&sd->env, sd->next_id, domain, dest, &o,
+		    job_done, sd, &m, err, sizeof(err)) != 0) {
+			a->results[i] = json_object_new_object();
+			json_object_object_add(a->results[i], "destination",
+			    json_object_new_string(dest));
+			json_object_object_add(a->results[i], "status",
+			    json_object_new_string("failed"));
+			json_object_object_add(a->results[i], "error",
+			    json_object_new_string(err));
+			continue;
+		}
+		a->ids[i] = sd->next_id++;
+		a->left++;
+		sd->jobs[sd->njobs++] = m;
+	}
+	if (a->left == 0) {
+		advice_reply(a);
+		free(a);
+		return;
+	}
+	a->next = sd->advices;
+	sd->advices = a;
+}
+
 static void
 job_done(struct mig_src *m, void *arg)
 {
 	struct sourced *sd = arg;
-	struct json_object *j = mig_src_json(m);
+	struct json_object *j;
 	const char *st = "";
 	struct json_object *v;
 	size_t i;
 
+	if (mig_src_is_advise(m)) {
+		advice_done(sd, m);
+		return;
+	}
+	j = mig_src_json(m);
 	if (json_object_object_get_ex(j, "status", &v))
 		st = json_object_get_string(v);
 	for (i = 0; i < OUT_MAX; i++)
@@ -478,6 +638,7 @@ static const struct {
 	{ "status",	cmd_status },
 	{ "wait",	cmd_wait },
 	{ "cancel",	cmd_cancel },
+	{ "advise",	cmd_advise },
 };
 
 static void
