@@ -237,7 +237,7 @@ cmd_scan_wait(struct ctl_req *r, struct json_object *req)
 		ctl_reply_error(r, "scan-wait: passes 1..1000, timeout_ms >= 0");
 		return;
 	}
-	defer(r, "scan-wait", 1);
+	defer(r, "scan-wait", 0);
 }
 
 static void
@@ -270,7 +270,7 @@ handler(struct ctl_req *r, struct json_object *req, void *arg)
 		json_object_object_add(v, "request", json_object_get(req));
 		ctl_reply(r, v);
 	} else if (strcmp(cmd, "defer") == 0)
-		defer(r, "defer", 3);	/* the client may be gone by then */
+		defer(r, "defer", 0);	/* the client may be gone by then */
 	else
 		ctl_reply_error(r, "unknown command '%s'", cmd);
 }

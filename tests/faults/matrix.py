@@ -105,6 +105,13 @@ def dst_session(host, domain):
     return ss[-1] if ss else None
 
 
+def dst_new_session(host, before):
+    """The newest destd session whose id is not in before (during the
+    TLS handshake a session has no domain yet)."""
+    ss = [s for s in dst_sessions(host) if s.get("id") not in before]
+    return ss[-1] if ss else None
+
+
 def wait_until(fn, timeout, step=0.005):
     end = time.time() + timeout
     while time.time() < end:
@@ -130,8 +137,10 @@ def runs(st):
     return st is not None and st["running"] and not st["paused"]
 
 
-def incoming_left(host):
-    return [f for f in os.listdir(host.dir) if "incoming" in f]
+def incoming_left(host, name=None):
+    """Half-built domains on host (of guest name only, if given)."""
+    return [f for f in os.listdir(host.dir) if "incoming" in f and
+            (name is None or f.startswith(name + "."))]
 
 
 def restart(host, what):
@@ -178,7 +187,7 @@ def start_job(a, name, dest_addr):
     return rep["id"]
 
 
-def reach_phase(cell, a, b, proxy, jid, name):
+def reach_phase(cell, a, b, proxy, jid, name, before):
     """Drive the job to the cell's phase and freeze the link there.
     Returns the sourced status seen at the fault point."""
     ph = cell.phase
@@ -206,16 +215,24 @@ def reach_phase(cell, a, b, proxy, jid, name):
     # stopcopy, ready, handover: hold D->S from stop-and-copy on
     j = wait_until(lambda: st().get("status") in
                    ("stop-and-copy", "final", "handover") or
-                   st().get("status") in TERMINAL, 120, 0.002)
+                   st().get("status") in TERMINAL, 120, 0.001)
+    if ph != "stopcopy":
+        # READY must not get through: hold D->S now, then make sure it
+        # had not already passed (sourced would be in handover)
+        proxy.stall(s2d=False, d2s=True)
     s = st().get("status")
-    check(s == "stop-and-copy", "stop-and-copy missed (saw %r)" % s)
+    if ph != "stopcopy":
+        check(s in ("stop-and-copy", "final"), "READY passed before the "
+              "hold (saw %r)" % s)
+    else:
+        check(s == "stop-and-copy", "stop-and-copy missed (saw %r)" % s)
     if ph == "stopcopy":
+        # The source may still push what the socket buffers take after
+        # the freeze (and say "final"); the destination has not seen END.
         proxy.freeze()
-        s = st().get("status")
-        check(s == "stop-and-copy", "left stop-and-copy before the "
-              "freeze (saw %r)" % s)
-        return s
-    proxy.stall(s2d=False, d2s=True)
+        ds = (dst_new_session(b, before) or {}).get("status")
+        check(ds == "receiving", "destd already past receiving (%r)" % ds)
+        return "stop-and-copy, destd receiving"
     ok = wait_until(lambda: (dst_session(b, name) or {}).get("status") ==
                     "ready", 30, 0.01)
     check(ok, "destd never said ready (%r)" % dst_session(b, name))
@@ -259,8 +276,9 @@ def run_cell(cell, c, a, b, proxy, idx):
     if cell.phase == "handshake":
         proxy.trigger_bytes(lambda d, s2d, d2s: d == D2S)
     t0 = time.time()
+    before = set(x.get("id") for x in dst_sessions(b))
     jid = start_job(a, name, proxy.addr)
-    seen = reach_phase(cell, a, b, proxy, jid, name)
+    seen = reach_phase(cell, a, b, proxy, jid, name, before)
     t_fault = time.time()
     apply_fault(cell, a, b, proxy)
     cell.notes.append("fault at %s" % seen)
@@ -288,12 +306,16 @@ def run_cell(cell, c, a, b, proxy, idx):
     cell.outcome = status
     if cell.fault == "stall":
         # destd must end its session too (within 3 x timeout)
-        sess = wait_until(lambda: (dst_session(b, name) or {}).get(
-            "status") in ("completed", "failed") and dst_session(b, name),
-            limit, 0.1)
+        sess = wait_until(lambda: (dst_new_session(b, before) or {}).get(
+            "status") in ("completed", "failed"), limit, 0.1)
         if not sess:
-            cell.notes.append("destd did NOT end its session within %ds" %
-                              limit)
+            last = dst_new_session(b, before)
+            cell.notes.append("destd did NOT end its session within %ds "
+                              "(status %r)" % (limit, last and
+                                               last.get("status")))
+        else:
+            cell.notes.append("destd ended its session after %.1fs" %
+                              (time.time() - t_fault))
     proxy.cut(rst=True)          # release the black hole, if any
     time.sleep(0.3)
 
@@ -303,9 +325,13 @@ def run_cell(cell, c, a, b, proxy, idx):
         errors.append("job never ended")
     if cell.fault == "stall" and any("NOT end" in n for n in cell.notes):
         errors.append("stall not detected within 3 x timeout")
-    left = wait_until(lambda: not incoming_left(b), 5, 0.1)
+    left = wait_until(lambda: not incoming_left(b, name), 5, 0.1)
     if left is None:
-        errors.append("half-built domain left on B: %r" % incoming_left(b))
+        errors.append("half-built domain left on B: %r" %
+                      incoming_left(b, name))
+        # hygiene for the next cells (the finding is recorded)
+        for f in incoming_left(b, name):
+            os.unlink(os.path.join(b.dir, f))
     ga, gb = guest_state(a, name), guest_state(b, name)
     desc = "A:%s B:%s" % (
         "-" if ga is None else ("running" if runs(ga) else "paused"
@@ -364,7 +390,7 @@ def run_cell(cell, c, a, b, proxy, idx):
     cell.notes.append("%.1fs" % (time.time() - t0))
     cell.ok = not errors
     if errors:
-        cell.outcome += " | " + "; ".join(errors)
+        cell.outcome += " -- " + "; ".join(errors)
     return cell.ok
 
 
