@@ -23,7 +23,7 @@ _migratectl()
 		cword=$COMP_CWORD
 	fi
 
-	local commands="list migrate status wait cancel index index-sync"
+	local commands="list migrate status wait cancel advise index index-sync"
 	local globals="--control --json --help --version"
 	local migrate_opts="--dedup --paused --verify --wait --downtime-ms
 	    --max-iterations"
@@ -89,6 +89,16 @@ _migratectl()
 			    -- "$cur"))
 		elif ((npos == 1)); then
 			# HOST:PORT: host names, with destd's default port.
+			compopt -o nospace 2>/dev/null
+			COMPREPLY=($(compgen -A hostname -S :8002 -- "$cur"))
+		fi
+		;;
+	advise)
+		if ((npos == 0)); then
+			COMPREPLY=($(compgen -W "$(migratectl "${ctl[@]}" --json \
+			    list 2>/dev/null | _migratectl_json_values name)" \
+			    -- "$cur"))
+		else
 			compopt -o nospace 2>/dev/null
 			COMPREPLY=($(compgen -A hostname -S :8002 -- "$cur"))
 		fi
