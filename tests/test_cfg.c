@@ -213,6 +213,13 @@ test_errors(void **state)
 		    "aaaaaaaaaaaaaaaaaa\n", "2: control: socket path too long" },
 		{ "[tls]\ninsecure = maybe\n",
 		    "2: insecure: 'maybe' is not yes or no" },
+		/* inih would split a line this long and read its tail as a
+		 * line of its own ("[host]" here): refused, whole. */
+		{ "[destd]\nlisten = "
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxxx[host]\n", "2: line longer than 198 bytes" },
 		{ "[scanner]\ncpu_budget = 0\n",
 		    "2: cpu_budget: '0' is not a number in (0, 1]" },
 		{ "[scanner]\ncpu_budget = 1.5\n",

@@ -76,6 +76,10 @@ reader(char *str, int num, void *stream)
 	p->at_bol = strchr(s, '\n') != NULL;
 	if (bol)
 		check_section(p, s);
+	/* inih reads at most num - 1 bytes per line and would take the rest
+	 * of a longer one as a line of its own: refuse such a file. */
+	if (!p->at_bol && !feof(p->f))
+		perr(p, "line longer than %d bytes", num - 2);
 	return s;
 }
 

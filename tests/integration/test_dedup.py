@@ -7,7 +7,7 @@ both hosts (the seed report's micro benchmark):
     no same-image guest on the source it sends (almost) no REF;
   - zero pages never go in full except with --dedup none.
 Guests are 256 MiB (65536 pages), as in the issue's measurement, writing
-1000 pages/s (micro's default) except where noted.
+100 pages/s (see main()).
 """
 
 import json
@@ -94,7 +94,13 @@ def main():
     r = Runner("integration_dedup")
     c = Cluster("dedup")
     try:
-        r.case("micro --share 0.5: ref rate and bytes", share_rate, c, 0.5)
+        # Pages the guest rewrites while it migrates are sent again, and
+        # how many depends on how fast this machine migrates (a sanitizer
+        # build, a loaded CI host); that is convergence, which bench/
+        # measures.  This test checks the dedup accounting, so its guests
+        # write 100 pages/s; the closing notes quote the default 1000.
+        r.case("micro --share 0.5 --rate 100: ref rate and bytes",
+               share_rate, c, 0.5, 100)
         # At F = 0.828 only 17% of the pages go in full, so every page the
         # guest rewrites during the migration weighs six times more
         # against the 2% budget than at F = 0; how many it rewrites
