@@ -35,6 +35,8 @@ struct link {
 	int			 in_cb;		/* inside a callback */
 	int			 free_pending;
 	int			 closing;	/* link_close(): flushing */
+	struct event		*ev_hs;		/* handshake deadline */
+	unsigned		 hs_timeout;
 	size_t			 drain_mark;
 	char			 peer[96];
 };
@@ -42,6 +44,8 @@ struct link {
 static void	link_read_cb(struct bufferevent *bev, void *arg);
 static void	link_write_cb(struct bufferevent *bev, void *arg);
 static void	link_event_cb(struct bufferevent *bev, short what, void *arg);
+static void	link_hs_cb(evutil_socket_t fd, short what, void *arg);
+static int	link_cb_done(struct link *l);
 
 /* Report a fatal error once and stop all I/O. */
 static void
@@ -72,6 +76,8 @@ link_up(struct link *l)
 	if (l->up || l->dead)
 		return;
 	l->up = 1;
+	if (l->ev_hs != NULL)
+		event_del(l->ev_hs);
 	proto_stream_hdr_encode(hdr);
 	if (bufferevent_write(l->bev, hdr, sizeof(hdr)) != 0) {
 		link_fail(l, -ENOMEM, "cannot queue the stream header");
@@ -109,6 +115,8 @@ link_new(struct bufferevent *bev, enum proto_dir rx_dir, int connecting,
 		/* Reading starts in link_up(): the peer's first records
 		 * must not be handled before our stream header is out. */
 		bufferevent_enable(bev, EV_WRITE);
+		l->ev_hs = evtimer_new(bufferevent_get_base(bev), link_hs_cb,
+		    l);
 	} else {
 		/* Defer on_up to the loop so the caller can finish setup. */
 		bufferevent_enable(bev, EV_WRITE);
@@ -129,6 +137,8 @@ link_free(struct link *l)
 		l->free_pending = 1;
 		return;
 	}
+	if (l->ev_hs != NULL)
+		event_free(l->ev_hs);
 	if (l->bev != NULL) {
 		SSL *ssl = bufferevent_openssl_get_ssl(l->bev);
 
@@ -169,6 +179,35 @@ link_close(struct link *l)
 	/* Inside a callback: re-check once it returns. */
 	bufferevent_trigger(l->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS |
 	    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * The TCP connect and TLS handshake must finish within seconds: the
+ * bufferevent's own timeouts are not reliably applied while
+ * bufferevent_openssl is handshaking.
+ */
+void
+link_set_handshake_timeout(struct link *l, unsigned seconds)
+{
+	struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
+
+	if (l->ev_hs == NULL || l->up || l->dead || seconds == 0)
+		return;
+	l->hs_timeout = seconds;
+	evtimer_add(l->ev_hs, &tv);
+}
+
+static void
+link_hs_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct link *l = arg;
+
+	if (l->up || l->dead || l->closing)
+		return;
+	l->in_cb++;
+	link_fail(l, -ETIMEDOUT, "connection and TLS handshake not finished "
+	    "within %u s", l->hs_timeout);
+	link_cb_done(l);
 }
 
 void

@@ -819,6 +819,9 @@ mig_dst_new(struct dst_env *env, uint32_t id, struct bufferevent *bev,
 	}
 	snprintf(s->peer, sizeof(s->peer), "%s", link_peer_addr(s->link));
 	link_set_read_timeout(s->link, env->timeout_s);
+	/* Stricter before authentication: 10 s at most to finish TLS. */
+	link_set_handshake_timeout(s->link, env->timeout_s < 10 ?
+	    env->timeout_s : 10);
 	s->ev_ka = event_new(bufferevent_get_base(bev), -1, EV_PERSIST,
 	    dst_keepalive, s);
 	if (s->ev_ka != NULL) {

@@ -1476,6 +1476,7 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 
 		bufferevent_set_timeouts(bev, &tv, &tv);
 	}
+	link_set_handshake_timeout(m->link, env->timeout_s);
 	log_info("migration %u: %s -> %s started (dedup %s%s%s)", id, domain,
 	    dest, dedup_name(o->dedup), o->verify ? ", verify" : "",
 	    o->paused ? ", paused" : "");
