@@ -140,6 +140,17 @@ struct hv_ops {
 	 * handle, which is invalid afterwards even on error.
 	 */
 	int	(*destroy)(struct hv_dom *d);
+
+	/*
+	 * Destroy every HV_DOM_INCOMING domain that nobody is building any
+	 * more (left by a daemon that died before GO).  Called once by the
+	 * destination daemon at start-up, before it accepts migrations.
+	 * *names is a malloc'd array of *n malloc'd names of what was
+	 * destroyed (caller frees).  A domain that cannot be destroyed is
+	 * skipped; the first such error is returned after the others were
+	 * tried.
+	 */
+	int	(*reap_incoming)(struct hv *hv, char ***names, size_t *n);
 };
 
 #define HV_MAP_BATCH_MAX	1024

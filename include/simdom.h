@@ -154,6 +154,12 @@ const char *sd_profile_name(uint32_t profile);
  * sd_close().  -EEXIST if NAME.dom exists or another live creator is
  * building NAME.dom.incoming; a stale .incoming file is replaced.
  */
+/*
+ * Remove every NAME.dom.incoming in dir whose builder is gone (its lock
+ * is free), and stale creation temporaries.  *names lists the domains
+ * removed (malloc'd; free with sd_list_free).  0 or the first error.
+ */
+int	sd_reap_incoming(const char *dir, char ***names, size_t *n);
 int	sd_create(const char *dir, const char *name, uint64_t pages,
 	    uint32_t vcpus, const uint8_t uuid[16], const struct sd_config *cfg,
 	    struct simdom **out);

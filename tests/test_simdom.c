@@ -273,6 +273,38 @@ test_incoming_lock(void **state)
 	rmtree(dir);
 }
 
+/* Start-up cleanup: stale incoming domains go, live ones and normal
+ * domains stay. */
+static void
+test_reap_incoming(void **state)
+{
+	struct sd_config cfg = cfg_micro();
+	struct simdom *dead, *live, *normal;
+	char **names = NULL;
+	size_t n = 99;
+
+	(void)state;
+	char *dir = mktmp();
+	assert_int_equal(sd_create(dir, "dead", 64, 1, uuid0, &cfg, &dead), 0);
+	assert_int_equal(sd_create(dir, "live", 64, 1, uuid0, &cfg, &live), 0);
+	assert_int_equal(sd_create(dir, "ok", 64, 1, uuid0, &cfg, &normal), 0);
+	assert_int_equal(sd_commit(normal), 0);
+	sd_close(dead);		/* its builder died */
+	assert_int_equal(sd_reap_incoming(dir, &names, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(names[0], "dead");
+	sd_list_free(names, n);
+	assert_false(exists(dir, "dead.dom.incoming"));
+	assert_true(exists(dir, "live.dom.incoming"));
+	assert_true(exists(dir, "ok.dom"));
+	assert_int_equal(sd_destroy(live), 0);
+	assert_int_equal(sd_destroy(normal), 0);
+	assert_int_equal(sd_reap_incoming(dir, &names, &n), 0);
+	assert_int_equal(n, 0);
+	sd_list_free(names, n);
+	rmtree(dir);
+}
+
 /* Domids from several processes at once: all distinct, never reused. */
 static void
 test_domids(void **state)
@@ -445,6 +477,7 @@ main(void)
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_create_open),
 		cmocka_unit_test(test_incoming_lock),
+		cmocka_unit_test(test_reap_incoming),
 		cmocka_unit_test(test_domids),
 		cmocka_unit_test(test_dirty_atomics),
 		cmocka_unit_test(test_pause_no_guest),

@@ -323,6 +323,14 @@ sim_destroy(struct hv_dom *d)
 	return r;
 }
 
+static int
+sim_reap_incoming(struct hv *hv, char ***names, size_t *n)
+{
+	if (hv == NULL || names == NULL || n == NULL)
+		return -EINVAL;
+	return sd_reap_incoming(hv->dir, names, n);
+}
+
 const struct hv_ops hv_sim_ops = {
 	.name = "sim",
 	.open = sim_open,
@@ -344,4 +352,5 @@ const struct hv_ops hv_sim_ops = {
 	.create = sim_create,
 	.commit = sim_commit,
 	.destroy = sim_destroy,
+	.reap_incoming = sim_reap_incoming,
 };

@@ -1521,6 +1521,76 @@ out:
 	return rc;
 }
 
+/*
+ * Destroy domains named "<name>--incoming": a destination daemon that
+ * died before GO left them half-built (only destd creates them, and it
+ * calls this once at start-up, before it accepts migrations).
+ */
+static int
+xen_reap_incoming(struct hv *hv, char ***names, size_t *nout)
+{
+	xc_domaininfo_t *xi = NULL;
+	char **v = NULL, **nv, name[HV_NAME_MAX];
+	size_t n = 0, cap = 0, len;
+	uint32_t first = 1;
+	int got, rc = 0, i;
+
+	if (hv == NULL || names == NULL || nout == NULL)
+		return -EINVAL;
+	if ((xi = calloc(LIST_CHUNK, sizeof(*xi))) == NULL)
+		return -ENOMEM;
+	do {
+		got = xc_domain_getinfolist(hv->xch, first, LIST_CHUNK, xi);
+		if (got < 0) {
+			rc = neg_errno();
+			break;
+		}
+		for (i = 0; i < got; i++) {
+			first = xi[i].domain + 1u;
+			if (xi[i].domain == 0 ||
+			    (xi[i].flags & XEN_DOMINF_dying))
+				continue;
+			dom_name(hv, xi[i].domain, name, sizeof(name));
+			if (!hv_xen_is_incoming_name(name))
+				continue;
+			if (need_libxl(hv) == 0) {
+				if (libxl_domain_destroy(hv->ctx, xi[i].domain,
+				    NULL) != 0 && rc == 0)
+					rc = -EIO;
+			} else if (xc_domain_destroy(hv->xch,
+			    xi[i].domain) != 0 && rc == 0) {
+				rc = neg_errno();
+			}
+			if (n == cap) {
+				cap = cap ? 2 * cap : 8;
+				if ((nv = reallocarray(v, cap,
+				    sizeof(*v))) == NULL) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				v = nv;
+			}
+			len = strlen(name) - strlen(INCOMING_SUFFIX);
+			if ((v[n] = strndup(name, len)) == NULL) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			n++;
+		}
+	} while (got == LIST_CHUNK);
+out:
+	free(xi);
+	if (rc == -ENOMEM) {
+		while (n > 0)
+			free(v[--n]);
+		free(v);
+		return rc;
+	}
+	*names = v;
+	*nout = n;
+	return rc;
+}
+
 const struct hv_ops hv_xen_ops = {
 	.name = "xen",
 	.open = xen_open,
@@ -1542,4 +1612,5 @@ const struct hv_ops hv_xen_ops = {
 	.create = xen_create,
 	.commit = xen_commit,
 	.destroy = xen_destroy,
+	.reap_incoming = xen_reap_incoming,
 };

@@ -519,6 +519,67 @@ remove_stale_incoming(const char *path)
 }
 
 int
+sd_reap_incoming(const char *dir, char ***names, size_t *nout)
+{
+	size_t slen = strlen(SD_INCOMING_SUFFIX), len, n = 0, cap = 0;
+	char **v = NULL, **nv, *path;
+	struct dirent *de;
+	DIR *dp;
+	int r, first = 0;
+
+	if ((dp = opendir(dir)) == NULL)
+		return -errno;
+	while ((de = readdir(dp)) != NULL) {
+		len = strlen(de->d_name);
+		if (de->d_name[0] == '.' && strstr(de->d_name, ".tmp.")) {
+			/* A creation that died half-way (see sd_create). */
+			if (asprintf(&path, "%s/%s", dir, de->d_name) != -1) {
+				unlink(path);
+				free(path);
+			}
+			continue;
+		}
+		if (len <= slen ||
+		    strcmp(de->d_name + len - slen, SD_INCOMING_SUFFIX) != 0)
+			continue;
+		if (asprintf(&path, "%s/%s", dir, de->d_name) == -1) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		r = remove_stale_incoming(path);
+		free(path);
+		if (r == -EEXIST)
+			continue;		/* still being built */
+		if (r < 0) {
+			if (first == 0)
+				first = r;
+			continue;
+		}
+		if (n == cap) {
+			cap = cap ? 2 * cap : 8;
+			if ((nv = realloc(v, cap * sizeof(*v))) == NULL) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			v = nv;
+		}
+		if ((v[n] = strndup(de->d_name, len - slen)) == NULL) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		n++;
+	}
+	closedir(dp);
+	*names = v;
+	*nout = n;
+	return first;
+fail:
+	closedir(dp);
+	sd_list_free(v, n);
+	return r;
+}
+
+int
 sd_create(const char *dir, const char *name, uint64_t pages,
     uint32_t vcpus, const uint8_t uuid[16], const struct sd_config *cfg,
     struct simdom **out)

@@ -860,6 +860,23 @@ destd_main(int argc, char **argv)
 		if ((dd.tls = tls_ctx_server(&tf, err, sizeof(err))) == NULL)
 			fatal("TLS: %s (or run with --insecure)", err);
 	}
+	/* Half-built guests of a destd that died before GO: their sources
+	 * kept running (I5); nothing else will ever finish them. */
+	{
+		char **names = NULL;
+		size_t n = 0, i;
+
+		rc = dd.env.ops->reap_incoming(dd.env.hv, &names, &n);
+		for (i = 0; i < n; i++) {
+			log_notice("destroyed %s, a half-built incoming domain "
+			    "left by an earlier run", names[i]);
+			free(names[i]);
+		}
+		free(names);
+		if (rc != 0)
+			log_warn("cleaning up half-built incoming domains: %s",
+			    strerror(-rc));
+	}
 	if ((dd.env.index = pidx_new()) == NULL)
 		fatal("out of memory");
 	memset(&sp, 0, sizeof(sp));
