@@ -27,6 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -199,6 +202,73 @@ src_sample_wire(struct mig_src *m)
 		m->st.bytes_wire = sent + rcvd;
 }
 
+/* ---- the in-flight journal ----
+ *
+ * A migration writes JOURNAL/DOMAIN.json {"id","domain","destination",
+ * "state"} when it turns log-dirty on ("logdirty"), before it pauses the
+ * guest ("paused"), and before GO is queued ("go-sent").  The file goes when the job ends with the guest settled
+ * (completed: destroyed here; failed/cancelled: running here) and stays,
+ * as "ambiguous", when the handover's outcome is unknown.  A sourced that
+ * restarts reads it back (mig_src_recover).
+ */
+
+static void
+journal_path(const struct mig_src *m, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s.json", m->env->journal_dir, m->domain);
+}
+
+/* Atomically (write + rename) record the job's state; 0 or -errno. */
+static int
+journal_write(struct mig_src *m, const char *state)
+{
+	char path[4096], tmp[4200];
+	struct json_object *o;
+	const char *text;
+	int fd, rc = 0;
+	size_t len;
+
+	if (m->env->journal_dir == NULL || m->o.advise)
+		return 0;
+	journal_path(m, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_int64(m->id));
+	json_object_object_add(o, "domain", json_object_new_string(m->domain));
+	json_object_object_add(o, "destination",
+	    json_object_new_string(m->dest));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	len = strlen(text);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600))
+	    == -1 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0)
+		rc = -errno;
+	if (fd != -1)
+		close(fd);
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc != 0) {
+		unlink(tmp);
+		log_warn("migration %u: %s: cannot write the journal %s: %s",
+		    m->id, m->domain, path, strerror(-rc));
+	}
+	json_object_put(o);
+	return rc;
+}
+
+static void
+journal_remove(struct mig_src *m)
+{
+	char path[4096];
+
+	if (m->env->journal_dir == NULL || m->o.advise)
+		return;
+	journal_path(m, path, sizeof(path));
+	if (unlink(path) != 0 && errno != ENOENT)
+		log_warn("migration %u: %s: cannot remove the journal %s: %s",
+		    m->id, m->domain, path, strerror(errno));
+}
+
 /*
  * End the job in a terminal state.  Before GO the guest is put back the
  * way it was (log-dirty off, unpaused): it keeps running on this host.
@@ -244,6 +314,10 @@ src_finish(struct mig_src *m, enum mig_state st)
 		m->link = NULL;
 	}
 	m->state = st;
+	if (st == MS_AMBIGUOUS)
+		(void)journal_write(m, "ambiguous");
+	else
+		journal_remove(m);
 	if (st == MS_COMPLETED && m->o.advise)
 		log_notice("advice %u: %s: %s holds %llu of its %llu pages "
 		    "(%llu offered)", m->id, m->domain, m->dest,
@@ -390,6 +464,7 @@ src_on_domain_ack(struct mig_src *m)
 		return;
 	}
 	m->logdirty = !m->o.advise;
+	(void)journal_write(m, "logdirty");
 	link_set_phase(m->link, PH_LIVE);
 	link_set_pages(m->link, m->pages);
 	/* The destination sends KEEPALIVE while pages stream, so silence
@@ -973,6 +1048,9 @@ src_stop_and_copy(struct mig_src *m)
 	uint64_t *fin;
 	int rc;
 
+	/* Written before the pause: a crash in between unpauses a running
+	 * guest at recovery, which is harmless. */
+	(void)journal_write(m, "paused");
 	if ((rc = m->env->ops->pause(m->dom)) != 0) {
 		src_fail(m, "cannot pause the guest: %s", strerror(-rc));
 		return;
@@ -1202,6 +1280,12 @@ src_on_ready(struct mig_src *m, const struct proto_end *e)
 		}
 	}
 	log_debug("migration %u: %s: READY", m->id, m->domain);
+	/* Journaled before GO can leave: after a crash we must not resume a
+	 * guest that may already run on the destination. */
+	if (journal_write(m, "go-sent") != 0) {
+		src_fail(m, "cannot journal the handover; not sending GO");
+		return;
+	}
 	if (src_send(m, buf, proto_enc_go(buf, sizeof(buf))) != 0) {
 		src_fail(m, "cannot send GO");
 		return;
@@ -1488,6 +1572,127 @@ fail:
 	m->state = MS_FAILED;
 	mig_src_free(m);
 	return rc;
+}
+
+/* A terminal job made from a journal entry. */
+static struct mig_src *
+src_recovered(struct src_env *env, uint32_t id, const char *domain,
+    const char *dest, enum mig_state st, const char *error)
+{
+	struct mig_src *m;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return NULL;
+	m->id = id;
+	m->env = env;
+	m->state = st;
+	snprintf(m->domain, sizeof(m->domain), "%s", domain);
+	snprintf(m->dest, sizeof(m->dest), "%s", dest);
+	snprintf(m->error, sizeof(m->error), "%s", error);
+	return m;
+}
+
+static int
+json_str(struct json_object *o, const char *k, const char **out)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return -EBADMSG;
+	*out = json_object_get_string(v);
+	return 0;
+}
+
+int
+mig_src_recover(struct src_env *env, uint32_t *next_id,
+    void (*add)(struct mig_src *m, void *arg), void *arg)
+{
+	const char *domain, *dest, *state;
+	struct json_object *o;
+	struct hv_dom *d;
+	struct mig_src *m;
+	struct dirent *de;
+	char path[4096];
+	size_t len;
+	DIR *dp;
+	int count = 0, rc, exists;
+
+	if (env->journal_dir == NULL)
+		return 0;
+	if ((dp = opendir(env->journal_dir)) == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(dp)) != NULL) {
+		len = strlen(de->d_name);
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", env->journal_dir,
+		    de->d_name);
+		if ((o = json_object_from_file(path)) == NULL ||
+		    json_str(o, "domain", &domain) != 0 ||
+		    json_str(o, "destination", &dest) != 0 ||
+		    json_str(o, "state", &state) != 0) {
+			log_err("journal %s is unreadable; left for the "
+			    "operator", path);
+			json_object_put(o);
+			continue;
+		}
+		exists = env->ops->dom_open(env->hv, domain, &d) == 0;
+		m = NULL;
+		if (strcmp(state, "logdirty") == 0) {
+			/* Died while the guest ran: only log-dirty to undo. */
+			if (exists)
+				(void)env->ops->logdirty_disable(d);
+			m = src_recovered(env, (*next_id)++, domain, dest,
+			    MS_FAILED, "sourced restarted during the "
+			    "migration; the guest kept running on this host");
+			unlink(path);
+		} else if (strcmp(state, "paused") == 0) {
+			/* Died before GO: the destination never ran it. */
+			if (exists) {
+				(void)env->ops->logdirty_disable(d);
+				rc = env->ops->unpause(d);
+				if (rc != 0)
+					log_err("recovery: %s: cannot resume "
+					    "the guest: %s", domain,
+					    strerror(-rc));
+				else
+					log_notice("recovery: %s was paused "
+					    "by a migration to %s that never "
+					    "handed over; resumed here", domain,
+					    dest);
+			}
+			m = src_recovered(env, (*next_id)++, domain, dest,
+			    MS_FAILED, exists ? "sourced restarted during the "
+			    "migration; the guest was resumed on this host" :
+			    "sourced restarted during the migration; the "
+			    "domain is gone from this host");
+			unlink(path);
+		} else if (exists) {
+			/* GO may have reached the destination. */
+			log_err("recovery: %s: sourced restarted after GO to "
+			    "%s; the outcome is unknown and the source copy "
+			    "stays paused: check the destination, then "
+			    "destroy one copy", domain, dest);
+			m = src_recovered(env, (*next_id)++, domain, dest,
+			    MS_AMBIGUOUS, "sourced restarted after GO: the "
+			    "handover's outcome is unknown; the source copy "
+			    "is kept paused");
+			/* The journal entry stays until the copy is gone. */
+		} else {
+			/* The operator settled it: the copy here is gone. */
+			unlink(path);
+		}
+		if (exists)
+			env->ops->dom_close(d);
+		json_object_put(o);
+		if (m != NULL) {
+			add(m, arg);
+			count++;
+		}
+	}
+	closedir(dp);
+	return count;
 }
 
 int

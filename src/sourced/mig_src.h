@@ -30,6 +30,7 @@ struct src_env {
 	struct hv		*hv;		/* event-loop thread's instance */
 	SSL_CTX			*tls;		/* NULL with --insecure */
 	const char		*index_socket;	/* this host's destd control socket */
+	const char		*journal_dir;	/* in-flight journal, NULL = none */
 	uint8_t			 host_id[16];
 	char			 host_name[64];
 	unsigned		 timeout_s;	/* silence that ends a session */
@@ -86,6 +87,17 @@ int	mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 /* Cancel: before GO the source keeps running; -EBUSY after GO. */
 int	mig_src_cancel(struct mig_src *m);
 void	mig_src_free(struct mig_src *m);	/* terminal jobs only */
+
+/*
+ * Start-up recovery from the journal of a daemon that died mid-migration
+ * (one file per migration that had paused its guest).  Before GO: the
+ * guest is unpaused here (I5) and the job reported "failed".  After GO:
+ * the outcome is unknown; the copy stays paused, reported "ambiguous"
+ * until the domain is gone from this host.  Each recovered job is handed
+ * to add(); returns how many, or -errno.
+ */
+int	mig_src_recover(struct src_env *env, uint32_t *next_id,
+	    void (*add)(struct mig_src *m, void *arg), void *arg);
 
 uint32_t	 mig_src_id(const struct mig_src *m);
 enum mig_state	 mig_src_state(const struct mig_src *m);

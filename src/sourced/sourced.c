@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -844,6 +845,19 @@ usage(FILE *f)
 	    "       %s --version\n", "sharemig-sourced");
 }
 
+/* A job settled from the journal of a previous run: visible in status. */
+static void
+recovered_job(struct mig_src *m, void *arg)
+{
+	struct sourced *sd = arg;
+
+	if (sd->njobs >= SOURCED_MAX_JOBS) {
+		mig_src_free(m);
+		return;
+	}
+	sd->jobs[sd->njobs++] = m;
+}
+
 int
 sourced_main(int argc, char **argv)
 {
@@ -879,6 +893,7 @@ sourced_main(int argc, char **argv)
 	const char *config = NULL, *index = NULL, *simhv = NULL;
 	const char *hostname = NULL, *metrics = NULL;
 	struct net_addr maddr;
+	char *journal = NULL;
 	char err[512];
 	int c, check = 0, insecure_flag = 0, verbose = 0, rc;
 	char *end;
@@ -1027,6 +1042,19 @@ sourced_main(int argc, char **argv)
 	event_add(sd.ev_sigint, NULL);
 	event_add(sd.ev_sigterm, NULL);
 	sd.next_id = 1;
+	/* The in-flight journal: settle what a previous run left. */
+	if (asprintf(&journal, "%s/sourced-journal", cfg.state_dir) == -1)
+		fatal("out of memory");
+	if (mkdir(journal, 0700) != 0 && errno != EEXIST)
+		fatal("cannot create the journal directory %s: %s", journal,
+		    strerror(errno));
+	sd.env.journal_dir = journal;
+	if ((rc = mig_src_recover(&sd.env, &sd.next_id, recovered_job,
+	    &sd)) < 0)
+		log_err("journal %s: %s", journal, strerror(-rc));
+	else if (rc > 0)
+		log_notice("journal: %d migration(s) of a previous run settled",
+		    rc);
 	histo_init(&sd.duration, duration_le,
 	    sizeof(duration_le) / sizeof(duration_le[0]));
 	histo_init(&sd.downtime, downtime_le,
@@ -1070,5 +1098,6 @@ sourced_main(int argc, char **argv)
 		SSL_CTX_free(sd.env.tls);
 	event_base_free(sd.base);
 	cfg_free(&cfg);
+	free(journal);
 	return 0;
 }
