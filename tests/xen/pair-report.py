@@ -59,7 +59,7 @@ def main():
         what = "xl migrate" if mode == "xl" else "sharemig --dedup " + mode
         check("%s (%s): migration finished" % (what, g),
               m.get("rc") == "0" and
-              (mode == "xl" or js.get(g, {}).get("status") == "done"),
+              (mode == "xl" or js.get(g, {}).get("status") == "completed"),
               "rc=%s status=%s" % (m.get("rc"),
                                    js.get(g, {}).get("status", "-")))
         if mode != "xl":

@@ -28,6 +28,25 @@
 
 #include "hv.h"
 
+#include <time.h>
+#include <sys/mman.h>
+#include <xenctrl.h>
+#include <xenforeignmemory.h>
+
+/* Exported by libxenctrl 4.17 (VERS_4.17.0), declared only in its private
+ * xc_private.h; Xen's own save code (xg_sr_save.c) uses it. */
+int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num,
+    xen_pfn_t *arr);
+
+/* Xen's save code (xg_sr_save.c) maps no XTAB, BROKEN or XALLOC pfn. */
+static int
+type_populated(xen_pfn_t t)
+{
+	t &= XEN_DOMCTL_PFINFO_LTAB_MASK;
+	return t != XEN_DOMCTL_PFINFO_XTAB && t != XEN_DOMCTL_PFINFO_BROKEN &&
+	    t != XEN_DOMCTL_PFINFO_XALLOC;
+}
+
 #define MARK_PAGES	2048
 #define POLL_MAX	600	/* x 100 ms */
 
@@ -74,6 +93,93 @@ static int
 bit(const uint64_t *bm, uint64_t p)
 {
 	return (bm[p / 64] >> (p % 64)) & 1;
+}
+
+static double
+now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/*
+ * Measurement for the backend (printed, not asserted): the populated pfns
+ * as Xen's page-type query (xc_get_pfn_type_batch, one domctl per 1024
+ * pfns, what Xen's own save code uses) sees them, against what a
+ * foreign map finds, and how long each takes over the whole pfn space.
+ */
+static void
+pfn_type_probe(uint32_t domid, uint64_t pages, double map_ms,
+    uint64_t populated)
+{
+	static xen_pfn_t t[HV_MAP_BATCH_MAX], x[HV_MAP_BATCH_MAX];
+	static int err[HV_MAP_BATCH_MAX];
+	xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+	xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
+	uint64_t xtab = 0, other = 0, xtab_mapped = 0, typed_hole = 0;
+	uint64_t raw_pop = 0;
+	double t0, type_ms = 0, raw_ms = 0;
+
+	if (xch == NULL || fm == NULL) {
+		printf("smoke: pfn-type probe: cannot open libxc\n");
+		goto out;
+	}
+	for (uint64_t base = 0; base < pages; base += HV_MAP_BATCH_MAX) {
+		unsigned n = pages - base < HV_MAP_BATCH_MAX ?
+		    (unsigned)(pages - base) : HV_MAP_BATCH_MAX;
+		void *addr;
+
+		for (unsigned i = 0; i < n; i++)
+			t[i] = x[i] = base + i;
+		t0 = now_ms();
+		if (xc_get_pfn_type_batch(xch, domid, n, t) != 0) {
+			printf("smoke: pfn-type probe: get_pfn_type_batch at "
+			    "%llu: %s\n", (unsigned long long)base,
+			    strerror(errno));
+			goto out;
+		}
+		type_ms += now_ms() - t0;
+		/* What the backend did before: map every pfn. */
+		t0 = now_ms();
+		addr = xenforeignmemory_map(fm, domid, PROT_READ, n, x, err);
+		raw_ms += now_ms() - t0;
+		for (unsigned i = 0; i < n; i++) {
+			int hole = !type_populated(t[i]);
+
+			xtab += hole;
+			other += !hole;
+			if (addr == NULL)
+				continue;
+			raw_pop += err[i] == 0;
+			xtab_mapped += hole && err[i] == 0;
+			typed_hole += !hole && err[i] != 0;
+			if (hole && err[i] == 0 && xtab_mapped <= 8)
+				printf("smoke: pfn-type probe: pfn %#llx typed "
+				    "%#llx but mappable\n",
+				    (unsigned long long)(base + i),
+				    (unsigned long long)t[i]);
+		}
+		if (addr != NULL) {
+			t0 = now_ms();
+			xenforeignmemory_unmap(fm, addr, n);
+			raw_ms += now_ms() - t0;
+		}
+	}
+	printf("SHAREMIG-XEN-PFNTYPE: pfns=%llu backend_populated=%llu "
+	    "backend_map_ms=%.0f raw_populated=%llu raw_map_ms=%.0f "
+	    "type_ms=%.0f type_populated=%llu type_holes=%llu "
+	    "hole_but_mapped=%llu typed_but_unmapped=%llu\n",
+	    (unsigned long long)pages, (unsigned long long)populated, map_ms,
+	    (unsigned long long)raw_pop, raw_ms, type_ms,
+	    (unsigned long long)other, (unsigned long long)xtab,
+	    (unsigned long long)xtab_mapped, (unsigned long long)typed_hole);
+out:
+	if (fm != NULL)
+		xenforeignmemory_close(fm);
+	if (xch != NULL)
+		xc_interface_close(xch);
 }
 
 /*
@@ -313,8 +419,14 @@ main(int argc, char **argv)
 		    "map past the pfn space");
 	}
 
-	rc = scan(d, info.pages, &populated, &mk);
-	CHECK(rc == 0, "scan: %s", strerror(-rc));
+	{
+		double t0 = now_ms();
+
+		rc = scan(d, info.pages, &populated, &mk);
+		CHECK(rc == 0, "scan: %s", strerror(-rc));
+		pfn_type_probe(info.domid, info.pages, now_ms() - t0,
+		    populated);
+	}
 	c = 0;
 	for (size_t i = 0; i < MARK_PAGES; i++)
 		c += mk.pfn[i] != UINT64_MAX;
