@@ -23,7 +23,9 @@
 # SHAREMIG_BUILD (a meson build dir whose binaries are copied into dom0,
 # default build-xen; optional; required for pair), LAB_TIMEOUT (seconds;
 # default 600, 1200 for xlpair, 3600 for pair),
-# SHAREMIG_XEN_DEBUG=1 (libxc/libxl messages from the backend).
+# SHAREMIG_XEN_DEBUG=1 (libxc/libxl messages from the backend),
+# PAIR_MIGRATE_ARGS (pair only: extra `migratectl migrate` options for
+# both sharemig runs, e.g. "--max-iterations 1"; default none).
 set -eu
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -182,12 +184,17 @@ xlpair|pair)
 	[ "$MODE" = pair ] && m=pair || m=xl
 	PORT=${LAB_PORT:-$((20000 + $$ % 20000))}
 	log "booting two emulated hosts joined on 127.0.0.1:$PORT"
+	# Extra migratectl options reach dom0 on its command line, '+'
+	# for spaces (a comma would split QEMU's -initrd module list).
+	margs=$(printf '%s' "${PAIR_MIGRATE_ARGS:-}" | tr ' ' +)
+	[ -n "$margs" ] && margs="sharemig.migargs=$margs"
 	boot "$W/serial-dst.log" "sharemig.mode=$m-dst sharemig.ip=10.0.0.2" \
 	    -netdev "socket,id=n0,listen=127.0.0.1:$PORT" \
 	    -device e1000,netdev=n0,mac=52:54:00:00:00:02 &
 	dst=$!
 	sleep 3
-	boot "$W/serial-src.log" "sharemig.mode=$m-src sharemig.ip=10.0.0.1" \
+	boot "$W/serial-src.log" \
+	    "sharemig.mode=$m-src sharemig.ip=10.0.0.1 $margs" \
 	    -netdev "socket,id=n0,connect=127.0.0.1:$PORT" \
 	    -device e1000,netdev=n0,mac=52:54:00:00:00:01 ||
 	    log "source qemu exited with $?"
