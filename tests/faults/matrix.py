@@ -9,6 +9,9 @@ Faults (rows):     cut    both sides reset (SO_LINGER 0 -> RST)
                    stall  nothing forwarded either way, closes swallowed
                    kill-src / kill-dst   kill -9 of sourced / destd (then
                           restarted with the same arguments)
+                   cancel     `migratectl cancel` (then the link flows
+                          again): "cancelled" with the guest on A before
+                          GO; refused (exit 4) and completed after GO
 Phases (columns), from what can be observed outside TLS:
   handshake  the proxy freezes the link on the first D->S bytes (the
              server's first TLS flight is held: both sides mid-handshake)
@@ -61,7 +64,7 @@ TIMEOUT = 5                 # --timeout of both daemons, seconds
 PAGES = 32768               # 128 MiB guest
 RATE = 10000               # guest writes/s: stop-and-copy stays long
 THROTTLE = 40 << 20         # proxy S->D bytes/s
-FAULTS = ["cut", "stall", "kill-src", "kill-dst"]
+FAULTS = ["cut", "stall", "kill-src", "kill-dst", "cancel"]
 PHASES = ["handshake", "iter0", "iterN", "stopcopy", "ready", "handover"]
 TERMINAL = ("completed", "failed", "cancelled", "ambiguous")
 
@@ -253,9 +256,17 @@ def reach_phase(cell, a, b, proxy, jid, name, before):
     return "handover (RUNNING held)"
 
 
-def apply_fault(cell, a, b, proxy):
+def apply_fault(cell, a, b, proxy, jid):
     f = cell.fault
-    if f == "cut":
+    if f == "cancel":
+        # The operator cancels; held bytes then flow again.  Before GO the
+        # job must end "cancelled" with the guest running on A; once GO is
+        # out, cancel is refused (exit 4) and the handover completes.
+        p = a.ctl("cancel", str(jid))
+        cell.notes.append("cancel exit %d" % p.returncode)
+        cell.cancel_rc = p.returncode
+        proxy.unstall(drop=False)
+    elif f == "cut":
         proxy.cut(rst=True)
     elif f == "stall":
         proxy.freeze()        # already frozen: nothing moves any more
@@ -280,7 +291,7 @@ def run_cell(cell, c, a, b, proxy, idx):
     jid = start_job(a, name, proxy.addr)
     seen = reach_phase(cell, a, b, proxy, jid, name, before)
     t_fault = time.time()
-    apply_fault(cell, a, b, proxy)
+    apply_fault(cell, a, b, proxy, jid)
     cell.notes.append("fault at %s" % seen)
 
     # the job's end (sourced restarted if killed)
@@ -351,6 +362,13 @@ def run_cell(cell, c, a, b, proxy, idx):
             errors.append("two running copies")
     elif nrun != 1:
         errors.append("%d running copies (%s)" % (nrun, desc))
+    if cell.fault == "cancel":
+        want = "completed" if cell.phase == "handover" else "cancelled"
+        if status != want:
+            errors.append("cancel at %s: %s, expected %s" % (
+                cell.phase, status, want))
+        if (cell.cancel_rc == 0) != (want == "cancelled"):
+            errors.append("migratectl cancel exit %d" % cell.cancel_rc)
     if status == "completed" and ga is not None:
         errors.append("completed but the source copy still exists")
     if status in ("failed", "cancelled") and not runs(ga):
