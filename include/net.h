@@ -44,6 +44,8 @@ int	net_listen_unix(const char *path, unsigned mode);
 int	net_connect_unix(const char *path);
 /* Peer credentials of a UNIX socket. 0 or -errno. */
 int	net_peer_cred(int fd, uint32_t *uid, uint32_t *gid, int32_t *pid);
+/* The peer's numeric address without the port ("" if unknown). */
+void	net_peer_ip(int fd, char *buf, size_t len);
 /* "addr:port" of a socket's peer, for logs. */
 void	net_peer_str(int fd, char *buf, size_t len);
 

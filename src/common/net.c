@@ -349,3 +349,19 @@ net_peer_str(int fd, char *buf, size_t len)
 		break;
 	}
 }
+
+void
+net_peer_ip(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (getnameinfo((struct sockaddr *)&ss, sl, buf, (socklen_t)len, NULL,
+	    0, NI_NUMERICHOST) != 0)
+		buf[0] = '\0';
+}

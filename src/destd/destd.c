@@ -43,6 +43,7 @@
 
 #define DESTD_MAX_SESSIONS	16
 #define DESTD_KEEP_DONE		32
+#define DESTD_MAX_PREAUTH_PER_ADDR 4	/* unauthenticated connections per address */
 
 /* Per-session counters (mig_dst_json fields). */
 enum dst_counter { DC_DATA, DC_REF, DC_ZERO, DC_HAD, DC_REFS_FAILED,
@@ -177,6 +178,22 @@ on_accept(struct evconnlistener *lst, evutil_socket_t fd,
 		    "progress", peer, DESTD_MAX_SESSIONS);
 		close(fd);
 		return;
+	}
+	/* Before authentication a peer address gets few connections. */
+	{
+		char ip[64];
+		size_t i, n = 0;
+
+		net_peer_ip(fd, ip, sizeof(ip));
+		for (i = 0; i < dd->nsess; i++)
+			n += mig_dst_preauth_from(dd->sess[i], ip);
+		if (n >= DESTD_MAX_PREAUTH_PER_ADDR) {
+			log_warn("connection from %s refused: %zu connections "
+			    "from that address are still unauthenticated", peer,
+			    n);
+			close(fd);
+			return;
+		}
 	}
 	(void)net_link_opts(fd, 10, 5, 3, dd->env.timeout_s * 1000);
 	if (dd->tls != NULL) {

@@ -18,6 +18,7 @@
 #include "bitmap.h"
 #include "link.h"
 #include "log.h"
+#include "net.h"
 #include "mig_dst.h"
 #include "pagehash.h"
 #include "proto.h"
@@ -43,6 +44,7 @@ struct mig_dst {
 	struct link		*link;
 	struct event		*ev_ka;		/* keepalive timer */
 	char			 peer[256];
+	char			 peer_ip[64];	/* numeric, no port */
 	char			 domain[HV_NAME_MAX];
 	struct hv_dom		*dom;		/* the incoming domain */
 	uint64_t		 pages;
@@ -818,6 +820,7 @@ mig_dst_new(struct dst_env *env, uint32_t id, struct bufferevent *bev,
 		return NULL;
 	}
 	snprintf(s->peer, sizeof(s->peer), "%s", link_peer_addr(s->link));
+	net_peer_ip(bufferevent_getfd(bev), s->peer_ip, sizeof(s->peer_ip));
 	link_set_read_timeout(s->link, env->timeout_s);
 	/* Stricter before authentication: 10 s at most to finish TLS. */
 	link_set_handshake_timeout(s->link, env->timeout_s < 10 ?
@@ -855,6 +858,13 @@ mig_dst_free(struct mig_dst *s)
 			s->env->ops->dom_close(s->src[i].dom);
 	free(s->unresolved);
 	free(s);
+}
+
+int
+mig_dst_preauth_from(const struct mig_dst *s, const char *ip)
+{
+	return (s->state == DS_HANDSHAKE || s->state == DS_HELLO) &&
+	    strcmp(s->peer_ip, ip) == 0;
 }
 
 int

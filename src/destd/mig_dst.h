@@ -45,6 +45,9 @@ struct mig_dst *mig_dst_new(struct dst_env *env, uint32_t id,
 	    void *arg);
 void	mig_dst_free(struct mig_dst *s);	/* accepts NULL */
 int	mig_dst_terminal(const struct mig_dst *s);
+/* Not authenticated yet (TCP accepted, TLS/HELLO not done) and from the
+ * peer address ip (numeric, no port)? */
+int	mig_dst_preauth_from(const struct mig_dst *s, const char *ip);
 struct json_object *mig_dst_json(const struct mig_dst *s);
 
 #endif

@@ -114,6 +114,29 @@ def garbage(c, a, b):
     still_serves(a, b, "after-garbage")
 
 
+def preauth_cap(c, a, b):
+    """At most 4 unauthenticated connections per address: the 5th and
+    later are closed at once; the first 4 wait for their handshake."""
+    socks = [connect_raw(b) for _ in range(6)]
+    time.sleep(0.5)
+    closed = []
+    for s in socks:
+        s.settimeout(0.3)
+        try:
+            closed.append(s.recv(1) == b"")
+        except socket.timeout:
+            closed.append(False)
+        except OSError:
+            closed.append(True)
+    for s in socks:
+        s.close()
+    check(closed == [False] * 4 + [True] * 2,
+          "open/closed pattern %r" % closed)
+    check("still unauthenticated" in b.log("destd"), "no log line")
+    time.sleep(0.3)
+    still_serves(a, b, "after-preauth")
+
+
 def hostile_records(c, a, b):
     """Authenticated peer, bad records: its session ends, nothing else."""
     hdr = struct.pack("<QIIQ", 0x47494d4552414853, 1, 0, 0)
@@ -169,6 +192,8 @@ def main():
         r.case("garbage on the listen port", garbage, c, a, b)
         r.case("malformed records after a good handshake",
                hostile_records, c, a, b)
+        r.case("unauthenticated connections per address are capped",
+               preauth_cap, c, a, b)
     finally:
         if r.failed:
             c.dump_logs()
