@@ -118,6 +118,12 @@ dst_finish(struct mig_dst *s, enum dst_state st)
 			    "half-built domain: %s", s->id, s->peer,
 			    dst_name(s), strerror(-rc));
 	}
+	/* A finished session keeps only its counters: a handle left open
+	 * would pin the guest's memory after it is destroyed. */
+	if (s->dom != NULL && st == DS_DONE) {
+		s->env->ops->dom_close(s->dom);
+		s->dom = NULL;
+	}
 	for (i = 0; i < DST_SRC_DOMS; i++) {
 		if (s->src[i].dom != NULL)
 			s->env->ops->dom_close(s->src[i].dom);

@@ -850,34 +850,31 @@ out:
 }
 
 /*
- * Mid-iteration sync of the dirty log.  A page dirtied again before this
- * iteration reads it needs no second copy: drop its bit.  Every other bit
- * is kept for the next iteration.  Pages whose iteration-0 record rests on
- * their offer-time digest (filled by the destination, zero, or still
- * awaiting HAVE) keep their bits: their content was taken at hash time.
+ * Mid-iteration sync of the dirty log (Xen's "to_skip").  A page dirtied
+ * again before this iteration has read it is skipped now and sent in the
+ * next iteration: a page the guest keeps rewriting goes once, at the end,
+ * instead of in every round.  Every dirty page goes in the next
+ * iteration.  Pages delivered by an OFFER keep their iteration-0 place
+ * (they are counted there) and go again next time like the others.
  */
 static int
 src_dirty_sync(struct mig_src *m)
 {
-	uint64_t safe = src_offer_safe(m), w, bits, p;
 	size_t words = bm_words(m->pages), i;
-	int rc, drop;
+	uint64_t w, p;
+	int rc;
 
 	m->since_sync = 0;
 	if ((rc = m->env->ops->dirty_fetch(m->dom, m->tmp, 0)) != 0)
 		return rc;
 	for (i = 0; i < words; i++) {
-		if ((bits = m->tmp[i]) == 0)
-			continue;
-		for (w = bits; w != 0; w &= w - 1) {
+		for (w = m->tmp[i]; w != 0; w &= w - 1) {
 			p = i * 64 + (uint64_t)__builtin_ctzll(w);
-			drop = p >= m->cursor && bm_test(m->todo, p);
-			if (drop && m->st.iterations == 0 && m->hashed != NULL &&
-			    bm_test(m->hashed, p))
-				drop = p < safe && !bm_test(m->have, p) &&
-				    !bm_test(m->zero, p);
-			if (!drop)
-				bm_set(m->next, p);
+			bm_set(m->next, p);
+			if (p >= m->cursor && bm_test(m->todo, p) &&
+			    !(m->st.iterations == 0 && m->have != NULL &&
+			    bm_test(m->have, p)))
+				bm_clear(m->todo, p);
 		}
 	}
 	return 0;
@@ -1028,7 +1025,7 @@ src_iter_done(struct mig_src *m)
 		m->no_progress = 0;
 	m->dirty_prev = dirty;
 	stop = dirty == 0 || est_ms <= m->o.downtime_ms ||
-	    m->st.iterations >= m->o.max_iters || m->no_progress >= 3 ||
+	    m->st.iterations >= m->o.max_iters || m->no_progress >= 1 ||
 	    (double)m->data_bytes > m->o.max_bytes_factor *
 	    (double)(m->pages * PROTO_PAGE_SIZE);
 	log_info("migration %u: %s: iteration %u: %llu bytes in %.0f ms, "
@@ -1810,7 +1807,16 @@ mig_src_json(const struct mig_src *m)
 	}
 	json_add_u64(o, "pages_unconfirmed", m->st.pages_unconfirmed);
 	json_add_u64(o, "dirty_pages", m->st.dirty_last);
-	json_add_u64(o, "bytes_wire", m->st.bytes_wire);
+	{
+		uint64_t sent, rcvd, wire = m->st.bytes_wire;
+
+		/* While it runs, read the socket's counters now. */
+		if (!mig_src_terminal(m) && m->link != NULL &&
+		    link_fd(m->link) >= 0 &&
+		    net_tcp_bytes(link_fd(m->link), &sent, &rcvd) == 0)
+			wire = sent + rcvd;
+		json_add_u64(o, "bytes_wire", wire);
+	}
 	json_add_u64(o, "bytes_queued", m->st.bytes_queued);
 	json_object_object_add(o, "iterations",
 	    json_object_new_int64(m->st.iterations));
