@@ -51,6 +51,7 @@ struct mig_dst {
 	uint32_t		 flags;		/* PROTO_DI_* */
 	uint32_t		 dedup;
 	uint64_t		*unresolved;	/* REF fill failed, NEED sent */
+	uint64_t		*recvd;		/* pfns the stream carried */
 	uint64_t		 n_unresolved;
 	struct dst_src_dom	 src[DST_SRC_DOMS];
 	unsigned		 src_next;
@@ -267,7 +268,8 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 		    strerror(-rc));
 		return;
 	}
-	if ((s->unresolved = bm_alloc(di->pages)) == NULL) {
+	if ((s->unresolved = bm_alloc(di->pages)) == NULL ||
+	    (s->recvd = bm_alloc(di->pages)) == NULL) {
 		dst_fail(s, "out of memory");
 		return;
 	}
@@ -288,6 +290,7 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 static void
 dst_resolved(struct mig_dst *s, uint64_t pfn)
 {
+	bm_set(s->recvd, pfn);
 	if (bm_test(s->unresolved, pfn)) {
 		bm_clear(s->unresolved, pfn);
 		s->n_unresolved--;
@@ -493,6 +496,7 @@ dst_on_offer(struct mig_dst *s, const struct proto_offer *o)
 				    cand[k], pages[j]) != 0)
 					continue;
 				has[i + j] = 1;
+				bm_set(s->recvd, pfns[i + j]);
 				ph_ctx_update(ctx, cand[k], 32);
 				nhad++;
 				break;
@@ -594,7 +598,8 @@ dst_on_context(struct mig_dst *s, const struct proto_context *c)
 		    s->domain, strerror(-rc));
 }
 
-/* SHA-256 of the whole incoming memory, pfn order, holes skipped. */
+/* SHA-256 of the pages the stream carried, in pfn order (the source
+ * hashes the same set; see docs/PROTOCOL.md, END). */
 static int
 dst_memory_digest(struct mig_dst *s, uint8_t out[32])
 {
@@ -607,11 +612,10 @@ dst_memory_digest(struct mig_dst *s, uint8_t out[32])
 
 	if ((ctx = ph_ctx_new()) == NULL)
 		return -ENOMEM;
-	for (p = 0; p < s->pages; p += n) {
-		n = (uint32_t)(s->pages - p < HV_MAP_BATCH_MAX ?
-		    s->pages - p : HV_MAP_BATCH_MAX);
-		for (i = 0; i < n; i++)
-			pfns[i] = p + i;
+	for (p = bm_next(s->recvd, s->pages, 0); p < s->pages;) {
+		for (n = 0; p < s->pages && n < HV_MAP_BATCH_MAX;
+		    p = bm_next(s->recvd, s->pages, p + 1))
+			pfns[n++] = p;
 		if ((rc = s->env->ops->map(s->dom, pfns, n, 0, pages,
 		    &map)) != 0) {
 			ph_ctx_free(ctx);
@@ -863,6 +867,7 @@ mig_dst_free(struct mig_dst *s)
 		if (s->src[i].dom != NULL)
 			s->env->ops->dom_close(s->src[i].dom);
 	free(s->unresolved);
+	free(s->recvd);
 	free(s);
 }
 
