@@ -207,6 +207,25 @@ class Host:
         """migrate --wait --json; returns (exit code, dict)."""
         p = self.ctl("migrate", domain, dest.addr, "--wait", "--json",
                      *opts)
+        if p.returncode == 4 and "is paused" in p.stdout + p.stderr:
+            # Known open issue (bench/ENGINE-REQUESTS.md E7): rarely, on a
+            # loaded machine, a freshly started sim guest process is gone
+            # when its migration begins.  Show its log, start it again
+            # (it resumes from its saved state and checks its memory) and
+            # retry once; the migration under test is unaffected.
+            try:
+                with open(os.path.join(self.dir, domain + ".log")) as f:
+                    glog = f.read()[-2000:]
+            except OSError:
+                glog = "(no log)"
+            print("WARNING: guest %s was not running before its migration "
+                  "(E7); status %s; log: %s" % (
+                      domain, self.simhv("status", domain, "--json",
+                                         check_rc=False).stdout.strip(),
+                      glog), flush=True)
+            self.simhv("start", domain)
+            p = self.ctl("migrate", domain, dest.addr, "--wait", "--json",
+                         *opts)
         try:
             out = json.loads(p.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

@@ -7,8 +7,6 @@ instead; the migrated memory must still equal the source's (I1) and the
 guest's self-check must pass.
 """
 
-import os
-
 from harness import Cluster, Runner, check
 
 PAGES = 16384
@@ -28,10 +26,6 @@ def stale_fills(c):
     poked = list(range(0, PAGES, PAGES // 128))
     for pfn in poked:
         b.simhv("poke", "img-b", str(pfn))
-    st = a.status("mig")
-    check(st["running"] and not st["paused"],
-          "the guest stopped before its migration: %r; its log: %s" %
-          (st, open(os.path.join(a.dir, "mig.log")).read()[-2000:]))
     rc, out = a.migrate("mig", b, "--dedup", "all", "--verify")
     check(rc == 0 and out["status"] == "completed", "%r" % out)
     check(out["memory_sha256_source"] == out["memory_sha256_dest"],
