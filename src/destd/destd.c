@@ -19,7 +19,6 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <json-c/json.h>
@@ -35,6 +34,7 @@
 #include "hostid.h"
 #include "hv.h"
 #include "log.h"
+#include "prom.h"
 #include "mig_dst.h"
 #include "net.h"
 #include "pidx.h"
@@ -76,7 +76,7 @@ struct destd {
 	size_t			 nsess;
 	uint32_t		 next_id;
 	struct scan_waiter	*scan_waiters;
-	struct evhttp		*http;		/* --metrics, or NULL */
+	struct prom_server	*http;		/* --metrics, or NULL */
 	const char		*listen;	/* for STATUS */
 
 	/* Event-loop thread only: totals of ended sessions. */
@@ -510,27 +510,15 @@ destd_ctl(struct ctl_req *r, struct json_object *req, void *arg)
 
 /* ---- Prometheus text endpoint (--metrics ADDR:PORT) ---- */
 
-static void
-prom_head(struct evbuffer *b, const char *name, const char *type,
-    const char *help)
-{
-	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help,
-	    name, type);
-}
 
-static void
-prom_u64(struct evbuffer *b, const char *name, const char *type,
-    const char *help, uint64_t v)
-{
-	prom_head(b, name, type, help);
-	evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)v);
-}
 
 /* The exposition (text format 0.0.4).  Session counters are the totals
  * of ended sessions plus the figures of running ones. */
 static void
-destd_metrics(struct destd *dd, struct evbuffer *b)
+destd_metrics(struct evbuffer *b, void *arg)
 {
+	struct destd *dd = arg;
+
 	static const char *const kinds[] = { "data", "ref", "zero", "had" };
 	uint64_t tot[DC_MAX];
 	struct json_object *j;
@@ -613,67 +601,9 @@ destd_metrics(struct destd *dd, struct evbuffer *b)
 	    "1 while a pass is under way.", (uint64_t)(ss.busy != 0));
 }
 
-static void
-on_metrics(struct evhttp_request *req, void *arg)
-{
-	struct destd *dd = arg;
-	struct evbuffer *b;
 
-	if ((b = evbuffer_new()) == NULL) {
-		evhttp_send_error(req, HTTP_INTERNAL, NULL);
-		return;
-	}
-	destd_metrics(dd, b);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, HTTP_OK, "OK", b);
-	evbuffer_free(b);
-}
 
-static void
-on_http_other(struct evhttp_request *req, void *arg)
-{
-	evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served");
-}
 
-/*
- * Parse "ADDR:PORT" (port required) into host and port.  0 or -EINVAL.
- */
-static int
-metrics_addr(const char *s, struct net_addr *a)
-{
-	const char *colon = strrchr(s, ':');
-
-	if (colon == NULL || colon[1] == '\0' ||
-	    net_parse_addr(s, 0, a) != 0 || a->port == 0)
-		return -EINVAL;
-	return 0;
-}
-
-/* Serve GET /metrics on addr; start-up only (fatal on failure). */
-static struct evhttp *
-metrics_start(struct event_base *base, const char *addr, void *arg,
-    void (*cb)(struct evhttp_request *, void *))
-{
-	struct evhttp *http;
-	struct net_addr a;
-
-	if (metrics_addr(addr, &a) != 0)
-		fatal("--metrics '%s': expected ADDR:PORT", addr);
-	if ((http = evhttp_new(base)) == NULL)
-		fatal("--metrics: out of memory");
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_max_headers_size(http, 8192);
-	evhttp_set_max_body_size(http, 0);
-	evhttp_set_timeout(http, 10);
-	evhttp_set_cb(http, "/metrics", cb, arg);
-	evhttp_set_gencb(http, on_http_other, NULL);
-	if (evhttp_bind_socket_with_handle(http, a.host, a.port) == NULL)
-		fatal("--metrics: cannot listen on %s: %s", addr,
-		    strerror(errno));
-	log_notice("metrics on http://%s/metrics", addr);
-	return http;
-}
 
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
@@ -736,7 +666,6 @@ destd_main(int argc, char **argv)
 	struct timeval tick = { 0, 50000 };
 	const char *config = NULL, *simhv = NULL, *hostname = NULL;
 	const char *metrics = NULL;
-	struct net_addr maddr;
 	char err[512], *end;
 	int c, check = 0, insecure_flag = 0, verbose = 0, rc, fd;
 	double d;
@@ -831,7 +760,7 @@ destd_main(int argc, char **argv)
 		fatal("unknown or unbuilt backend '%s'", cfg.backend);
 	if ((rc = net_parse_addr(cfg.listen, 8002, &addr)) != 0)
 		fatal("bad --listen address '%s'", cfg.listen);
-	if (metrics != NULL && metrics_addr(metrics, &maddr) != 0)
+	if (metrics != NULL && !prom_addr_valid(metrics))
 		fatal("--metrics '%s': expected ADDR:PORT", metrics);
 	if (check) {
 		if (!cfg.insecure) {
@@ -925,8 +854,13 @@ destd_main(int argc, char **argv)
 	event_add(dd.ev_tick, &tick);
 	dd.next_id = 1;
 	dd.listen = cfg.listen;
-	if (metrics != NULL)
-		dd.http = metrics_start(dd.base, metrics, &dd, on_metrics);
+	if (metrics != NULL) {
+		if ((rc = prom_server_start(dd.base, metrics, destd_metrics, &dd,
+		    &dd.http)) != 0)
+			fatal("--metrics %s: %s", metrics, rc == -EINVAL ?
+			    "expected ADDR:PORT" : strerror(-rc));
+		log_notice("metrics on http://%s/metrics", metrics);
+	}
 	log_notice("ready: backend %s, state dir %s, listening on %s, "
 	    "control %s%s", dd.env.ops->name, cfg.state_dir, cfg.listen,
 	    cfg.destd_control, cfg.insecure ? ", insecure" : ", TLS 1.3");
@@ -951,8 +885,7 @@ destd_main(int argc, char **argv)
 		free(w);
 	}
 	ctl_server_free(dd.ctl);
-	if (dd.http != NULL)
-		evhttp_free(dd.http);
+	prom_server_free(dd.http);
 	scan_stop(dd.scan);
 	pidx_free(dd.env.index);
 	event_free(dd.ev_sigint);

@@ -15,7 +15,6 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <json-c/json.h>
@@ -29,6 +28,7 @@
 #include "hostid.h"
 #include "hv.h"
 #include "log.h"
+#include "prom.h"
 #include "mig_src.h"
 #include "net.h"
 #include "proto.h"
@@ -101,7 +101,7 @@ struct sourced {
 	uint32_t		 next_id;
 	struct waiter		*waiters;
 	struct advice		*advices;
-	struct evhttp		*http;		/* --metrics, or NULL */
+	struct prom_server	*http;		/* --metrics, or NULL */
 
 	/* Event-loop thread only: totals of ended jobs, for STATUS and
 	 * the metrics (jobs still running are added when read). */
@@ -663,13 +663,6 @@ sourced_ctl(struct ctl_req *r, struct json_object *req, void *arg)
 
 /* ---- Prometheus text endpoint (--metrics ADDR:PORT) ---- */
 
-static void
-prom_head(struct evbuffer *b, const char *name, const char *type,
-    const char *help)
-{
-	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help,
-	    name, type);
-}
 
 static void
 prom_histo(struct evbuffer *b, const char *name, const char *help,
@@ -694,8 +687,10 @@ prom_histo(struct evbuffer *b, const char *name, const char *help,
 /* The exposition (text format 0.0.4).  Counters are the totals of ended
  * jobs plus the current figures of running ones, so they never go back. */
 static void
-sourced_metrics(struct sourced *sd, struct evbuffer *b)
+sourced_metrics(struct evbuffer *b, void *arg)
 {
+	struct sourced *sd = arg;
+
 	static const char *const kinds[] = { "data", "ref", "zero", "need" };
 	uint64_t tot[SC_MAX];
 	struct json_object *j;
@@ -759,67 +754,9 @@ sourced_metrics(struct sourced *sd, struct evbuffer *b)
 	    "migrations.", &sd->downtime);
 }
 
-static void
-on_metrics(struct evhttp_request *req, void *arg)
-{
-	struct sourced *sd = arg;
-	struct evbuffer *b;
 
-	if ((b = evbuffer_new()) == NULL) {
-		evhttp_send_error(req, HTTP_INTERNAL, NULL);
-		return;
-	}
-	sourced_metrics(sd, b);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, HTTP_OK, "OK", b);
-	evbuffer_free(b);
-}
 
-static void
-on_http_other(struct evhttp_request *req, void *arg)
-{
-	evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served");
-}
 
-/*
- * Parse "ADDR:PORT" (port required) into host and port.  0 or -EINVAL.
- */
-static int
-metrics_addr(const char *s, struct net_addr *a)
-{
-	const char *colon = strrchr(s, ':');
-
-	if (colon == NULL || colon[1] == '\0' ||
-	    net_parse_addr(s, 0, a) != 0 || a->port == 0)
-		return -EINVAL;
-	return 0;
-}
-
-/* Serve GET /metrics on addr; start-up only (fatal on failure). */
-static struct evhttp *
-metrics_start(struct event_base *base, const char *addr, void *arg,
-    void (*cb)(struct evhttp_request *, void *))
-{
-	struct evhttp *http;
-	struct net_addr a;
-
-	if (metrics_addr(addr, &a) != 0)
-		fatal("--metrics '%s': expected ADDR:PORT", addr);
-	if ((http = evhttp_new(base)) == NULL)
-		fatal("--metrics: out of memory");
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_max_headers_size(http, 8192);
-	evhttp_set_max_body_size(http, 0);
-	evhttp_set_timeout(http, 10);
-	evhttp_set_cb(http, "/metrics", cb, arg);
-	evhttp_set_gencb(http, on_http_other, NULL);
-	if (evhttp_bind_socket_with_handle(http, a.host, a.port) == NULL)
-		fatal("--metrics: cannot listen on %s: %s", addr,
-		    strerror(errno));
-	log_notice("metrics on http://%s/metrics", addr);
-	return http;
-}
 
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
@@ -892,7 +829,6 @@ sourced_main(int argc, char **argv)
 	struct tls_files tf;
 	const char *config = NULL, *index = NULL, *simhv = NULL;
 	const char *hostname = NULL, *metrics = NULL;
-	struct net_addr maddr;
 	char *journal = NULL;
 	char err[512];
 	int c, check = 0, insecure_flag = 0, verbose = 0, rc;
@@ -977,7 +913,7 @@ sourced_main(int argc, char **argv)
 	if ((sd.env.ops = hv_find(cfg.backend)) == NULL)
 		fatal("unknown or unbuilt backend '%s' (have: sim%s)",
 		    cfg.backend, hv_find("xen") ? ", xen" : "");
-	if (metrics != NULL && metrics_addr(metrics, &maddr) != 0)
+	if (metrics != NULL && !prom_addr_valid(metrics))
 		fatal("--metrics '%s': expected ADDR:PORT", metrics);
 	if (check) {
 		if (!cfg.insecure) {
@@ -1059,8 +995,13 @@ sourced_main(int argc, char **argv)
 	    sizeof(duration_le) / sizeof(duration_le[0]));
 	histo_init(&sd.downtime, downtime_le,
 	    sizeof(downtime_le) / sizeof(downtime_le[0]));
-	if (metrics != NULL)
-		sd.http = metrics_start(sd.base, metrics, &sd, on_metrics);
+	if (metrics != NULL) {
+		if ((rc = prom_server_start(sd.base, metrics, sourced_metrics, &sd,
+		    &sd.http)) != 0)
+			fatal("--metrics %s: %s", metrics, rc == -EINVAL ?
+			    "expected ADDR:PORT" : strerror(-rc));
+		log_notice("metrics on http://%s/metrics", metrics);
+	}
 	log_notice("ready: backend %s, state dir %s, control %s%s",
 	    sd.env.ops->name, cfg.state_dir, cfg.sourced_control,
 	    cfg.insecure ? ", insecure" : ", TLS 1.3");
@@ -1089,8 +1030,7 @@ sourced_main(int argc, char **argv)
 		free(w);
 	}
 	ctl_server_free(sd.ctl);
-	if (sd.http != NULL)
-		evhttp_free(sd.http);
+	prom_server_free(sd.http);
 	event_free(sd.ev_sigint);
 	event_free(sd.ev_sigterm);
 	sd.env.ops->close(sd.env.hv);
