@@ -15,6 +15,7 @@
 #define SHAREMIG_CTL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <json-c/json.h>
 
 struct event_base;
@@ -50,6 +51,16 @@ void	ctl_reply(struct ctl_req *r, struct json_object *obj);
 /* Convenience: {"ok":false,"error":msg} */
 void	ctl_reply_error(struct ctl_req *r, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+/*
+ * Request field accessors: 1 and *out if key is present with the right
+ * type, 0 if absent, -EINVAL if present with another type.
+ */
+int	ctl_get_str(struct json_object *req, const char *key, const char **out);
+int	ctl_get_int(struct json_object *req, const char *key, int64_t *out);
+int	ctl_get_bool(struct json_object *req, const char *key, int *out);
+/* A new {"ok":true} reply object to add fields to. */
+struct json_object *ctl_ok(void);
+
 /* Peer uid of the request's connection. */
 unsigned ctl_req_uid(const struct ctl_req *r);
 

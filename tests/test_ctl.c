@@ -578,10 +578,45 @@ test_credentials(void **state)
 	assert_int_equal(chmod(f->gpath, 0660), 0);
 }
 
+/* Request field accessors: present, absent, wrong type. */
+static void
+test_accessors(void **state)
+{
+	struct json_object *req = json_tokener_parse(
+	    "{\"s\":\"x\",\"i\":42,\"b\":true,\"f\":1.5}");
+	const char *sv = "unset";
+	int64_t iv = -1;
+	int bv = -1;
+
+	(void)state;
+	assert_non_null(req);
+	assert_int_equal(ctl_get_str(req, "s", &sv), 1);
+	assert_string_equal(sv, "x");
+	assert_int_equal(ctl_get_int(req, "i", &iv), 1);
+	assert_int_equal(iv, 42);
+	assert_int_equal(ctl_get_bool(req, "b", &bv), 1);
+	assert_int_equal(bv, 1);
+	/* Absent: 0, out untouched. */
+	iv = 7;
+	assert_int_equal(ctl_get_int(req, "nope", &iv), 0);
+	assert_int_equal(iv, 7);
+	/* Wrong types: -EINVAL. */
+	assert_int_equal(ctl_get_str(req, "i", &sv), -EINVAL);
+	assert_int_equal(ctl_get_int(req, "s", &iv), -EINVAL);
+	assert_int_equal(ctl_get_int(req, "f", &iv), -EINVAL);
+	assert_int_equal(ctl_get_bool(req, "i", &bv), -EINVAL);
+	json_object_put(req);
+	req = ctl_ok();
+	assert_string_equal(json_object_to_json_string_ext(req,
+	    JSON_C_TO_STRING_PLAIN), "{\"ok\":true}");
+	json_object_put(req);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_accessors),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_client_errors),
 		cmocka_unit_test(test_deferred),

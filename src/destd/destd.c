@@ -237,27 +237,7 @@ on_accept_error(struct evconnlistener *lst, void *arg)
 
 /* ---- control commands ---- */
 
-static int
-json_get_int(struct json_object *o, const char *k, int64_t *out)
-{
-	struct json_object *v;
 
-	if (!json_object_object_get_ex(o, k, &v))
-		return 0;
-	if (!json_object_is_type(v, json_type_int))
-		return -EINVAL;
-	*out = json_object_get_int64(v);
-	return 1;
-}
-
-static struct json_object *
-reply_ok(void)
-{
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	return o;
-}
 
 static void
 cmd_list(struct destd *dd, struct ctl_req *r, struct json_object *req)
@@ -271,7 +251,7 @@ cmd_list(struct destd *dd, struct ctl_req *r, struct json_object *req)
 		ctl_reply_error(r, "cannot list domains: %s", strerror(-rc));
 		return;
 	}
-	o = reply_ok();
+	o = ctl_ok();
 	arr = json_object_new_array();
 	for (i = 0; i < n; i++) {
 		d = json_object_new_object();
@@ -291,7 +271,7 @@ cmd_list(struct destd *dd, struct ctl_req *r, struct json_object *req)
 static void
 cmd_status(struct destd *dd, struct ctl_req *r, struct json_object *req)
 {
-	struct json_object *o = reply_ok(), *arr = json_object_new_array();
+	struct json_object *o = ctl_ok(), *arr = json_object_new_array();
 	size_t i;
 
 	for (i = 0; i < dd->nsess; i++)
@@ -315,8 +295,8 @@ cmd_index_shared(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	char *hex;
 	int rc;
 
-	if (json_get_int(req, "domid", &domid) != 1 ||
-	    json_get_int(req, "pages", &pages) != 1 || domid < 0 ||
+	if (ctl_get_int(req, "domid", &domid) != 1 ||
+	    ctl_get_int(req, "pages", &pages) != 1 || domid < 0 ||
 	    pages <= 0 || (uint64_t)pages > dd->env.max_pages) {
 		ctl_reply_error(r, "index-shared needs integer domid and "
 		    "pages");
@@ -341,7 +321,7 @@ cmd_index_shared(struct destd *dd, struct ctl_req *r, struct json_object *req)
 		snprintf(hex + i * 16, 17, "%016llx",
 		    (unsigned long long)bm[i]);
 	hex[words * 16] = '\0';
-	o = reply_ok();
+	o = ctl_ok();
 	json_object_object_add(o, "indexed", json_object_new_boolean(rc == 0));
 	json_object_object_add(o, "bitmap", json_object_new_string(hex));
 	free(bm);
@@ -368,7 +348,7 @@ stats_json(const struct pidx_stats *st)
 static void
 cmd_index(struct destd *dd, struct ctl_req *r, struct json_object *req)
 {
-	struct json_object *o = reply_ok(), *arr = json_object_new_array(), *d;
+	struct json_object *o = ctl_ok(), *arr = json_object_new_array(), *d;
 	struct hv_dom_info *doms = NULL;
 	struct pidx_stats st;
 	struct scan_stats ss;
@@ -423,7 +403,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	for (wp = &dd->scan_waiters; (w = *wp) != NULL;) {
 		if (ss.passes >= w->target) {
-			o = reply_ok();
+			o = ctl_ok();
 			json_object_object_add(o, "passes",
 			    json_object_new_uint64(ss.passes));
 			ctl_reply(w->req, o);
@@ -447,8 +427,8 @@ cmd_scan_wait(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	struct scan_stats ss;
 	int64_t passes = 1, timeout = 60000;
 
-	if (json_get_int(req, "passes", &passes) < 0 ||
-	    json_get_int(req, "timeout_ms", &timeout) < 0 || passes < 1 ||
+	if (ctl_get_int(req, "passes", &passes) < 0 ||
+	    ctl_get_int(req, "timeout_ms", &timeout) < 0 || passes < 1 ||
 	    passes > 1000 || timeout < 0) {
 		ctl_reply_error(r, "scan-wait: passes 1..1000, timeout_ms >= 0");
 		return;

@@ -229,8 +229,6 @@ answer_waiters(struct sourced *sd, struct mig_src *m)
 }
 
 /* The engine's done callback: once per job, when it has ended. */
-static int	json_get_str(struct json_object *o, const char *k,
-		    const char **out);
 static void	advice_done(struct sourced *sd, struct mig_src *m);
 
 static int
@@ -322,7 +320,7 @@ cmd_advise(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 	char err[512];
 	size_t i, n;
 
-	if (json_get_str(req, "domain", &domain) != 1 ||
+	if (ctl_get_str(req, "domain", &domain) != 1 ||
 	    !json_object_object_get_ex(req, "destinations", &v) ||
 	    !json_object_is_type(v, json_type_array) ||
 	    (n = json_object_array_length(v)) == 0 || n > ADVISE_MAX) {
@@ -405,53 +403,9 @@ job_done(struct mig_src *m, void *arg)
 	answer_waiters(sd, m);
 }
 
-static int
-json_get_str(struct json_object *o, const char *k, const char **out)
-{
-	struct json_object *v;
 
-	if (!json_object_object_get_ex(o, k, &v))
-		return 0;
-	if (!json_object_is_type(v, json_type_string))
-		return -EINVAL;
-	*out = json_object_get_string(v);
-	return 1;
-}
 
-static int
-json_get_int(struct json_object *o, const char *k, int64_t *out)
-{
-	struct json_object *v;
 
-	if (!json_object_object_get_ex(o, k, &v))
-		return 0;
-	if (!json_object_is_type(v, json_type_int))
-		return -EINVAL;
-	*out = json_object_get_int64(v);
-	return 1;
-}
-
-static int
-json_get_bool(struct json_object *o, const char *k, int *out)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, k, &v))
-		return 0;
-	if (!json_object_is_type(v, json_type_boolean))
-		return -EINVAL;
-	*out = json_object_get_boolean(v);
-	return 1;
-}
-
-static struct json_object *
-reply_ok(void)
-{
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	return o;
-}
 
 static void
 cmd_list(struct sourced *sd, struct ctl_req *r, struct json_object *req)
@@ -465,7 +419,7 @@ cmd_list(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 		ctl_reply_error(r, "cannot list domains: %s", strerror(-rc));
 		return;
 	}
-	o = reply_ok();
+	o = ctl_ok();
 	arr = json_object_new_array();
 	for (i = 0; i < n; i++) {
 		d = json_object_new_object();
@@ -498,29 +452,29 @@ cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 	char err[512];
 	int rc;
 
-	if (json_get_str(req, "domain", &domain) != 1 ||
-	    json_get_str(req, "destination", &dest) != 1) {
+	if (ctl_get_str(req, "domain", &domain) != 1 ||
+	    ctl_get_str(req, "destination", &dest) != 1) {
 		ctl_reply_error(r, "migrate needs \"domain\" and "
 		    "\"destination\" strings");
 		return;
 	}
-	if ((rc = json_get_str(req, "dedup", &dedup)) < 0 ||
+	if ((rc = ctl_get_str(req, "dedup", &dedup)) < 0 ||
 	    (rc == 1 && (o.dedup = cfg_parse_dedup(dedup)) < 0)) {
 		ctl_reply_error(r, "dedup must be none, shared or all");
 		return;
 	}
-	if (json_get_bool(req, "paused", &o.paused) < 0 ||
-	    json_get_bool(req, "verify", &o.verify) < 0) {
+	if (ctl_get_bool(req, "paused", &o.paused) < 0 ||
+	    ctl_get_bool(req, "verify", &o.verify) < 0) {
 		ctl_reply_error(r, "paused and verify must be booleans");
 		return;
 	}
-	if ((rc = json_get_int(req, "downtime_ms", &v)) < 0 ||
+	if ((rc = ctl_get_int(req, "downtime_ms", &v)) < 0 ||
 	    (rc == 1 && (v < 1 || v > 600000))) {
 		ctl_reply_error(r, "downtime_ms must be 1..600000");
 		return;
 	} else if (rc == 1)
 		o.downtime_ms = (unsigned)v;
-	if ((rc = json_get_int(req, "max_iterations", &v)) < 0 ||
+	if ((rc = ctl_get_int(req, "max_iterations", &v)) < 0 ||
 	    (rc == 1 && (v < 1 || v > 1000))) {
 		ctl_reply_error(r, "max_iterations must be 1..1000");
 		return;
@@ -539,7 +493,7 @@ cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 		return;
 	}
 	sd->jobs[sd->njobs++] = m;
-	rep = reply_ok();
+	rep = ctl_ok();
 	json_object_object_add(rep, "id", json_object_new_int64(sd->next_id));
 	sd->next_id++;
 	ctl_reply(r, rep);
@@ -556,11 +510,11 @@ cmd_status(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 	size_t i;
 	int rc;
 
-	if ((rc = json_get_int(req, "id", &id)) < 0) {
+	if ((rc = ctl_get_int(req, "id", &id)) < 0) {
 		ctl_reply_error(r, "id must be an integer");
 		return;
 	}
-	o = reply_ok();
+	o = ctl_ok();
 	if (rc == 1) {
 		if ((m = job_find(sd, (uint32_t)id)) == NULL) {
 			json_object_put(o);
@@ -585,7 +539,7 @@ cmd_wait(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 	struct mig_src *m;
 	int64_t id;
 
-	if (json_get_int(req, "id", &id) != 1) {
+	if (ctl_get_int(req, "id", &id) != 1) {
 		ctl_reply_error(r, "wait needs an integer id");
 		return;
 	}
@@ -612,7 +566,7 @@ cmd_cancel(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 	int64_t id;
 	int rc;
 
-	if (json_get_int(req, "id", &id) != 1) {
+	if (ctl_get_int(req, "id", &id) != 1) {
 		ctl_reply_error(r, "cancel needs an integer id");
 		return;
 	}
@@ -626,7 +580,7 @@ cmd_cancel(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 		    "already ended", (long long)id);
 		return;
 	}
-	ctl_reply(r, reply_ok());
+	ctl_reply(r, ctl_ok());
 }
 
 static const struct {
@@ -649,7 +603,7 @@ sourced_ctl(struct ctl_req *r, struct json_object *req, void *arg)
 	const char *cmd = NULL;
 	size_t i;
 
-	if (json_get_str(req, "cmd", &cmd) != 1) {
+	if (ctl_get_str(req, "cmd", &cmd) != 1) {
 		ctl_reply_error(r, "request without a \"cmd\" string");
 		return;
 	}
