@@ -40,6 +40,7 @@ struct opts {
 	const char	*rate;
 	const char	*seed;
 	const char	*pages;
+	const char	*from;		/* poke --from FILE */
 	int		 json;
 	int		 argc;		/* positional arguments */
 	char	       **argv;
@@ -384,8 +385,24 @@ cmd_poke(struct opts *o)
 	}
 	/* Behind the guest's back: no dirty bit, no table update. */
 	p = sd->mem + pfn * HV_PAGE_SIZE;
-	for (i = 0; i < 64; i++)
-		p[i * 64] ^= 0xa5;
+	if (o->from != NULL) {
+		/* Exactly one page of the file's bytes (tests plant content). */
+		FILE *f = fopen(o->from, "rb");
+		uint8_t buf[HV_PAGE_SIZE];
+
+		if (f == NULL || fread(buf, 1, sizeof(buf), f) != sizeof(buf)) {
+			if (f != NULL)
+				fclose(f);
+			sd_close(sd);
+			return fail("poke", o->from, "cannot read 4096 bytes",
+			    0);
+		}
+		fclose(f);
+		memcpy(p, buf, sizeof(buf));
+	} else {
+		for (i = 0; i < 64; i++)
+			p[i * 64] ^= 0xa5;
+	}
 	sd_close(sd);
 	return 0;
 }
@@ -412,7 +429,7 @@ static const struct cmd cmds[] = {
 	{ "list", 0, 1, cmd_list, "--state-dir DIR [--json]" },
 	{ "check", 1, 1, cmd_check, "--state-dir DIR NAME [--json]" },
 	{ "status", 1, 1, cmd_status, "--state-dir DIR NAME [--json]" },
-	{ "poke", 2, 0, cmd_poke, "--state-dir DIR NAME PFN" },
+	{ "poke", 2, 0, cmd_poke, "--state-dir DIR NAME PFN [--from FILE]" },
 	{ "destroy", 1, 0, cmd_destroy, "--state-dir DIR NAME" },
 };
 
@@ -439,6 +456,7 @@ main(int argc, char **argv)
 		{ "rate", required_argument, NULL, 'r' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "from", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -473,6 +491,7 @@ main(int argc, char **argv)
 
 		switch (c) {
 		case 'd': slot = &o.dir; break;
+		case 'F': slot = &o.from; break;
 		case 'n': slot = &o.name; break;
 		case 'p': slot = &o.pages; break;
 		case 'P': slot = &o.profile; break;
@@ -494,7 +513,8 @@ main(int argc, char **argv)
 			    "unknown option or missing argument");
 		}
 		if (slot != NULL) {
-			if (cmd->fn != cmd_create && c != 'd')
+			if (cmd->fn != cmd_create && c != 'd' &&
+			    !(cmd->fn == cmd_poke && c == 'F'))
 				return usage_err(cmd->name, cmd->usage,
 				    "option not valid for this command");
 			*slot = optarg;
