@@ -111,6 +111,8 @@ int	hv_xen_suspend_acked(const char *state);
  */
 #define HV_XEN_SUSPEND_ACK_MS	10000	/* guest must clear control/shutdown */
 #define HV_XEN_SUSPEND_DONE_MS	60000	/* then reach shutdown(suspend); libxl's */
+#define HV_XEN_SETTLE_MS	250	/* rings unchanged this long: settled */
+#define HV_XEN_SETTLE_MAX_MS	2000	/* give up waiting for them */
 
 enum hv_xen_susp {
 	HV_XEN_SUSP_WAIT = 0,	/* poll again */
@@ -179,6 +181,8 @@ struct hv_dom {
 	int		 incoming;	/* built by create(), not committed */
 	int		 logdirty;	/* enabled by us */
 	unsigned int	 nmaps;		/* live hv_map objects */
+	unsigned int	 nring;		/* ring pfns of a suspended guest */
+	uint64_t	 ring[2];	/* forced into the final dirty fetch */
 };
 
 struct hv_map {
@@ -1058,6 +1062,11 @@ xen_dirty_fetch(struct hv_dom *d, uint64_t *bitmap, int final)
 	 * rest of the buffer is still zero.
 	 */
 	hv_xen_bitmap_import(bitmap, xbm, nbits);
+	if (final)
+		for (unsigned int i = 0; i < d->nring; i++)
+			if (d->ring[i] < nbits)
+				bitmap[d->ring[i] / 64] |= 1ull <<
+				    (d->ring[i] % 64);
 out:
 	xc_hypercall_buffer_free_pages(xch, xbm, npg);
 	return rc;
@@ -1187,6 +1196,67 @@ suspend_guest(struct hv_dom *d)
  * the guest takes to suspend (up to HV_XEN_SUSPEND_ACK_MS +
  * HV_XEN_SUSPEND_DONE_MS).
  */
+/*
+ * The guest's xenstore and console rings are written by dom0's xenstored
+ * and xenconsoled through long-lived mappings, and Xen's log-dirty does
+ * not see writes made through a mapping that already exists: only the
+ * guest's own writes to those pages are logged.  After a suspend the
+ * daemons are still catching up (the guest's last console lines, the
+ * response and watch event for its control/shutdown write), and a write
+ * they make after the page's last copy is lost at the destination and
+ * makes a --verify digest differ.  So once the guest is suspended and
+ * paused: wait until both pages have not changed for HV_XEN_SETTLE_MS
+ * (at most HV_XEN_SETTLE_MAX_MS), and report both pfns dirty in the
+ * final fetch so that the last round copies their settled content.
+ */
+static void
+settle_rings(struct hv_dom *d)
+{
+	const uint32_t which[2] = { HVM_PARAM_STORE_PFN, HVM_PARAM_CONSOLE_PFN };
+	xen_pfn_t pfns[2];
+	int err[2];
+	uint8_t *prev = NULL, *addr;
+	uint64_t v, start, stable;
+	unsigned int n = 0;
+
+	d->nring = 0;
+	for (unsigned int i = 0; i < 2; i++)
+		if (xc_hvm_param_get(d->hv->xch, d->domid, which[i], &v) == 0 &&
+		    v != 0 && v < d->pages)
+			pfns[n++] = (xen_pfn_t)v;
+	for (unsigned int i = 0; i < n; i++)
+		d->ring[i] = pfns[i];
+	d->nring = n;
+	if (n == 0)
+		return;
+	addr = xenforeignmemory_map(d->hv->fmem, d->domid, PROT_READ, n, pfns,
+	    err);
+	if (addr == NULL)
+		return;
+	if ((prev = malloc(n * (size_t)XC_PAGE_SIZE)) == NULL)
+		goto out;
+	memcpy(prev, addr, n * (size_t)XC_PAGE_SIZE);
+	start = stable = now_ms();
+	while (now_ms() - stable < HV_XEN_SETTLE_MS &&
+	    now_ms() - start < HV_XEN_SETTLE_MAX_MS) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+		for (unsigned int i = 0; i < n; i++) {
+			uint8_t *pg = addr + i * (size_t)XC_PAGE_SIZE;
+			uint8_t *pv = prev + i * (size_t)XC_PAGE_SIZE;
+
+			if (err[i] == 0 && memcmp(pg, pv, XC_PAGE_SIZE) != 0) {
+				memcpy(pv, pg, XC_PAGE_SIZE);
+				stable = now_ms();
+			}
+		}
+	}
+out:
+	free(prev);
+	xenforeignmemory_unmap(d->hv->fmem, addr, n);
+}
+
 static int
 xen_pause(struct hv_dom *d)
 {
@@ -1211,6 +1281,9 @@ xen_pause(struct hv_dom *d)
 	}
 	if (xc_domain_pause(d->hv->xch, d->domid) != 0)
 		return neg_errno();
+	if (!d->incoming && dom_getinfo(d, &xi) == 0 &&
+	    hv_xen_shutdown_reason(xi.flags) == SHUTDOWN_suspend)
+		settle_rings(d);
 	return 0;
 }
 
@@ -1234,6 +1307,7 @@ xen_unpause(struct hv_dom *d)
 
 	if (d == NULL)
 		return -EINVAL;
+	d->nring = 0;
 	if ((rc = dom_getinfo(d, &xi)) != 0)
 		return rc;
 	if (hv_xen_shutdown_reason(xi.flags) == SHUTDOWN_suspend) {

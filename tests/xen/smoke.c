@@ -52,6 +52,8 @@ type_populated(xen_pfn_t t)
 
 static const struct hv_ops *ops = &hv_xen_ops;
 static int failed;
+static void unlogged_probe(struct hv_dom *d, uint64_t pages, uint64_t *bm,
+    int final, unsigned wait_ms, const char *phase);
 
 #define CHECK(cond, ...) do {						\
 	if (!(cond)) {							\
@@ -466,6 +468,7 @@ main(int argc, char **argv)
 	    "%llu of them dirty\n", (unsigned long long)ndirty,
 	    (unsigned long long)must, (unsigned long long)seen);
 	CHECK(must > 0 && seen == must, "changed pages missing from bitmap");
+	unlogged_probe(d, info.pages, bm, 0, 1000, "running");
 
 	/* Paused: nothing changes, the final fetch sees no marker page. */
 	rc = ops->pause(d);
@@ -487,6 +490,7 @@ main(int argc, char **argv)
 	    (unsigned long long)seen,
 	    (unsigned long long)popcount_bm(bm, info.pages));
 	CHECK(changed(snap, cur) == 0 && seen == 0, "paused guest wrote");
+	unlogged_probe(d, info.pages, bm, 1, 3000, "paused");
 
 	rc = ops->context_get(d, &ctx, &ctxlen);
 	CHECK(rc == 0, "context_get: %s", strerror(-rc));
@@ -751,6 +755,85 @@ populated_pfns(struct hv_dom *d, uint64_t pages, uint64_t **out, size_t *nout)
 	*out = v;
 	*nout = n;
 	return 0;
+}
+
+/*
+ * I2 probe (printed, not asserted): copy every populated page, wait,
+ * compare, and report pages whose content changed without their bit in
+ * the dirty bitmap (Xen writing guest memory it does not log, e.g. its
+ * own pages placed in the guest's physmap).  The bitmap is cleared
+ * before the first copy, so every guest write after it is logged.
+ */
+static void
+unlogged_probe(struct hv_dom *d, uint64_t pages, uint64_t *bm, int final,
+    unsigned wait_ms, const char *phase)
+{
+	static uint64_t pfns[HV_MAP_BATCH_MAX];
+	static void *pg[HV_MAP_BATCH_MAX];
+	uint64_t *pop = NULL, changed_n = 0, notdirty = 0;
+	uint8_t *copy = NULL;
+	size_t npop = 0;
+	char list[256] = "";
+	size_t ll = 0;
+	int rc;
+
+	if ((rc = populated_pfns(d, pages, &pop, &npop)) != 0 ||
+	    (copy = malloc(npop * (size_t)HV_PAGE_SIZE)) == NULL) {
+		printf("smoke: unlogged probe (%s): setup failed\n", phase);
+		goto out;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 0) {
+			if (ops->dirty_fetch(d, bm, final) != 0)
+				goto out;
+		} else {
+			usleep(wait_ms * 1000u);
+		}
+		for (size_t b = 0; b < npop; b += HV_MAP_BATCH_MAX) {
+			size_t k = npop - b < HV_MAP_BATCH_MAX ?
+			    npop - b : HV_MAP_BATCH_MAX;
+			struct hv_map *m;
+
+			memcpy(pfns, pop + b, k * sizeof(*pfns));
+			if (ops->map(d, pfns, k, 0, pg, &m) != 0)
+				goto out;
+			for (size_t i = 0; i < k; i++) {
+				uint8_t *c = copy + (b + i) * HV_PAGE_SIZE;
+
+				if (pg[i] == NULL)
+					continue;
+				if (pass == 0)
+					memcpy(c, pg[i], HV_PAGE_SIZE);
+				else if (memcmp(c, pg[i], HV_PAGE_SIZE) != 0) {
+					changed_n++;
+					pfns[i] |= 1ull << 63;
+				}
+			}
+			ops->unmap(d, m);
+			if (pass == 1)
+				for (size_t i = 0; i < k; i++)
+					pop[b + i] = pfns[i];
+		}
+	}
+	if (ops->dirty_fetch(d, bm, final) != 0)
+		goto out;
+	for (size_t i = 0; i < npop; i++) {
+		uint64_t p = pop[i] & ~(1ull << 63);
+
+		if (!(pop[i] >> 63) || bit(bm, p))
+			continue;
+		notdirty++;
+		if (ll < sizeof(list) - 24)
+			ll += (size_t)snprintf(list + ll, sizeof(list) - ll,
+			    "%s%#llx", ll ? "," : "", (unsigned long long)p);
+	}
+	printf("SHAREMIG-XEN-UNLOGGED: phase=%s populated=%zu wait_ms=%u "
+	    "changed=%llu changed_not_dirty=%llu pfns=%s\n", phase, npop,
+	    wait_ms, (unsigned long long)changed_n,
+	    (unsigned long long)notdirty, ll ? list : "-");
+out:
+	free(copy);
+	free(pop);
 }
 
 /*
