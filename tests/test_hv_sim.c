@@ -369,9 +369,16 @@ test_logdirty_pause(void **state)
 	assert_int_equal(ops->context_get(d, &ctx, &ctxlen), -EBUSY);
 
 	assert_int_equal(ops->logdirty_enable(d), 0);
-	msleep(30);
-	assert_int_equal(ops->dirty_fetch(d, bm, 0), 0);
-	nset = bm_count(bm, 4096);
+	/* Wait (up to 10 s on a loaded machine) for the guest to write. */
+	for (nset = 0, pfn = 0; pfn < 1000 && nset <= 1; pfn++) {
+		uint64_t *more = bm_alloc(4096);
+
+		msleep(10);
+		assert_int_equal(ops->dirty_fetch(d, more, 0), 0);
+		bm_or(bm, more, 4096);
+		free(more);
+		nset = bm_count(bm, 4096);
+	}
 	assert_true(nset > 1);
 	/* Only the hot set and the table are written. */
 	for (pfn = bm_next(bm, 4096, 0); pfn < 4096;
@@ -401,7 +408,8 @@ test_logdirty_pause(void **state)
 	assert_int_equal(ops->pause(d), 0);
 
 	assert_int_equal(ops->unpause(d), 0);
-	msleep(30);
+	for (pfn = 0; pfn < 1000 && live_writes(dir, "w") <= w2; pfn++)
+		msleep(10);
 	assert_true(live_writes(dir, "w") > w2);
 	assert_int_equal(ops->dirty_fetch(d, bm, 0), 0);
 	assert_true(bm_count(bm, 4096) > 0);
@@ -674,8 +682,13 @@ test_migrate(void **state)
 		assert_int_equal(c.check_bad_count, 0);
 		if (cases[i].rate) {
 			uint64_t w0 = c.writes;
+			int t;
 
-			msleep(30);
+			/* It writes again (a loaded machine may take a while
+			 * to schedule it: up to 10 s). */
+			for (t = 0; t < 1000 &&
+			    ctrl_of(dir2, "vm").writes <= w0; t++)
+				msleep(10);
 			assert_true(ctrl_of(dir2, "vm").writes > w0);
 		}
 		/* Still consistent after it ran on the destination. */
