@@ -905,6 +905,11 @@ sourced_main(int argc, char **argv)
 		fatal("cannot create the event loop");
 	sd.hvp.state_dir = cfg.state_dir;
 	sd.hvp.simhv_path = simhv;
+	/* The state directory itself may not exist yet (the xen backend
+	 * keeps nothing else there); as systemd's StateDirectory= would. */
+	if (mkdir(cfg.state_dir, 0700) != 0 && errno != EEXIST)
+		fatal("cannot create the state directory %s: %s",
+		    cfg.state_dir, strerror(errno));
 	if ((rc = sd.env.ops->open(&sd.hvp, &sd.env.hv)) != 0)
 		fatal("cannot open the %s backend (state dir %s): %s",
 		    cfg.backend, cfg.state_dir, strerror(-rc));
