@@ -6,6 +6,7 @@
 #ifndef SHAREMIG_CFG_H
 #define SHAREMIG_CFG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CFG_DEFAULT_PATH	"/etc/sharemig/sharemig.conf"
@@ -34,6 +35,14 @@ void	cfg_defaults(struct cfg *c);
  * or -EINVAL with "path:line: reason" in err.
  */
 int	cfg_load(struct cfg *c, const char *path, char *err, size_t errlen);
+/*
+ * The daemons' first pass over their command line: --config FILE (or
+ * --config=FILE), else CFG_DEFAULT_PATH when it is readable, is loaded
+ * into c; *check is set when --check-config is present.  0, or the
+ * cfg_load() error with its message in err.
+ */
+int	cfg_load_args(struct cfg *c, int argc, char **argv, int *check,
+	    char *err, size_t errlen);
 void	cfg_free(struct cfg *c);
 /* Parse "none|shared|all": 0..2 or -EINVAL. */
 int	cfg_parse_dedup(const char *s);

@@ -299,11 +299,45 @@ test_dedup(void **state)
 	assert_int_equal(cfg_parse_dedup(NULL), -EINVAL);
 }
 
+/* The daemons' first pass: --config FILE, --config=FILE, --check-config. */
+static void
+test_load_args(void **state)
+{
+	struct cfg c;
+	char err[256], arg[160];
+	int check = -1;
+
+	write_file("[host]\nbackend = sim\n");
+	cfg_defaults(&c);
+	{
+		char *argv[] = { "d", "--config", path, "--check-config", NULL };
+
+		assert_int_equal(cfg_load_args(&c, 4, argv, &check, err,
+		    sizeof(err)), 0);
+		assert_int_equal(check, 1);
+		assert_string_equal(c.backend, "sim");
+	}
+	cfg_free(&c);
+	write_file("[host]\nbackend = kvm\n");
+	cfg_defaults(&c);
+	snprintf(arg, sizeof(arg), "--config=%s", path);
+	{
+		char *argv[] = { "d", arg, NULL };
+
+		assert_int_equal(cfg_load_args(&c, 2, argv, &check, err,
+		    sizeof(err)), -EINVAL);
+		assert_int_equal(check, 0);
+		assert_non_null(strstr(err, ":2: backend"));
+	}
+	cfg_free(&c);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_load_args),
 		cmocka_unit_test(test_full_file),
 		cmocka_unit_test(test_each_key),
 		cmocka_unit_test(test_errors),

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <sys/un.h>
 
@@ -376,6 +377,27 @@ cfg_load(struct cfg *c, const char *path, char *err, size_t errlen)
 	cfg_free(c);
 	*c = p.c;
 	return 0;
+}
+
+int
+cfg_load_args(struct cfg *c, int argc, char **argv, int *check, char *err,
+    size_t errlen)
+{
+	const char *config = NULL;
+	int i;
+
+	*check = 0;
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			config = argv[i + 1];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			config = argv[i] + 9;
+		else if (strcmp(argv[i], "--check-config") == 0)
+			*check = 1;
+	}
+	if (config == NULL && access(CFG_DEFAULT_PATH, R_OK) != 0)
+		return 0;
+	return cfg_load(c, config ? config : CFG_DEFAULT_PATH, err, errlen);
 }
 
 void

@@ -654,25 +654,15 @@ destd_main(int argc, char **argv)
 	log_init("sharemig-destd", LOG_LVL_INFO);
 	cfg_defaults(&cfg);
 	/* First pass: the config file, so flags can override it. */
-	for (c = 1; c < argc; c++) {
-		if (strcmp(argv[c], "--config") == 0 && c + 1 < argc)
-			config = argv[c + 1];
-		else if (strncmp(argv[c], "--config=", 9) == 0)
-			config = argv[c] + 9;
-		else if (strcmp(argv[c], "--check-config") == 0)
-			check = 1;
-	}
-	if (config != NULL || access(CFG_DEFAULT_PATH, R_OK) == 0) {
-		rc = cfg_load(&cfg, config ? config : CFG_DEFAULT_PATH, err,
-		    sizeof(err));
-		if (rc != 0 && check) {
+	if ((rc = cfg_load_args(&cfg, argc, argv, &check, err,
+	    sizeof(err))) != 0) {
+		if (check) {
 			/* err is "path:line: reason" or "path: reason". */
 			fprintf(stderr, "%s: %s\n", "sharemig-destd", err);
 			cfg_free(&cfg);
 			return 1;
 		}
-		if (rc != 0)
-			fatal("configuration: %s", err);
+		fatal("configuration: %s", err);
 	}
 	dd.env.max_pages = 16ull << 20;		/* 64 GiB */
 	dd.env.timeout_s = 30;
