@@ -102,6 +102,9 @@ for k in ("bytes_wire", "pages_data"):
 print("   %-14s %14d %14d" % ("pages_ref", n["pages_ref"], a["pages_ref"]))
 for k in ("total_ms", "downtime_ms", "cpu_source_s", "cpu_dest_s"):
     row(k, "%.3f" if k.startswith("cpu") else "%.1f")
+print("   (loopback: the link is not the bottleneck here, the CPU is, so")
+print("   time and CPU barely move; on a 1 Gbit/s link time follows the")
+print("   bytes: see bench/run and docs/BENCHMARKS.md)")
 for j, name in ((n, "web1"), (a, "web2")):
     ok = j["status"] == "completed" and \
         j["memory_sha256_source"] == j["memory_sha256_dest"]
