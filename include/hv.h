@@ -163,4 +163,13 @@ extern const struct hv_ops hv_xen_ops;
 /* Find a backend by name; NULL if unknown or not built. */
 const struct hv_ops *hv_find(const char *name);
 
+/*
+ * SHA-256 over the pages of d whose bit in set (pages bits) equals want,
+ * in pfn order, holes skipped: the whole-memory digest of --verify, where
+ * both ends hash the pfns the stream carried (docs/PROTOCOL.md, END).
+ * 0 or -errno; the caller's thread must own d.
+ */
+int	hv_digest(const struct hv_ops *ops, struct hv_dom *d,
+	    const uint64_t *set, uint64_t pages, int want, uint8_t out[32]);
+
 #endif

@@ -598,38 +598,6 @@ dst_on_context(struct mig_dst *s, const struct proto_context *c)
 		    s->domain, strerror(-rc));
 }
 
-/* SHA-256 of the pages the stream carried, in pfn order (the source
- * hashes the same set; see docs/PROTOCOL.md, END). */
-static int
-dst_memory_digest(struct mig_dst *s, uint8_t out[32])
-{
-	uint64_t pfns[HV_MAP_BATCH_MAX], p;
-	void *pages[HV_MAP_BATCH_MAX];
-	struct hv_map *map;
-	struct ph_ctx *ctx;
-	uint32_t n, i;
-	int rc;
-
-	if ((ctx = ph_ctx_new()) == NULL)
-		return -ENOMEM;
-	for (p = bm_next(s->recvd, s->pages, 0); p < s->pages;) {
-		for (n = 0; p < s->pages && n < HV_MAP_BATCH_MAX;
-		    p = bm_next(s->recvd, s->pages, p + 1))
-			pfns[n++] = p;
-		if ((rc = s->env->ops->map(s->dom, pfns, n, 0, pages,
-		    &map)) != 0) {
-			ph_ctx_free(ctx);
-			return rc;
-		}
-		for (i = 0; i < n; i++)
-			if (pages[i] != NULL)
-				ph_ctx_update(ctx, pages[i], PH_PAGE_SIZE);
-		s->env->ops->unmap(s->dom, map);
-	}
-	ph_ctx_final(ctx, out);
-	return 0;
-}
-
 /* Every page is resolved: answer READY (with our digest for --verify). */
 static void
 dst_try_ready(struct mig_dst *s)
@@ -642,7 +610,8 @@ dst_try_ready(struct mig_dst *s)
 		return;
 	memset(&e, 0, sizeof(e));
 	if (s->flags & PROTO_DI_VERIFY) {
-		if ((rc = dst_memory_digest(s, e.memory_sha256)) != 0) {
+		if ((rc = hv_digest(s->env->ops, s->dom, s->recvd,
+		    s->pages, 1, e.memory_sha256)) != 0) {
 			dst_fail(s, "verify: %s", strerror(-rc));
 			return;
 		}

@@ -909,13 +909,9 @@ static void
 src_send_final(struct mig_src *m)
 {
 	struct proto_end e;
-	struct ph_ctx *ctx = NULL;
-	void *blob = NULL, *pages[HV_MAP_BATCH_MAX];
-	uint64_t pfns[HV_MAP_BATCH_MAX], p;
-	struct hv_map *map;
+	void *blob = NULL;
 	uint8_t *buf = NULL;
 	size_t blen = 0, cap;
-	uint32_t n, i;
 	int rc, len;
 
 	if ((rc = m->env->ops->context_get(m->dom, &blob, &blen)) != 0) {
@@ -940,30 +936,12 @@ src_send_final(struct mig_src *m)
 		 * hashes the pfns it received.  Holes stay out of the
 		 * downtime: a Xen PVH guest's pfn space is mostly holes.
 		 */
-		if ((ctx = ph_ctx_new()) == NULL) {
-			src_fail(m, "out of memory");
+		if ((rc = hv_digest(m->env->ops, m->dom, m->holes, m->pages,
+		    0, m->sha_src)) != 0) {
+			src_fail(m, "verify: cannot hash the memory: %s",
+			    strerror(-rc));
 			goto out;
 		}
-		for (p = 0; p < m->pages;) {
-			for (n = 0; p < m->pages && n < HV_MAP_BATCH_MAX; p++)
-				if (!bm_test(m->holes, p))
-					pfns[n++] = p;
-			if (n == 0)
-				break;
-			rc = m->env->ops->map(m->dom, pfns, n, 0, pages, &map);
-			if (rc != 0) {
-				src_fail(m, "verify: cannot map pages: %s",
-				    strerror(-rc));
-				goto out;
-			}
-			for (i = 0; i < n; i++)
-				if (pages[i] != NULL)
-					ph_ctx_update(ctx, pages[i],
-					    PH_PAGE_SIZE);
-			m->env->ops->unmap(m->dom, map);
-		}
-		ph_ctx_final(ctx, m->sha_src);
-		ctx = NULL;
 		m->have_sha_src = 1;
 		e.flags = PROTO_END_VERIFY;
 		memcpy(e.memory_sha256, m->sha_src, 32);
@@ -979,7 +957,6 @@ src_send_final(struct mig_src *m)
 	    m->domain, link_outq(m->link));
 	link_set_read_timeout(m->link, m->env->timeout_s);
 out:
-	ph_ctx_free(ctx);
 	free(buf);
 	free(blob);
 }
