@@ -763,17 +763,24 @@ cmd_status(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* COMMAND ID: exactly one migration id. */
+static int
+one_id(struct ctx *c, int argc, char **argv, int64_t *id)
+{
+	if (argc < 2)
+		return usage_err(c, "missing ID");
+	if (argc > 2)
+		return usage_err(c, "unexpected argument '%s'", argv[2]);
+	return parse_id(c, argv[1], id);
+}
+
 static int
 cmd_wait(struct ctx *c, int argc, char **argv)
 {
 	int64_t id;
 	int rc;
 
-	if (argc < 2)
-		return usage_err(c, "missing ID");
-	if (argc > 2)
-		return usage_err(c, "unexpected argument '%s'", argv[2]);
-	if ((rc = parse_id(c, argv[1], &id)) != 0)
+	if ((rc = one_id(c, argc, argv, &id)) != 0)
 		return rc;
 	return wait_for(c, id);
 }
@@ -785,11 +792,7 @@ cmd_cancel(struct ctx *c, int argc, char **argv)
 	int64_t id;
 	int rc;
 
-	if (argc < 2)
-		return usage_err(c, "missing ID");
-	if (argc > 2)
-		return usage_err(c, "unexpected argument '%s'", argv[2]);
-	if ((rc = parse_id(c, argv[1], &id)) != 0)
+	if ((rc = one_id(c, argc, argv, &id)) != 0)
 		return rc;
 	req = request("cancel");
 	json_object_object_add(req, "id", json_object_new_int64(id));
