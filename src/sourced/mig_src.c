@@ -94,6 +94,10 @@ struct mig_src {
 	uint64_t		*next;		/* dirty bits for the next iteration,
 						 * gathered by mid-iteration syncs */
 	uint64_t		*tmp;
+	uint64_t		*seen;		/* found dirty by a sync this round */
+	uint64_t		*seen_prev;	/* ... and in the previous round */
+	uint64_t		*hot;		/* found dirty twice in a row: held
+						 * back for the stop-and-copy */
 	uint64_t		*holes;		/* pfns found unpopulated */
 	uint64_t		 since_sync;	/* pages queued since the last sync */
 
@@ -128,6 +132,7 @@ static void	src_on_error(struct link *l, int err, const char *why,
 static void	src_pump_cb(evutil_socket_t fd, short what, void *arg);
 static void	src_start_iteration(struct mig_src *m);
 static void	src_stop_and_copy(struct mig_src *m);
+static void	src_hold_hot(struct mig_src *m);
 
 static const struct link_cbs src_link_cbs = {
 	.on_up = src_on_up,
@@ -852,6 +857,23 @@ out:
 }
 
 /*
+ * Record a fetched dirty set.  A page found dirty by a sync after an
+ * earlier sync of this round or of the previous one also found it dirty
+ * is hot: the guest keeps rewriting it, so sending it before the guest
+ * is paused only sends it again (src_iter_done holds it back).
+ */
+static void
+src_observe(struct mig_src *m, const uint64_t *dirty)
+{
+	size_t words = bm_words(m->pages), i;
+
+	for (i = 0; i < words; i++) {
+		m->hot[i] |= dirty[i] & (m->seen[i] | m->seen_prev[i]);
+		m->seen[i] |= dirty[i];
+	}
+}
+
+/*
  * Mid-iteration sync of the dirty log (Xen's "to_skip").  A page dirtied
  * again before this iteration has read it is skipped now and sent in the
  * next iteration: a page the guest keeps rewriting goes once, at the end,
@@ -869,6 +891,7 @@ src_dirty_sync(struct mig_src *m)
 	m->since_sync = 0;
 	if ((rc = m->env->ops->dirty_fetch(m->dom, m->tmp, 0)) != 0)
 		return rc;
+	src_observe(m, m->tmp);
 	for (i = 0; i < words; i++) {
 		for (w = m->tmp[i]; w != 0; w &= w - 1) {
 			p = i * 64 + (uint64_t)__builtin_ctzll(w);
@@ -962,6 +985,34 @@ out:
 }
 
 /*
+ * Before another live iteration: the hot pages stay dirty (in next, so
+ * the stop-and-copy or a later round that finds them cold sends them)
+ * and are not sent now.  Without this a page the guest rewrites without
+ * pause goes in every iteration; Xen's to_skip only catches the pages
+ * dirtied again within one round.  The stop policy still counts them:
+ * they are part of the downtime.
+ */
+static void
+src_hold_hot(struct mig_src *m)
+{
+	size_t words = bm_words(m->pages), i;
+	uint64_t *t;
+
+	for (i = 0; i < words; i++) {
+		m->next[i] = m->todo[i] & m->hot[i];
+		m->todo[i] &= ~m->hot[i];
+	}
+	log_debug("migration %u: %s: %llu hot pages held back for the "
+	    "stop-and-copy", m->id, m->domain,
+	    (unsigned long long)bm_count(m->next, m->pages));
+	t = m->seen_prev;
+	m->seen_prev = m->seen;
+	m->seen = t;
+	bm_zero(m->seen, m->pages);
+	bm_zero(m->hot, m->pages);
+}
+
+/*
  * The stop policy, run when an iteration's records have all left the
  * output buffer: fetch the dirty set and decide whether to iterate again
  * or stop and copy.  Stop when the dirty set can be sent within the
@@ -994,6 +1045,7 @@ src_iter_done(struct mig_src *m)
 		src_fail(m, "cannot read the dirty bitmap: %s", strerror(-rc));
 		return;
 	}
+	src_observe(m, m->todo);
 	bm_or(m->todo, m->next, m->pages);
 	bm_zero(m->next, m->pages);
 	dirty = bm_count(m->todo, m->pages);
@@ -1017,10 +1069,12 @@ src_iter_done(struct mig_src *m)
 	    "%llu pages dirty, estimated downtime %.1f ms%s", m->id,
 	    m->domain, m->st.iterations - 1, (unsigned long long)bytes, ms,
 	    (unsigned long long)dirty, est_ms, stop ? ": stop and copy" : "");
-	if (stop)
+	if (stop) {
 		src_stop_and_copy(m);
-	else
-		src_start_iteration(m);
+		return;
+	}
+	src_hold_hot(m);
+	src_start_iteration(m);
 }
 
 /* Pause the guest and send what is still dirty, as a last iteration. */
@@ -1406,7 +1460,10 @@ src_alloc(struct mig_src *m, char *err, size_t errlen)
 	if ((m->todo = bm_alloc(m->pages)) == NULL ||
 	    (m->holes = bm_alloc(m->pages)) == NULL ||
 	    (m->next = bm_alloc(m->pages)) == NULL ||
-	    (m->tmp = bm_alloc(m->pages)) == NULL)
+	    (m->tmp = bm_alloc(m->pages)) == NULL ||
+	    (m->seen = bm_alloc(m->pages)) == NULL ||
+	    (m->seen_prev = bm_alloc(m->pages)) == NULL ||
+	    (m->hot = bm_alloc(m->pages)) == NULL)
 		goto nomem;
 	if (m->o.dedup == PROTO_DEDUP_NONE)
 		return 0;
@@ -1703,6 +1760,9 @@ mig_src_free(struct mig_src *m)
 	free(m->todo);
 	free(m->next);
 	free(m->tmp);
+	free(m->seen);
+	free(m->seen_prev);
+	free(m->hot);
 	free(m->holes);
 	free(m->batch_base);
 	free(m->cand);
