@@ -55,7 +55,8 @@
 #define SRC_BATCH	PROTO_PAGE_BATCH_MAX	/* pages per production step */
 #define SRC_OFFER_SPAN	4096u	/* pfns per OFFER window (<= PFN_BATCH_MAX) */
 #define SRC_MIN_BW	(1u << 20)	/* floor of the bandwidth estimate */
-#define SRC_OFFER_INFLIGHT 3u		/* OFFER batches awaiting HAVE */
+#define SRC_OFFER_INFLIGHT 16u		/* OFFER batches awaiting HAVE */
+#define SRC_OFFER_EAGER	2u		/* ... below this, offer before pages */
 #define SRC_SYNC_PAGES	2048u		/* pages between dirty-log syncs */
 #define SRC_SLICE_MS	20.0		/* work per loop turn before yielding */
 
@@ -116,6 +117,8 @@ struct mig_src {
 	uint64_t		 dirty_prev;
 	unsigned		 no_progress;
 	struct timespec		 t_start, t_pause, t_iter;
+	struct timespec		 t_wait;	/* since: pages wait for HAVE */
+	int			 waiting;
 	double			 cpu_start;
 	uint64_t		 queued_iter_start;
 	uint64_t		 data_bytes;	/* page bytes sent as DATA */
@@ -483,6 +486,19 @@ src_on_domain_ack(struct mig_src *m)
 	src_start_iteration(m);
 }
 
+/* Account the time iteration 0 had pages to send but no answer yet. */
+static void
+src_wait_end(struct mig_src *m)
+{
+	struct timespec now;
+
+	if (!m->waiting)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	m->st.offer_wait_ms += ts_ms(&m->t_wait, &now);
+	m->waiting = 0;
+}
+
 /*
  * Iteration 0 may send pfns below this limit: every offer covering them
  * has been answered, so we know which ones the destination holds.
@@ -659,6 +675,7 @@ src_on_have(struct mig_src *m, const struct proto_have *h)
 	if (nhad == 0)
 		memset(mine, 0, sizeof(mine));
 	m->batches_answered++;
+	src_wait_end(m);
 	if (memcmp(mine, h->confirm, 32) != 0) {
 		log_warn("migration %u: %s: batch %u: the destination's %u "
 		    "fills do not match our digests; sending them in full",
@@ -1168,12 +1185,23 @@ src_pump_iter(struct mig_src *m)
 		src_pump_advise(m);
 		return;
 	}
-	while (link_outq(m->link) < SRC_OUT_HIGH) {
+	for (;;) {
 		progress = 0;
-		/* Offers run ahead of the pages, but not far: hashing the
-		 * whole guest before the first page would serialise the two. */
+		limit = src_offer_safe(m);
+		/*
+		 * Offers run ahead of the pages.  Pages come first: an offer
+		 * is hashed when fewer than SRC_OFFER_EAGER are unanswered,
+		 * or when the pages cannot go anyway (all sent up to what
+		 * the answers cover, or the output buffer is full: hashing
+		 * then overlaps the link's drain).  The HAVE for an offer
+		 * comes back behind the pages queued before it, so the
+		 * offers must cover more than the link holds.
+		 */
 		if (m->offering && m->ocursor < m->pages &&
-		    m->batches - m->batches_answered < SRC_OFFER_INFLIGHT) {
+		    m->batches - m->batches_answered < SRC_OFFER_INFLIGHT &&
+		    (m->batches - m->batches_answered < SRC_OFFER_EAGER ||
+		    m->cursor >= limit ||
+		    link_outq(m->link) >= SRC_OUT_HIGH)) {
 			if ((rc = src_offer_batch(m)) != 0) {
 				src_fail(m, "hashing pages for the offer: %s",
 				    strerror(-rc));
@@ -1184,8 +1212,7 @@ src_pump_iter(struct mig_src *m)
 		if (m->offering && m->ocursor >= m->pages &&
 		    m->batches_answered == m->batches)
 			m->offering = 0;
-		limit = src_offer_safe(m);
-		if (m->cursor < limit) {
+		if (link_outq(m->link) < SRC_OUT_HIGH && m->cursor < limit) {
 			if ((rc = src_iter_batch(m, limit)) != 0) {
 				src_fail(m, "sending pages: %s", strerror(-rc));
 				return;
@@ -1198,8 +1225,14 @@ src_pump_iter(struct mig_src *m)
 			    strerror(-rc));
 			return;
 		}
-		if (!progress)
+		if (!progress) {
+			if (m->offering && m->cursor >= limit &&
+			    link_outq(m->link) < SRC_OUT_HIGH && !m->waiting) {
+				m->waiting = 1;
+				clock_gettime(CLOCK_MONOTONIC, &m->t_wait);
+			}
 			break;
+		}
 		/* Let the loop write what is queued and hear the peer: a slow
 		 * hash (a big guest, an emulated CPU) must not starve I/O. */
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -1870,6 +1903,7 @@ mig_src_json(const struct mig_src *m)
 	json_add_double(o, "cpu_source_s", m->st.cpu_source_s, 3);
 	json_add_double(o, "cpu_dest_s", m->st.cpu_dest_s, 3);
 	json_add_u64(o, "refs_failed_dest", m->st.refs_failed_dest);
+	json_add_double(o, "offer_wait_ms", m->st.offer_wait_ms, 1);
 	if (m->o.verify) {
 		if (m->have_sha_src) {
 			ph_hex(m->sha_src, hex);

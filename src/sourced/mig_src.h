@@ -72,6 +72,7 @@ struct mig_stats {
 	double		cpu_source_s;
 	double		cpu_dest_s;
 	uint64_t	refs_failed_dest;
+	double		offer_wait_ms;	/* pages held up waiting for HAVE */
 };
 
 typedef void (*mig_done_cb)(struct mig_src *m, void *arg);
