@@ -33,6 +33,7 @@
 #include "destd.h"
 #include "hostid.h"
 #include "hv.h"
+#include "journal.h"
 #include "log.h"
 #include "prom.h"
 #include "mig_dst.h"
@@ -158,6 +159,19 @@ session_done(struct mig_dst *s, void *arg)
 		dd->ended[i] += json_u64(j, dst_counter_fields[i]);
 	json_object_put(j);
 	notify_status(dd, sessions_live(dd));
+}
+
+/* A session settled from the journal of a previous run: in status. */
+static void
+recovered_session(struct mig_dst *s, void *arg)
+{
+	struct destd *dd = arg;
+
+	if (dd->nsess >= DESTD_KEEP_DONE) {
+		mig_dst_free(s);
+		return;
+	}
+	dd->sess[dd->nsess++] = s;
 }
 
 static void
@@ -646,7 +660,7 @@ destd_main(int argc, char **argv)
 	struct timeval tick = { 0, 50000 };
 	const char *config = NULL, *simhv = NULL, *hostname = NULL;
 	const char *metrics = NULL;
-	char err[512], *end;
+	char err[512], *end, *journal = NULL;
 	int c, check = 0, insecure_flag = 0, verbose = 0, rc, fd;
 	double d;
 
@@ -782,6 +796,22 @@ destd_main(int argc, char **argv)
 		char **names = NULL;
 		size_t n = 0, i;
 
+		/* What an earlier run left: its journal's records become
+		 * ended sessions in "status", then the half-built domains
+		 * are destroyed. */
+		if (asprintf(&journal, "%s/destd-journal", cfg.state_dir) == -1)
+			fatal("out of memory");
+		if ((rc = journal_init(journal)) != 0)
+			fatal("cannot create the journal directory %s: %s",
+			    journal, strerror(-rc));
+		dd.env.journal_dir = journal;
+		dd.next_id = 1;
+		if ((rc = mig_dst_recover(&dd.env, &dd.next_id,
+		    recovered_session, &dd)) < 0)
+			log_err("journal %s: %s", journal, strerror(-rc));
+		else if (rc > 0)
+			log_notice("journal: %d migration(s) of a previous run "
+			    "settled", rc);
 		rc = dd.env.ops->reap_incoming(dd.env.hv, &names, &n);
 		for (i = 0; i < n; i++) {
 			log_notice("destroyed %s, a half-built incoming domain "
@@ -822,7 +852,6 @@ destd_main(int argc, char **argv)
 	event_add(dd.ev_sigint, NULL);
 	event_add(dd.ev_sigterm, NULL);
 	event_add(dd.ev_tick, &tick);
-	dd.next_id = 1;
 	dd.listen = cfg.listen;
 	if (metrics != NULL) {
 		if ((rc = prom_server_start(dd.base, metrics, destd_metrics, &dd,
@@ -866,5 +895,6 @@ destd_main(int argc, char **argv)
 		SSL_CTX_free(dd.tls);
 	event_base_free(dd.base);
 	cfg_free(&cfg);
+	free(journal);
 	return 0;
 }

@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 
 #include "bitmap.h"
+#include "journal.h"
 #include "link.h"
 #include "log.h"
 #include "net.h"
@@ -57,6 +58,7 @@ struct mig_dst {
 	unsigned		 src_next;
 	int			 end_seen;
 	int			 committed;
+	int			 journaled;	/* a journal record exists */
 	int			 advise;	/* dry run: OFFER/HAVE only */
 
 	/* Statistics. */
@@ -96,6 +98,36 @@ dst_name(const struct mig_dst *s)
 	return s->domain[0] ? s->domain : "(no domain yet)";
 }
 
+/* ---- the in-flight journal ----
+ *
+ * A session writes JOURNAL/DOMAIN.json {"session","domain","peer",
+ * "state"} once it has created the incoming domain ("building") and
+ * before it commits on GO ("go").  The record goes when the session ends
+ * with the domain settled: running (or paused on request) here after
+ * RUNNING was sent, or destroyed before GO.  A destd that restarts reads
+ * it back (mig_dst_recover) before it reaps half-built domains.
+ */
+static void
+dst_journal(struct mig_dst *s, const char *state)
+{
+	struct json_object *o;
+	int rc;
+
+	if (s->env->journal_dir == NULL || s->advise)
+		return;
+	o = json_object_new_object();
+	json_object_object_add(o, "session", json_object_new_int64(s->id));
+	json_object_object_add(o, "domain", json_object_new_string(s->domain));
+	json_object_object_add(o, "peer", json_object_new_string(s->peer));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	/* Best effort: the guest's safety rests on the source's journal;
+	 * this one only lets a restarted destd report what it left. */
+	if ((rc = journal_put(s->env->journal_dir, s->domain, o)) != 0)
+		log_warn("session %u: %s: cannot write the journal in %s: %s",
+		    s->id, s->domain, s->env->journal_dir, strerror(-rc));
+	json_object_put(o);
+}
+
 /*
  * End the session.  Before GO the half-built domain is destroyed (the
  * guest still runs on the source).  After GO we committed and started
@@ -130,6 +162,9 @@ dst_finish(struct mig_dst *s, enum dst_state st)
 			s->env->ops->dom_close(s->src[i].dom);
 		s->src[i].dom = NULL;
 	}
+	if (s->env->journal_dir != NULL && !s->advise && s->domain[0] &&
+	    (st == DS_DONE || !s->committed) && s->journaled)
+		(void)journal_del(s->env->journal_dir, s->domain);
 	if (st == DS_FAILED) {
 		log_err("session %u from %s: %s: migration failed: %s", s->id,
 		    s->peer, dst_name(s), s->error);
@@ -276,6 +311,8 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 	s->pages = di->pages;
 	s->flags = di->flags;
 	s->dedup = di->dedup;
+	dst_journal(s, "building");
+	s->journaled = 1;
 	if (dst_send(s, buf, proto_enc_domain_ack(buf, sizeof(buf), 0)) != 0) {
 		dst_fail(s, "cannot send DOMAIN_ACK");
 		return;
@@ -666,6 +703,7 @@ dst_on_go(struct mig_dst *s)
 	int rc;
 
 	log_debug("session %u: %s: GO", s->id, s->domain);
+	dst_journal(s, "go");
 	if ((rc = s->env->ops->commit(s->dom)) != 0) {
 		dst_fail(s, "cannot commit %s: %s", s->domain, strerror(-rc));
 		return;
@@ -827,9 +865,12 @@ mig_dst_free(struct mig_dst *s)
 	if (s->link != NULL)
 		link_free(s->link);
 	if (s->dom != NULL) {
-		if (!s->committed && !mig_dst_terminal(s))
+		if (!s->committed && !mig_dst_terminal(s)) {
 			(void)s->env->ops->destroy(s->dom);
-		else
+			if (s->journaled)
+				(void)journal_del(s->env->journal_dir,
+				    s->domain);
+		} else
 			s->env->ops->dom_close(s->dom);
 	}
 	for (i = 0; i < DST_SRC_DOMS; i++)
@@ -850,7 +891,8 @@ mig_dst_preauth_from(const struct mig_dst *s, const char *ip)
 int
 mig_dst_terminal(const struct mig_dst *s)
 {
-	return s->state == DS_DONE || s->state == DS_FAILED;
+	return s->state == DS_DONE || s->state == DS_FAILED ||
+	    s->state == DS_AMBIGUOUS;
 }
 
 struct json_object *
@@ -861,6 +903,7 @@ mig_dst_json(const struct mig_dst *s)
 		[DS_INFO] = "domain-info", [DS_LIVE] = "receiving",
 		[DS_FINAL] = "final", [DS_READY] = "ready",
 		[DS_DONE] = "completed", [DS_FAILED] = "failed",
+		[DS_AMBIGUOUS] = "ambiguous",
 	};
 	struct json_object *o = json_object_new_object();
 
@@ -883,4 +926,99 @@ mig_dst_json(const struct mig_dst *s)
 		json_object_object_add(o, "error",
 		    json_object_new_string(s->error));
 	return o;
+}
+
+/* ---- recovery from the journal ---- */
+
+struct dst_recover {
+	struct dst_env	*env;
+	uint32_t	*next_id;
+	void		(*add)(struct mig_dst *s, void *arg);
+	void		*arg;
+	int		 count;
+};
+
+static void
+dst_recover_one(const char *file, struct json_object *o, void *arg)
+{
+	struct dst_recover *rv = arg;
+	struct dst_env *env = rv->env;
+	const char *domain, *peer, *state;
+	struct hv_dom_info info;
+	enum dst_state st = DS_FAILED;
+	struct hv_dom *d;
+	struct mig_dst *s;
+	char why[512];
+	int exists;
+
+	if (journal_str(o, "domain", &domain) != 0 ||
+	    journal_str(o, "peer", &peer) != 0 ||
+	    journal_str(o, "state", &state) != 0) {
+		log_err("journal entry %s/%s.json is unreadable; left for the "
+		    "operator", env->journal_dir, file);
+		return;
+	}
+	/* The committed domain, by name (an incoming one is not found). */
+	exists = env->ops->dom_open(env->hv, domain, &d) == 0;
+	memset(&info, 0, sizeof(info));
+	if (exists) {
+		(void)env->ops->dom_info(d, &info);
+		env->ops->dom_close(d);
+	}
+	if (strcmp(state, "building") == 0) {
+		snprintf(why, sizeof(why), "destd restarted during the "
+		    "migration from %s; the half-built domain is destroyed "
+		    "here and the guest kept running on the source", peer);
+		(void)journal_del(env->journal_dir, file);
+	} else if (strcmp(state, "go") == 0 && !exists) {
+		snprintf(why, sizeof(why), "destd restarted after GO from %s, "
+		    "before the domain was committed: it is destroyed here; "
+		    "the source's paused copy is the guest (resume it "
+		    "there)", peer);
+		(void)journal_del(env->journal_dir, file);
+	} else if (exists) {
+		st = DS_AMBIGUOUS;
+		snprintf(why, sizeof(why), "destd restarted after GO from %s, "
+		    "before RUNNING reached the source: %s is here (%s) and "
+		    "the source may still hold its paused copy; check both "
+		    "hosts, then keep one copy", peer, domain,
+		    (info.flags & HV_DOM_RUNNING) ? "running" : "paused");
+		log_err("recovery: %s", why);
+		/* Reported on every restart until one copy is gone. */
+		if (strcmp(state, "ambiguous") != 0) {
+			json_object_object_add(o, "state",
+			    json_object_new_string("ambiguous"));
+			(void)journal_put(env->journal_dir, file, o);
+		}
+	} else {
+		/* Ambiguous before, and the operator removed the copy here. */
+		(void)journal_del(env->journal_dir, file);
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return;
+	s->id = (*rv->next_id)++;
+	s->env = env;
+	s->state = st;
+	snprintf(s->domain, sizeof(s->domain), "%s", domain);
+	snprintf(s->peer, sizeof(s->peer), "%s", peer);
+	snprintf(s->error, sizeof(s->error), "%s", why);
+	if (st == DS_FAILED)
+		log_notice("recovery: %s: %s", domain, why);
+	rv->add(s, rv->arg);
+	rv->count++;
+}
+
+int
+mig_dst_recover(struct dst_env *env, uint32_t *next_id,
+    void (*add)(struct mig_dst *s, void *arg), void *arg)
+{
+	struct dst_recover rv = { env, next_id, add, arg, 0 };
+	int rc;
+
+	if (env->journal_dir == NULL)
+		return 0;
+	if ((rc = journal_each(env->journal_dir, dst_recover_one, &rv)) < 0)
+		return rc;
+	return rv.count;
 }

@@ -30,11 +30,13 @@ struct dst_env {
 	char			 host_name[64];
 	unsigned		 timeout_s;
 	uint64_t		 max_pages;	/* largest domain accepted */
+	const char		*journal_dir;	/* in-flight records, or NULL */
 };
 
 enum dst_state {
 	DS_HANDSHAKE, DS_HELLO, DS_INFO, DS_LIVE, DS_FINAL, DS_READY,
 	DS_DONE, DS_FAILED,
+	DS_AMBIGUOUS,	/* from the journal: GO seen, RUNNING maybe not sent */
 };
 
 typedef void (*dst_done_cb)(struct mig_dst *s, void *arg);
@@ -49,5 +51,13 @@ int	mig_dst_terminal(const struct mig_dst *s);
  * peer address ip (numeric, no port)? */
 int	mig_dst_preauth_from(const struct mig_dst *s, const char *ip);
 struct json_object *mig_dst_json(const struct mig_dst *s);
+/*
+ * Settle what an earlier run left in env->journal_dir, before the
+ * half-built incoming domains are reaped: each record becomes an ended
+ * session (ids from *next_id) handed to add() for "status".  Returns the
+ * number of records settled or -errno.
+ */
+int	mig_dst_recover(struct dst_env *env, uint32_t *next_id,
+	    void (*add)(struct mig_dst *s, void *arg), void *arg);
 
 #endif

@@ -27,9 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -42,6 +39,7 @@
 #include "ctl.h"
 #include "dmap.h"
 #include "hv.h"
+#include "journal.h"
 #include "link.h"
 #include "log.h"
 #include "mig_src.h"
@@ -220,46 +218,25 @@ src_sample_wire(struct mig_src *m)
  * restarts reads it back (mig_src_recover).
  */
 
-static void
-journal_path(const struct mig_src *m, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s.json", m->env->journal_dir, m->domain);
-}
-
-/* Atomically (write + rename) record the job's state; 0 or -errno. */
+/* Atomically record the job's state; 0 or -errno. */
 static int
 journal_write(struct mig_src *m, const char *state)
 {
-	char path[4096], tmp[4200];
 	struct json_object *o;
-	const char *text;
-	int fd, rc = 0;
-	size_t len;
+	int rc;
 
 	if (m->env->journal_dir == NULL || m->o.advise)
 		return 0;
-	journal_path(m, path, sizeof(path));
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	o = json_object_new_object();
 	json_object_object_add(o, "id", json_object_new_int64(m->id));
 	json_object_object_add(o, "domain", json_object_new_string(m->domain));
 	json_object_object_add(o, "destination",
 	    json_object_new_string(m->dest));
 	json_object_object_add(o, "state", json_object_new_string(state));
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	len = strlen(text);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600))
-	    == -1 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0)
-		rc = -errno;
-	if (fd != -1)
-		close(fd);
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = -errno;
-	if (rc != 0) {
-		unlink(tmp);
-		log_warn("migration %u: %s: cannot write the journal %s: %s",
-		    m->id, m->domain, path, strerror(-rc));
-	}
+	if ((rc = journal_put(m->env->journal_dir, m->domain, o)) != 0)
+		log_warn("migration %u: %s: cannot write the journal in %s: "
+		    "%s", m->id, m->domain, m->env->journal_dir,
+		    strerror(-rc));
 	json_object_put(o);
 	return rc;
 }
@@ -267,14 +244,14 @@ journal_write(struct mig_src *m, const char *state)
 static void
 journal_remove(struct mig_src *m)
 {
-	char path[4096];
+	int rc;
 
 	if (m->env->journal_dir == NULL || m->o.advise)
 		return;
-	journal_path(m, path, sizeof(path));
-	if (unlink(path) != 0 && errno != ENOENT)
-		log_warn("migration %u: %s: cannot remove the journal %s: %s",
-		    m->id, m->domain, path, strerror(errno));
+	if ((rc = journal_del(m->env->journal_dir, m->domain)) != 0)
+		log_warn("migration %u: %s: cannot remove its journal entry "
+		    "in %s: %s", m->id, m->domain, m->env->journal_dir,
+		    strerror(-rc));
 }
 
 /*
@@ -1664,107 +1641,93 @@ src_recovered(struct src_env *env, uint32_t id, const char *domain,
 	return m;
 }
 
-static int
-json_str(struct json_object *o, const char *k, const char **out)
-{
-	struct json_object *v;
+struct src_recover {
+	struct src_env	*env;
+	uint32_t	*next_id;
+	void		(*add)(struct mig_src *m, void *arg);
+	void		*arg;
+	int		 count;
+};
 
-	if (!json_object_object_get_ex(o, k, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return -EBADMSG;
-	*out = json_object_get_string(v);
-	return 0;
+static void
+src_recover_one(const char *file, struct json_object *o, void *arg)
+{
+	struct src_recover *rv = arg;
+	struct src_env *env = rv->env;
+	const char *domain, *dest, *state;
+	struct hv_dom *d;
+	struct mig_src *m = NULL;
+	int rc, exists;
+
+	if (journal_str(o, "domain", &domain) != 0 ||
+	    journal_str(o, "destination", &dest) != 0 ||
+	    journal_str(o, "state", &state) != 0) {
+		log_err("journal entry %s/%s.json is unreadable; left for the "
+		    "operator", env->journal_dir, file);
+		return;
+	}
+	exists = env->ops->dom_open(env->hv, domain, &d) == 0;
+	if (strcmp(state, "logdirty") == 0) {
+		/* Died while the guest ran: only log-dirty to undo. */
+		if (exists)
+			(void)env->ops->logdirty_disable(d);
+		m = src_recovered(env, (*rv->next_id)++, domain, dest,
+		    MS_FAILED, "sourced restarted during the migration; the "
+		    "guest kept running on this host");
+		(void)journal_del(env->journal_dir, file);
+	} else if (strcmp(state, "paused") == 0) {
+		/* Died before GO: the destination never ran it. */
+		if (exists) {
+			(void)env->ops->logdirty_disable(d);
+			rc = env->ops->unpause(d);
+			if (rc != 0)
+				log_err("recovery: %s: cannot resume the "
+				    "guest: %s", domain, strerror(-rc));
+			else
+				log_notice("recovery: %s was paused by a "
+				    "migration to %s that never handed over; "
+				    "resumed here", domain, dest);
+		}
+		m = src_recovered(env, (*rv->next_id)++, domain, dest,
+		    MS_FAILED, exists ? "sourced restarted during the "
+		    "migration; the guest was resumed on this host" :
+		    "sourced restarted during the migration; the domain is "
+		    "gone from this host");
+		(void)journal_del(env->journal_dir, file);
+	} else if (exists) {
+		/* GO may have reached the destination. */
+		log_err("recovery: %s: sourced restarted after GO to %s; the "
+		    "outcome is unknown and the source copy stays paused: "
+		    "check the destination, then destroy one copy", domain,
+		    dest);
+		m = src_recovered(env, (*rv->next_id)++, domain, dest,
+		    MS_AMBIGUOUS, "sourced restarted after GO: the handover's "
+		    "outcome is unknown; the source copy is kept paused");
+		/* The journal entry stays until the copy is gone. */
+	} else {
+		/* The operator settled it: the copy here is gone. */
+		(void)journal_del(env->journal_dir, file);
+	}
+	if (exists)
+		env->ops->dom_close(d);
+	if (m != NULL) {
+		rv->add(m, rv->arg);
+		rv->count++;
+	}
 }
 
 int
 mig_src_recover(struct src_env *env, uint32_t *next_id,
     void (*add)(struct mig_src *m, void *arg), void *arg)
 {
-	const char *domain, *dest, *state;
-	struct json_object *o;
-	struct hv_dom *d;
-	struct mig_src *m;
-	struct dirent *de;
-	char path[4096];
-	size_t len;
-	DIR *dp;
-	int count = 0, rc, exists;
+	struct src_recover rv = { env, next_id, add, arg, 0 };
+	int rc;
 
 	if (env->journal_dir == NULL)
 		return 0;
-	if ((dp = opendir(env->journal_dir)) == NULL)
-		return errno == ENOENT ? 0 : -errno;
-	while ((de = readdir(dp)) != NULL) {
-		len = strlen(de->d_name);
-		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", env->journal_dir,
-		    de->d_name);
-		if ((o = json_object_from_file(path)) == NULL ||
-		    json_str(o, "domain", &domain) != 0 ||
-		    json_str(o, "destination", &dest) != 0 ||
-		    json_str(o, "state", &state) != 0) {
-			log_err("journal %s is unreadable; left for the "
-			    "operator", path);
-			json_object_put(o);
-			continue;
-		}
-		exists = env->ops->dom_open(env->hv, domain, &d) == 0;
-		m = NULL;
-		if (strcmp(state, "logdirty") == 0) {
-			/* Died while the guest ran: only log-dirty to undo. */
-			if (exists)
-				(void)env->ops->logdirty_disable(d);
-			m = src_recovered(env, (*next_id)++, domain, dest,
-			    MS_FAILED, "sourced restarted during the "
-			    "migration; the guest kept running on this host");
-			unlink(path);
-		} else if (strcmp(state, "paused") == 0) {
-			/* Died before GO: the destination never ran it. */
-			if (exists) {
-				(void)env->ops->logdirty_disable(d);
-				rc = env->ops->unpause(d);
-				if (rc != 0)
-					log_err("recovery: %s: cannot resume "
-					    "the guest: %s", domain,
-					    strerror(-rc));
-				else
-					log_notice("recovery: %s was paused "
-					    "by a migration to %s that never "
-					    "handed over; resumed here", domain,
-					    dest);
-			}
-			m = src_recovered(env, (*next_id)++, domain, dest,
-			    MS_FAILED, exists ? "sourced restarted during the "
-			    "migration; the guest was resumed on this host" :
-			    "sourced restarted during the migration; the "
-			    "domain is gone from this host");
-			unlink(path);
-		} else if (exists) {
-			/* GO may have reached the destination. */
-			log_err("recovery: %s: sourced restarted after GO to "
-			    "%s; the outcome is unknown and the source copy "
-			    "stays paused: check the destination, then "
-			    "destroy one copy", domain, dest);
-			m = src_recovered(env, (*next_id)++, domain, dest,
-			    MS_AMBIGUOUS, "sourced restarted after GO: the "
-			    "handover's outcome is unknown; the source copy "
-			    "is kept paused");
-			/* The journal entry stays until the copy is gone. */
-		} else {
-			/* The operator settled it: the copy here is gone. */
-			unlink(path);
-		}
-		if (exists)
-			env->ops->dom_close(d);
-		json_object_put(o);
-		if (m != NULL) {
-			add(m, arg);
-			count++;
-		}
-	}
-	closedir(dp);
-	return count;
+	if ((rc = journal_each(env->journal_dir, src_recover_one, &rv)) < 0)
+		return rc;
+	return rv.count;
 }
 
 int

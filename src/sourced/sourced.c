@@ -27,6 +27,7 @@
 #include "ctl.h"
 #include "hostid.h"
 #include "hv.h"
+#include "journal.h"
 #include "log.h"
 #include "prom.h"
 #include "mig_src.h"
@@ -930,9 +931,9 @@ sourced_main(int argc, char **argv)
 	/* The in-flight journal: settle what a previous run left. */
 	if (asprintf(&journal, "%s/sourced-journal", cfg.state_dir) == -1)
 		fatal("out of memory");
-	if (mkdir(journal, 0700) != 0 && errno != EEXIST)
+	if ((rc = journal_init(journal)) != 0)
 		fatal("cannot create the journal directory %s: %s", journal,
-		    strerror(errno));
+		    strerror(-rc));
 	sd.env.journal_dir = journal;
 	if ((rc = mig_src_recover(&sd.env, &sd.next_id, recovered_job,
 	    &sd)) < 0)

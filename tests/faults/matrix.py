@@ -38,7 +38,11 @@ Every cell asserts, once the job has ended (sourced restarted if killed):
   4. a stall is detected: sourced ends the job within 3 x --timeout, and
      destd ends its session within 3 x --timeout;
   5. the daemons accept and complete the next migration (A -> B,
-     --verify, direct, self-check on B).
+     --verify, direct, self-check on B);
+  6. a killed destd, restarted, reports the session it lost from its
+     journal: "failed" with "restarted" in the error for iter0..ready;
+     in the handover column, if it reports one, "ambiguous" exactly
+     when the domain is on B.
 
 Usage: matrix.py [--cells fault:phase,...] [--faults a,b] [--phases x,y]
        [--keep-going] [--table FILE]
@@ -344,6 +348,23 @@ def run_cell(cell, c, a, b, proxy, idx):
         for f in incoming_left(b, name):
             os.unlink(os.path.join(b.dir, f))
     ga, gb = guest_state(a, name), guest_state(b, name)
+    if cell.fault == "kill-dst":
+        # The restarted destd reports what its journal says it left.
+        rec = dst_session(b, name)
+        if cell.phase in ("iter0", "iterN", "stopcopy", "ready"):
+            if rec is None or rec.get("status") != "failed" or \
+                    "restarted" not in rec.get("error", ""):
+                errors.append("restarted destd does not report the "
+                              "session it lost: %r" % rec)
+        elif cell.phase == "handover" and rec is not None:
+            want = "ambiguous" if gb is not None else "failed"
+            if rec.get("status") != want:
+                errors.append("restarted destd reports %r with the "
+                              "domain %s on B" % (rec, "present" if gb
+                                                  else "absent"))
+        if rec is not None:
+            cell.notes.append("destd after restart: %s" %
+                              rec.get("status"))
     desc = "A:%s B:%s" % (
         "-" if ga is None else ("running" if runs(ga) else "paused"
                                 if ga["paused"] else "stopped"),
