@@ -60,7 +60,7 @@ main(int argc, char **argv)
 {
 	uint64_t pages = argc > 1 ? strtoull(argv[1], NULL, 0) : 1u << 20;
 	uint64_t per = pages / 4, p, i, n = 2000000, hits = 0, sink = 0;
-	uint8_t (*dg)[32], (*pre)[32], d[32];
+	uint8_t (*dg)[32], (*pre)[PIDX_KEY_LEN], d[32];
 	uint64_t *pfns, *fps, v;
 	struct pidx *ix = pidx_new();
 	struct pidx_loc locs[4];

@@ -1,6 +1,9 @@
 /*
  * pidx.h - the host's shared-page index: SHA-256 digest -> locations
- * (domid, pfn) with a count.  Content is "shared" when it occurs at two or
+ * (domid, pfn) with a count.  The index keys a content by the first
+ * PIDX_KEY_LEN bytes of its digest (memory: docs/INDEX.md); lookups take
+ * a full digest and match on that key, so a match is a candidate whose
+ * copy the caller verifies with the full SHA-256 (DESIGN I3, I4).  Content is "shared" when it occurs at two or
  * more locations on the host.  Target: at most 32 bytes per indexed page.
  *
  * Threads: one writer (the scanner thread) calls the update functions;
@@ -16,6 +19,8 @@
 #include <stdint.h>
 
 struct pidx;
+
+#define PIDX_KEY_LEN	16	/* SHA-256 bytes the index keeps per content */
 
 struct pidx_loc {
 	uint32_t	domid;
@@ -64,19 +69,20 @@ int	pidx_update(struct pidx *ix, uint32_t domid, const uint64_t *pfns,
 
 /* ---- reader side (any thread) ---- */
 
-/* Up to max locations of the content; returns how many were written.
- * Always 0 for the zero page's digest (zero pages are sent as ZERO,
- * never as REF, so the index keeps no locations for them). */
-size_t	pidx_lookup(struct pidx *ix, const uint8_t digest[32],
+/* Up to max locations of the content whose key is key[0..PIDX_KEY_LEN)
+ * (a full digest or a key from pidx_find_prefix); returns how many were
+ * written.  Always 0 for the zero page's digest (zero pages are sent as
+ * ZERO, never as REF, so the index keeps no locations for them). */
+size_t	pidx_lookup(struct pidx *ix, const uint8_t *key,
 	    struct pidx_loc *locs, size_t max);
-/* Full digests of contents whose SHA-256 starts with the 8-byte prefix
- * (usually 0 or 1; zero pages excluded), at most max.  Returns how many
- * were written. */
+/* Keys (digest prefixes of PIDX_KEY_LEN bytes) of contents whose SHA-256
+ * starts with the 8-byte prefix (usually 0 or 1; zero pages excluded), at
+ * most max.  Returns how many were written. */
 size_t	pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
-	    uint8_t (*digests)[32], size_t max);
+	    uint8_t (*keys)[PIDX_KEY_LEN], size_t max);
 /* Number of locations holding this content (0 if unknown, and 0 for the
  * zero page's digest: see pidx_lookup). */
-uint64_t pidx_count(struct pidx *ix, const uint8_t digest[32]);
+uint64_t pidx_count(struct pidx *ix, const uint8_t *key);
 /*
  * Set bit p of bitmap (bm_words(pages) words, zeroed by the caller) for
  * each pfn p < pages of the domain whose content is shared (count >= 2),

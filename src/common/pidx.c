@@ -10,9 +10,11 @@
  *    is (segment id << PIDX_SEG_SHIFT) | offset, a u32 below 2^31, so
  *    domains can grow or shrink without renumbering anybody's chains.
  *
- *  - Contents.  One entry per distinct non-zero content: the SHA-256
- *    digest, the number of locations and the first location of its
- *    chain (40 bytes).  Entries live in fixed-size chunks (no realloc
+ *  - Contents.  One entry per distinct non-zero content: its key (the
+ *    first PIDX_KEY_LEN = 16 bytes of its SHA-256 digest), the number of
+ *    locations and the first location of its chain (24 bytes).  The key
+ *    is a hint, like every location: a user copies the page and checks
+ *    the copy's full SHA-256 (DESIGN I3, I4; docs/INDEX.md).  Entries live in fixed-size chunks (no realloc
  *    copies, small slack) and are recycled through a free list.
  *
  *  - Hash.  An open-addressing table of u32 entry ids, power-of-two
@@ -70,7 +72,7 @@ struct pidx_dom {
 };
 
 struct pidx_ent {
-	uint8_t		 d[PH_DIGEST_LEN];
+	uint8_t		 d[PIDX_KEY_LEN];	/* SHA-256 prefix */
 	uint32_t	 count;		/* 0 = free */
 	uint32_t	 head;		/* first location; free: next free */
 };
@@ -129,8 +131,16 @@ is_zero_digest(const uint8_t d[PH_DIGEST_LEN])
 	return memcmp(d, ph_zero_digest(), PH_DIGEST_LEN) == 0;
 }
 
+/* A key equal to the zero page's: lookups of it find nothing.  (No
+ * entry is the zero page: loc_link checks the full digest first.) */
+static inline int
+is_zero_key(const uint8_t k[PIDX_KEY_LEN])
+{
+	return memcmp(k, ph_zero_digest(), PIDX_KEY_LEN) == 0;
+}
+
 static inline uint32_t
-home(const uint8_t d[PH_DIGEST_LEN], uint32_t mask)
+home(const uint8_t *d, uint32_t mask)
 {
 	uint64_t k;
 
@@ -166,12 +176,12 @@ dom_seg(const struct pidx *ix, const struct pidx_dom *d, uint64_t pfn,
 
 /* Entry id holding digest d, or PIDX_NONE. */
 static uint32_t
-hash_find(const struct pidx *ix, const uint8_t d[PH_DIGEST_LEN])
+hash_find(const struct pidx *ix, const uint8_t *d)
 {
 	uint32_t mask = ix->slot_cap - 1, i = home(d, mask), e;
 
 	while ((e = ix->slots[i]) != PIDX_NONE) {
-		if (memcmp(ent(ix, e)->d, d, PH_DIGEST_LEN) == 0)
+		if (memcmp(ent(ix, e)->d, d, PIDX_KEY_LEN) == 0)
 			return e;
 		i = (i + 1) & mask;
 	}
@@ -179,7 +189,7 @@ hash_find(const struct pidx *ix, const uint8_t d[PH_DIGEST_LEN])
 }
 
 static void
-hash_place(uint32_t *slots, uint32_t mask, const uint8_t d[PH_DIGEST_LEN],
+hash_place(uint32_t *slots, uint32_t mask, const uint8_t *d,
     uint32_t e)
 {
 	uint32_t i = home(d, mask);
@@ -242,7 +252,7 @@ hash_delete(struct pidx *ix, uint32_t e)
 
 /* A new empty entry for digest d, in the hash.  Its id or PIDX_NONE. */
 static uint32_t
-ent_new(struct pidx *ix, const uint8_t d[PH_DIGEST_LEN])
+ent_new(struct pidx *ix, const uint8_t *d)
 {
 	struct pidx_ent *x;
 	uint32_t e;
@@ -276,7 +286,7 @@ ent_new(struct pidx *ix, const uint8_t d[PH_DIGEST_LEN])
 		e = ix->ent_hw++;
 	}
 	x = ent(ix, e);
-	memcpy(x->d, d, PH_DIGEST_LEN);
+	memcpy(x->d, d, PIDX_KEY_LEN);
 	x->count = 0;
 	x->head = PIDX_NONE;
 	hash_place(ix->slots, ix->slot_cap - 1, d, e);
@@ -718,17 +728,17 @@ out:
 /* Walk the content's chain from its head, at most max locations.  The
  * zero digest never matches (zero pages are not chained). */
 size_t
-pidx_lookup(struct pidx *ix, const uint8_t digest[32],
+pidx_lookup(struct pidx *ix, const uint8_t *key,
     struct pidx_loc *locs, size_t max)
 {
 	struct pidx_seg *s;
 	uint32_t e, p;
 	size_t n = 0;
 
-	if (max == 0 || is_zero_digest(digest))
+	if (max == 0 || is_zero_key(key))
 		return 0;
 	pthread_rwlock_rdlock(&ix->lock);
-	if ((e = hash_find(ix, digest)) != PIDX_NONE) {
+	if ((e = hash_find(ix, key)) != PIDX_NONE) {
 		for (p = ent(ix, e)->head; is_loc(p) && n < max;
 		    p = *loc_next(ix, p)) {
 			s = ix->segtab[p >> PIDX_SEG_SHIFT];
@@ -742,15 +752,15 @@ pidx_lookup(struct pidx *ix, const uint8_t digest[32],
 }
 
 /*
- * Full digests of the contents whose SHA-256 starts with prefix (the
- * digest's first 8 bytes), at most max of them.  The hash is keyed by
- * those same bytes, so this is one probe sequence.  Zero pages excluded.
+ * Keys of the contents whose SHA-256 starts with prefix (the digest's
+ * first 8 bytes), at most max of them.  The hash is keyed by those same
+ * bytes, so this is one probe sequence.  Zero pages excluded.
  */
 size_t
 pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
-    uint8_t (*digests)[32], size_t max)
+    uint8_t (*keys)[PIDX_KEY_LEN], size_t max)
 {
-	uint8_t key[PH_DIGEST_LEN];
+	uint8_t key[PIDX_KEY_LEN];
 	uint32_t mask, i, e;
 	size_t n = 0;
 
@@ -764,9 +774,9 @@ pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
 	    i = (i + 1) & mask) {
 		const struct pidx_ent *en = ent(ix, e);
 
-		if (memcmp(en->d, prefix, 8) != 0 || is_zero_digest(en->d))
+		if (memcmp(en->d, prefix, 8) != 0 || is_zero_key(en->d))
 			continue;
-		memcpy(digests[n++], en->d, PH_DIGEST_LEN);
+		memcpy(keys[n++], en->d, PIDX_KEY_LEN);
 		if (n == max)
 			break;
 	}
@@ -775,15 +785,15 @@ pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
 }
 
 uint64_t
-pidx_count(struct pidx *ix, const uint8_t digest[32])
+pidx_count(struct pidx *ix, const uint8_t *key)
 {
 	uint64_t c = 0;
 	uint32_t e;
 
-	if (is_zero_digest(digest))
+	if (is_zero_key(key))
 		return 0;
 	pthread_rwlock_rdlock(&ix->lock);
-	if ((e = hash_find(ix, digest)) != PIDX_NONE)
+	if ((e = hash_find(ix, key)) != PIDX_NONE)
 		c = ent(ix, e)->count;
 	pthread_rwlock_unlock(&ix->lock);
 	return c;

@@ -425,16 +425,18 @@ dst_src_dom(struct mig_dst *s, uint32_t domid)
 }
 
 /*
- * Copy one page of domain d into dst and check that the copy has the
- * expected SHA-256 (I4: the index and the hint are only hints).
+ * Copy one page of domain d into dst and check that the copy's SHA-256
+ * (left in got) starts with the dlen bytes of digest: all 32 for a
+ * PAGE_REF, the index's key for an OFFER, whose HAVE then proves the
+ * full digest to the source (I3, I4: the index and the hint are only
+ * hints).
  */
 static int
 dst_copy_verified(struct mig_dst *s, struct hv_dom *d, uint64_t pfn,
-    void *dst, const uint8_t *digest)
+    void *dst, const uint8_t *digest, size_t dlen, uint8_t got[32])
 {
 	struct hv_map *map;
 	void *page;
-	uint8_t got[32];
 	int rc;
 
 	if ((rc = s->env->ops->map(d, &pfn, 1, 0, &page, &map)) != 0)
@@ -447,7 +449,7 @@ dst_copy_verified(struct mig_dst *s, struct hv_dom *d, uint64_t pfn,
 		memcpy(dst, page, PROTO_PAGE_SIZE);
 	s->env->ops->unmap(d, map);
 	ph_sha256(dst, got);
-	if (memcmp(got, digest, 32) != 0) {
+	if (memcmp(got, digest, dlen) != 0) {
 		s->fills_stale++;
 		return -ESTALE;
 	}
@@ -455,20 +457,21 @@ dst_copy_verified(struct mig_dst *s, struct hv_dom *d, uint64_t pfn,
 }
 
 /*
- * Fill one REF page: first from the hint (a page of this same stream),
- * then from the index's locations on this host.  Returns 0 if a verified
- * copy is in place.
+ * Fill one page whose SHA-256 starts with dg[0..dlen): first from the
+ * hint (a page of this same stream), then from the index's locations on
+ * this host.  Returns 0 if a verified copy is in place, its digest in
+ * got.
  */
 static int
-dst_fill(struct mig_dst *s, uint64_t pfn, uint64_t hint, const uint8_t *dg,
-    void *dst)
+dst_fill(struct mig_dst *s, uint64_t hint, const uint8_t *dg, size_t dlen,
+    void *dst, uint8_t got[32])
 {
 	struct pidx_loc locs[DST_LOCS];
 	struct hv_dom *d;
 	size_t n, i;
 
 	if (hint != PROTO_PFN_NONE && hint < s->pages &&
-	    dst_copy_verified(s, s->dom, hint, dst, dg) == 0) {
+	    dst_copy_verified(s, s->dom, hint, dst, dg, dlen, got) == 0) {
 		s->refs_hint++;
 		return 0;
 	}
@@ -476,7 +479,8 @@ dst_fill(struct mig_dst *s, uint64_t pfn, uint64_t hint, const uint8_t *dg,
 	for (i = 0; i < n; i++) {
 		if ((d = dst_src_dom(s, locs[i].domid)) == NULL)
 			continue;
-		if (dst_copy_verified(s, d, locs[i].pfn, dst, dg) == 0)
+		if (dst_copy_verified(s, d, locs[i].pfn, dst, dg, dlen,
+		    got) == 0)
 			return 0;
 	}
 	return -ENOENT;
@@ -494,7 +498,8 @@ static void
 dst_on_offer(struct mig_dst *s, const struct proto_offer *o)
 {
 	uint64_t *pfns = NULL;
-	uint8_t *has = NULL, *buf = NULL, cand[4][32], confirm[32];
+	uint8_t *has = NULL, *buf = NULL, cand[4][PIDX_KEY_LEN], confirm[32];
+	uint8_t got[32];
 	void *pages[HV_MAP_BATCH_MAX];
 	struct ph_ctx *ctx = NULL;
 	struct hv_map *map;
@@ -529,12 +534,12 @@ dst_on_offer(struct mig_dst *s, const struct proto_offer *o)
 			nc = pidx_find_prefix(s->env->index,
 			    proto_offer_prefix_at(o, i + j), cand, 4);
 			for (k = 0; k < nc; k++) {
-				if (dst_fill(s, pfns[i + j], PROTO_PFN_NONE,
-				    cand[k], pages[j]) != 0)
+				if (dst_fill(s, PROTO_PFN_NONE, cand[k],
+				    PIDX_KEY_LEN, pages[j], got) != 0)
 					continue;
 				has[i + j] = 1;
 				bm_set(s->recvd, pfns[i + j]);
-				ph_ctx_update(ctx, cand[k], 32);
+				ph_ctx_update(ctx, got, 32);
 				nhad++;
 				break;
 			}
@@ -588,6 +593,7 @@ dst_on_page_ref(struct mig_dst *s, const struct proto_page_ref *r)
 {
 	uint64_t pfns[HV_MAP_BATCH_MAX], need[HV_MAP_BATCH_MAX];
 	void *pages[HV_MAP_BATCH_MAX];
+	uint8_t got[32];
 	struct hv_map *map;
 	uint32_t i, j, n, nn;
 	int rc;
@@ -604,8 +610,9 @@ dst_on_page_ref(struct mig_dst *s, const struct proto_page_ref *r)
 		}
 		for (j = nn = 0; j < n; j++) {
 			if (pages[j] != NULL &&
-			    dst_fill(s, pfns[j], proto_ref_hint_at(r, i + j),
-			    proto_ref_digest_at(r, i + j), pages[j]) == 0) {
+			    dst_fill(s, proto_ref_hint_at(r, i + j),
+			    proto_ref_digest_at(r, i + j), 32, pages[j],
+			    got) == 0) {
 				dst_resolved(s, pfns[j]);
 				s->refs_filled++;
 				continue;
