@@ -23,10 +23,11 @@ _migratectl()
 		cword=$COMP_CWORD
 	fi
 
-	local commands="list migrate status wait cancel advise index index-sync"
+	local commands="list migrate status wait cancel set-bandwidth advise index
+	    index-sync"
 	local globals="--control --json --help --version"
 	local migrate_opts="--dedup --paused --verify --wait --downtime-ms
-	    --max-iterations"
+	    --max-iterations --bandwidth --auto-converge"
 
 	case $prev in
 	--control)
@@ -39,6 +40,11 @@ _migratectl()
 		return
 		;;
 	--downtime-ms|--max-iterations)
+		return
+		;;
+	--bandwidth)
+		# RATE: bytes per second, K/M/G = binary multiples.
+		COMPREPLY=($(compgen -W "0 1M 10M 100M 1G" -- "$cur"))
 		return
 		;;
 	esac
@@ -55,7 +61,7 @@ _migratectl()
 		--control=*)
 			ctl=("${words[i]}")
 			;;
-		--dedup|--downtime-ms|--max-iterations)
+		--dedup|--downtime-ms|--max-iterations|--bandwidth)
 			((i++))
 			;;
 		-*)
@@ -103,7 +109,7 @@ _migratectl()
 			COMPREPLY=($(compgen -A hostname -S :8002 -- "$cur"))
 		fi
 		;;
-	status|wait|cancel)
+	status|wait|cancel|set-bandwidth)
 		if ((npos == 0)); then
 			COMPREPLY=($(compgen -W "$(migratectl "${ctl[@]}" --json \
 			    status 2>/dev/null | _migratectl_json_values id)" \

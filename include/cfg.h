@@ -25,6 +25,7 @@ struct cfg {
 	unsigned downtime_ms;		/* [migration] downtime_ms */
 	unsigned max_iters;		/* [migration] max_iterations */
 	uint64_t bandwidth;		/* [migration] bandwidth = bytes/s, 0 = none */
+	int	 auto_converge;		/* [migration] auto_converge = yes|no */
 	unsigned streams;		/* [migration] streams */
 };
 
@@ -44,6 +45,13 @@ int	cfg_load(struct cfg *c, const char *path, char *err, size_t errlen);
 int	cfg_load_args(struct cfg *c, int argc, char **argv, int *check,
 	    char *err, size_t errlen);
 void	cfg_free(struct cfg *c);
+/*
+ * Parse a rate in bytes per second: an integer, optionally followed by
+ * K, M or G (binary: x 2^10, 2^20, 2^30; KiB, MiB, GiB mean the same;
+ * any case).  "0" is 0 (no cap).  0, or -EINVAL for anything else or a
+ * value that does not fit 64 bits; *out is written only on success.
+ */
+int	cfg_parse_rate(const char *s, uint64_t *out);
 /* Parse "none|shared|all": 0..2 or -EINVAL. */
 int	cfg_parse_dedup(const char *s);
 

@@ -115,6 +115,24 @@ struct hv_ops {
 	int	(*pause)(struct hv_dom *d);
 	int	(*unpause)(struct hv_dom *d);
 
+	/*
+	 * Throttle the domain's vCPUs (auto-converge): take percent (1..99)
+	 * of the CPU time they may use now away from them, or with percent
+	 * 0 give them back what they had.  *saved is the backend's record
+	 * of the domain's own setting, opaque to the caller: 0 before the
+	 * first throttle; a call with percent > 0 fills it when it is 0 and
+	 * uses it otherwise (steps are taken from the domain's own
+	 * setting, not compounded); percent 0 restores from it and leaves
+	 * it as it was.  A caller that must undo a throttle after a crash
+	 * keeps *saved in stable storage and later calls throttle(d, 0,
+	 * &saved) on a fresh handle.  -EINVAL for percent > 99;
+	 * -EOPNOTSUPP when the domain cannot be throttled (xen: its
+	 * scheduler is neither credit nor credit2), with nothing changed.
+	 * sim: the guest process honours it at once (docs/SIM.md); xen: the
+	 * scheduler's cap (docs/XEN.md).
+	 */
+	int	(*throttle)(struct hv_dom *d, unsigned percent, uint64_t *saved);
+
 	/* The vCPU and platform context of a paused domain, as an opaque
 	 * blob of at most HV_CONTEXT_MAX bytes, and its restore. */
 	int	(*context_get)(struct hv_dom *d, void **buf, size_t *len);

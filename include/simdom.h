@@ -111,7 +111,9 @@ struct sd_ctrl {
 	 * by context_set while no guest runs; ctx_len is stored last
 	 * (release) and read first (acquire). */
 	uint32_t	ctx_len;
-	uint32_t	reserved;
+	uint32_t	throttle_pct;	/* throttle(): share of the guest's
+					 * time taken away, 0..99 (was a
+					 * reserved zero: old files read 0) */
 	uint8_t		context[SD_CONTEXT_MAX];
 };
 _Static_assert(sizeof(struct sd_ctrl) <= SD_CTRL_SIZE, "sd_ctrl too big");
@@ -194,6 +196,11 @@ void	sd_dirty_mark(struct simdom *sd, uint64_t pfn);	/* guest */
 void	sd_logdirty_enable(struct simdom *sd);
 void	sd_logdirty_disable(struct simdom *sd);
 int	sd_dirty_fetch(struct simdom *sd, uint64_t *out);	/* -EINVAL if off */
+
+/* Throttle: the guest process writes (100 - pct)% of its rate.  set:
+ * -EINVAL above 99. */
+int	sd_throttle_set(struct simdom *sd, unsigned pct);
+unsigned sd_throttle_get(struct simdom *sd);
 
 /* Guest process control. */
 int	sd_guest_alive(struct simdom *sd);		/* 1 / 0 */

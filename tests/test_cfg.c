@@ -104,6 +104,7 @@ test_full_file(void **state)
 	    "downtime_ms = 50\n"
 	    "max_iterations = 7\n"
 	    "bandwidth = 125000000\n"
+	    "auto_converge = yes\n"
 	    "streams = 4\n");
 	cfg_defaults(&c);
 	assert_int_equal(cfg_load(&c, path, err, sizeof(err)), 0);
@@ -123,6 +124,7 @@ test_full_file(void **state)
 	assert_int_equal(c.downtime_ms, 50);
 	assert_int_equal(c.max_iters, 7);
 	assert_int_equal(c.bandwidth, 125000000);
+	assert_int_equal(c.auto_converge, 1);
 	assert_int_equal(c.streams, 4);
 	cfg_free(&c);
 }
@@ -145,6 +147,8 @@ test_each_key(void **state)
 		    offsetof(struct cfg, scan_cpu) },
 		{ "[migration]\ndedup = none\n", offsetof(struct cfg, dedup) },
 		{ "[migration]\nbandwidth = 18446744073709551615\n",
+		    offsetof(struct cfg, bandwidth) },
+		{ "[migration]\nbandwidth = 8M\n",
 		    offsetof(struct cfg, bandwidth) },
 		{ "[migration]\nstreams = 64\n", offsetof(struct cfg, streams) },
 		{ "[destd]\nlisten = host.example:1 ; inline comment\n",
@@ -176,7 +180,8 @@ test_each_key(void **state)
 		if (cases[i].off == offsetof(struct cfg, dedup))
 			assert_string_equal(c.dedup, "none");
 		if (cases[i].off == offsetof(struct cfg, bandwidth))
-			assert_true(c.bandwidth == UINT64_MAX);
+			assert_true(c.bandwidth == (strstr(cases[i].text,
+			    "8M") ? 8ull << 20 : UINT64_MAX));
 		if (cases[i].off == offsetof(struct cfg, streams))
 			assert_int_equal(c.streams, 64);
 		if (cases[i].off == offsetof(struct cfg, listen))
@@ -239,8 +244,13 @@ test_errors(void **state)
 		{ "[migration]\nmax_iterations = 0\n",
 		    "2: max_iterations: '0' is not an integer in [1, 100000]" },
 		{ "[migration]\nbandwidth = 18446744073709551616\n",
-		    "2: bandwidth: '18446744073709551616' is not an integer in "
-		    "[0, 18446744073709551615]" },
+		    "2: bandwidth: '18446744073709551616' is not a rate in bytes "
+		    "per second (an integer, optionally with K, M or G)" },
+		{ "[migration]\nbandwidth = 10Mbit\n",
+		    "2: bandwidth: '10Mbit' is not a rate in bytes "
+		    "per second (an integer, optionally with K, M or G)" },
+		{ "[migration]\nauto_converge = maybe\n",
+		    "2: auto_converge: 'maybe' is not yes or no" },
 		{ "[migration]\nstreams = 65\n",
 		    "2: streams: '65' is not an integer in [1, 64]" },
 		{ "[migration]\nstreams = +2\n",
@@ -286,6 +296,50 @@ test_missing(void **state)
 	/* A directory is not a config file. */
 	assert_true(cfg_load(&c, dir, err, sizeof(err)) < 0);
 	cfg_free(&c);
+}
+
+/* Rates: bytes per second with binary K/M/G (or KiB/MiB/GiB). */
+static void
+test_rate(void **state)
+{
+	static const struct {
+		const char	*s;
+		int		 rc;
+		uint64_t	 want;
+	} t[] = {
+		{ "0", 0, 0 },
+		{ "125000000", 0, 125000000 },
+		{ "8M", 0, 8ull << 20 },
+		{ "8m", 0, 8ull << 20 },
+		{ "8MiB", 0, 8ull << 20 },
+		{ "512K", 0, 512ull << 10 },
+		{ "1kib", 0, 1024 },
+		{ "2G", 0, 2ull << 30 },
+		{ "18446744073709551615", 0, UINT64_MAX },
+		{ "17179869183G", 0, 17179869183ull << 30 },
+		{ "17179869184G", -EINVAL, 0 },		/* overflow */
+		{ "18446744073709551616", -EINVAL, 0 },
+		{ "", -EINVAL, 0 },
+		{ "M", -EINVAL, 0 },
+		{ "-1", -EINVAL, 0 },
+		{ " 8M", -EINVAL, 0 },
+		{ "8 M", -EINVAL, 0 },
+		{ "8MB", -EINVAL, 0 },		/* not a unit we define */
+		{ "8Mbit", -EINVAL, 0 },
+		{ "8T", -EINVAL, 0 },
+		{ "1.5M", -EINVAL, 0 },
+	};
+	uint64_t v;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(cfg_parse_rate(NULL, &v), -EINVAL);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		v = 12345;
+		if (cfg_parse_rate(t[i].s, &v) != t[i].rc)
+			fail_msg("'%s': want %d", t[i].s, t[i].rc);
+		assert_true(v == (t[i].rc == 0 ? t[i].want : 12345));
+	}
 }
 
 static void
@@ -343,6 +397,7 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_missing),
 		cmocka_unit_test(test_dedup),
+		cmocka_unit_test(test_rate),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -431,6 +431,85 @@ test_logdirty_pause(void **state)
 	rmtree(dir);
 }
 
+/* Writes of a live guest over ms milliseconds. */
+static uint64_t
+writes_over(const char *dir, const char *name, int ms)
+{
+	uint64_t w0 = live_writes(dir, name);
+
+	msleep(ms);
+	return live_writes(dir, name) - w0;
+}
+
+/* Until the guest has written n more pages (10 s at most): 1 if it did. */
+static int
+writes_reach(const char *dir, const char *name, uint64_t n)
+{
+	uint64_t w0 = live_writes(dir, name);
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		if (live_writes(dir, name) - w0 >= n)
+			return 1;
+		msleep(10);
+	}
+	return 0;
+}
+
+/*
+ * throttle(): the live guest writes (100 - P)% of its rate; 0 gives the
+ * rate back.  The bounds hold on a loaded machine: load only slows the
+ * guest further, and the unthrottled checks wait instead of timing.
+ */
+static void
+test_throttle(void **state)
+{
+	struct hv_dom *d;
+	char *dir = mktmp();
+	struct hv *hv;
+	uint64_t saved = 0, w;
+	pid_t pid;
+
+	(void)state;
+	make_dom(dir, "t", 4096, SD_PROFILE_WRITER, 0, 20000, 5);
+	hv = hv_at(dir);
+	assert_int_equal(ops->dom_open(hv, "t", &d), 0);
+	assert_int_equal(ops->throttle(d, 100, &saved), -EINVAL);
+	assert_int_equal(ctrl_of(dir, "t").throttle_pct, 0);
+	pid = guest_child(dir, "t");
+	assert_true(writes_reach(dir, "t", 4000));
+
+	assert_int_equal(ops->throttle(d, 90, &saved), 0);
+	assert_int_equal(ctrl_of(dir, "t").throttle_pct, 90);
+	msleep(20);
+	/* 10% of 20000/s for 500 ms is 1000; 10 ms of burst on top. */
+	w = writes_over(dir, "t", 500);
+	assert_true(w <= 1000 + 201 + 100);
+	assert_int_equal(ops->throttle(d, 99, &saved), 0);
+	msleep(20);
+	w = writes_over(dir, "t", 500);
+	assert_true(w <= 100 + 201 + 20);
+
+	/* Removed: the full rate again. */
+	assert_int_equal(ops->throttle(d, 0, &saved), 0);
+	assert_int_equal(ctrl_of(dir, "t").throttle_pct, 0);
+	assert_true(writes_reach(dir, "t", 4000));
+
+	/* A throttle set on a paused domain holds when it runs again. */
+	assert_int_equal(ops->pause(d), 0);
+	assert_int_equal(ops->throttle(d, 95, &saved), 0);
+	assert_int_equal(ops->unpause(d), 0);
+	msleep(20);
+	w = writes_over(dir, "t", 500);
+	assert_true(w <= 500 + 201 + 50);
+	assert_int_equal(ops->throttle(d, 0, &saved), 0);
+
+	reap(pid, SIGKILL);
+	assert_int_equal(ops->destroy(d), 0);
+	ops->close(hv);
+	rmtree(dir);
+}
+
 static void
 test_context_config(void **state)
 {
@@ -898,6 +977,7 @@ main(void)
 		cmocka_unit_test(test_list_open),
 		cmocka_unit_test(test_map_rules),
 		cmocka_unit_test(test_logdirty_pause),
+		cmocka_unit_test(test_throttle),
 		cmocka_unit_test(test_context_config),
 		cmocka_unit_test(test_migrate),
 		cmocka_unit_test(test_migrate_corrupt),

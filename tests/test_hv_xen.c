@@ -34,6 +34,11 @@ struct hv_xen_ctx {
 	const uint8_t	*hvm;
 	uint32_t	hvm_len;
 };
+uint16_t hv_xen_throttle_cap(uint16_t own_cap, uint32_t vcpus,
+	    unsigned percent);
+uint64_t hv_xen_throttle_save(uint16_t own_cap);
+int	hv_xen_throttle_saved_cap(uint64_t saved, uint16_t *cap);
+int	hv_xen_sched_capped(uint32_t sched_id);
 void	hv_xen_bitmap_import(uint64_t *dst, const unsigned long *src,
 	    uint64_t nbits);
 int	hv_xen_ctx_encode(const struct hv_xen_ctx *c, void **buf,
@@ -142,6 +147,7 @@ test_null_arguments(void **state)
 	assert_int_equal(o->dirty_fetch(NULL, &bm, 0), -EINVAL);
 	assert_int_equal(o->pause(NULL), -EINVAL);
 	assert_int_equal(o->unpause(NULL), -EINVAL);
+	assert_int_equal(o->throttle(NULL, 20, &bm), -EINVAL);
 	assert_int_equal(o->context_get(NULL, &buf, &n), -EINVAL);
 	assert_int_equal(o->context_set(NULL, "x", 1), -EINVAL);
 	assert_int_equal(o->config_get(NULL, &buf, &n), -EINVAL);
@@ -561,6 +567,69 @@ test_suspend_wait(void **state)
 	}
 }
 
+/* The cap of a throttle: (100 - P)% of the domain's own cap, or of 100%
+ * per vCPU without one; never 0 (which would mean "no cap"). */
+static void
+test_throttle_cap(void **state)
+{
+	static const struct {
+		uint16_t	own;
+		uint32_t	vcpus;
+		unsigned	pct;
+		uint16_t	want;
+	} t[] = {
+		{ 0, 1, 20, 80 },
+		{ 0, 4, 20, 320 },
+		{ 0, 4, 99, 4 },
+		{ 0, 1, 99, 1 },
+		{ 50, 4, 20, 40 },	/* an existing cap is the base */
+		{ 50, 4, 99, 1 },	/* 0.5 rounds down, but not to 0 */
+		{ 1, 2, 50, 1 },
+		{ 0, 0, 50, 50 },	/* unknown vCPU count: one */
+		{ 0, 1000, 10, 58981 },	/* 100000% clamped to 65535 first */
+		{ 0, 1, 150, 1 },	/* past 99 is 99 */
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (hv_xen_throttle_cap(t[i].own, t[i].vcpus, t[i].pct) !=
+		    t[i].want)
+			fail_msg("case %zu: got %u, want %u", i,
+			    hv_xen_throttle_cap(t[i].own, t[i].vcpus,
+			    t[i].pct), t[i].want);
+}
+
+/* The saved record round-trips every cap, 0 ("none") included, and a
+ * record that is not one is refused. */
+static void
+test_throttle_saved(void **state)
+{
+	static const uint16_t caps[] = { 0, 1, 100, 400, 65535 };
+	uint16_t cap;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		uint64_t s = hv_xen_throttle_save(caps[i]);
+
+		assert_true(s != 0);
+		assert_int_equal(hv_xen_throttle_saved_cap(s, &cap), 0);
+		assert_int_equal(cap, caps[i]);
+	}
+	cap = 7;
+	assert_int_equal(hv_xen_throttle_saved_cap(0, &cap), -EINVAL);
+	assert_int_equal(hv_xen_throttle_saved_cap(100, &cap), -EINVAL);
+	assert_int_equal(hv_xen_throttle_saved_cap(hv_xen_throttle_save(5) |
+	    (1ull << 40), &cap), -EINVAL);
+	assert_int_equal(cap, 7);
+	assert_true(hv_xen_sched_capped(XEN_SCHEDULER_CREDIT));
+	assert_true(hv_xen_sched_capped(XEN_SCHEDULER_CREDIT2));
+	assert_false(hv_xen_sched_capped(XEN_SCHEDULER_RTDS));
+	assert_false(hv_xen_sched_capped(XEN_SCHEDULER_ARINC653));
+	assert_false(hv_xen_sched_capped(XEN_SCHEDULER_NULL));
+}
+
 int
 main(void)
 {
@@ -581,6 +650,8 @@ main(void)
 		cmocka_unit_test(test_want_suspend),
 		cmocka_unit_test(test_suspend_acked),
 		cmocka_unit_test(test_suspend_wait),
+		cmocka_unit_test(test_throttle_cap),
+		cmocka_unit_test(test_throttle_saved),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -129,6 +129,37 @@ parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+int
+cfg_parse_rate(const char *s, uint64_t *out)
+{
+	static const struct {
+		const char	*suffix;
+		unsigned	 shift;
+	} units[] = {
+		{ "", 0 }, { "K", 10 }, { "KiB", 10 }, { "M", 20 },
+		{ "MiB", 20 }, { "G", 30 }, { "GiB", 30 },
+	};
+	unsigned long long x;
+	char *end;
+	size_t i;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	x = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -EINVAL;
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(end, units[i].suffix) != 0)
+			continue;
+		if (x > (UINT64_MAX >> units[i].shift))
+			return -EINVAL;
+		*out = (uint64_t)x << units[i].shift;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 static int
 parse_bool(const char *v)
 {
@@ -160,7 +191,7 @@ cfg_parse_dedup(const char *s)
 }
 
 enum key_type { K_STR, K_PATH, K_SOCKET, K_BACKEND, K_BOOL, K_CPU, K_UINT,
-	K_U64, K_DEDUP };
+	K_U64, K_DEDUP, K_RATE };
 
 static const struct key {
 	const char	*section, *name;
@@ -186,8 +217,10 @@ static const struct key {
 	    offsetof(struct cfg, downtime_ms), 1, 3600000 },
 	{ "migration", "max_iterations", K_UINT,
 	    offsetof(struct cfg, max_iters), 1, 100000 },
-	{ "migration", "bandwidth", K_U64, offsetof(struct cfg, bandwidth),
-	    0, UINT64_MAX },
+	{ "migration", "bandwidth", K_RATE, offsetof(struct cfg, bandwidth),
+	    0, 0 },
+	{ "migration", "auto_converge", K_BOOL,
+	    offsetof(struct cfg, auto_converge), 0, 0 },
 	{ "migration", "streams", K_UINT, offsetof(struct cfg, streams),
 	    1, 64 },
 };
@@ -247,6 +280,12 @@ handler(void *user, const char *section, const char *name, const char *v)
 		if ((b = parse_bool(v)) < 0)
 			return perr(p, "%s: '%s' is not yes or no", name, v);
 		*(int *)dst = b;
+		return 1;
+	case K_RATE:
+		if (cfg_parse_rate(v, (uint64_t *)dst) < 0)
+			return perr(p, "%s: '%s' is not a rate in bytes per "
+			    "second (an integer, optionally with K, M or G)",
+			    name, v);
 		return 1;
 	case K_CPU:
 		errno = 0;

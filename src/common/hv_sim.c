@@ -226,6 +226,14 @@ sim_unpause(struct hv_dom *d)
 	return sd_unpause(d->sd, d->hv->simhv, SIM_START_TIMEOUT_MS);
 }
 
+/* The throttle lives in the domain file; nothing to save. */
+static int
+sim_throttle(struct hv_dom *d, unsigned percent, uint64_t *saved)
+{
+	(void)saved;
+	return sd_throttle_set(d->sd, percent);
+}
+
 static int
 sim_context_get(struct hv_dom *d, void **buf, size_t *len)
 {
@@ -346,6 +354,7 @@ const struct hv_ops hv_sim_ops = {
 	.dirty_fetch = sim_dirty_fetch,
 	.pause = sim_pause,
 	.unpause = sim_unpause,
+	.throttle = sim_throttle,
 	.context_get = sim_context_get,
 	.context_set = sim_context_set,
 	.config_get = sim_config_get,

@@ -104,6 +104,11 @@ uint32_t hv_xen_dom_flags(uint32_t dominf_flags);
 int	hv_xen_shutdown_reason(uint32_t dominf_flags);
 int	hv_xen_want_suspend(uint64_t callback_irq, uint64_t acpi_s_state);
 int	hv_xen_suspend_acked(const char *state);
+uint16_t hv_xen_throttle_cap(uint16_t own_cap, uint32_t vcpus,
+	    unsigned percent);
+uint64_t hv_xen_throttle_save(uint16_t own_cap);
+int	hv_xen_throttle_saved_cap(uint64_t saved, uint16_t *cap);
+int	hv_xen_sched_capped(uint32_t sched_id);
 
 /*
  * The wait for a cooperative suspend (see xen_pause()), as a pure state
@@ -1331,6 +1336,136 @@ xen_unpause(struct hv_dom *d)
 	return 0;
 }
 
+/* ---- throttle (auto-converge): the scheduler's cap ----
+ *
+ * credit and credit2 cap a domain at cap percent of one pCPU (0 = no
+ * cap).  A throttle of P% caps it at (100 - P)% of what it may use now:
+ * its own cap when it has one, else 100% per vCPU.  The domain's own cap
+ * is what *saved records (bit 32 = recorded, bits 0..15 = the cap), so a
+ * restarted sourced can put it back from its journal.
+ */
+#define HV_XEN_THR_SAVED	(1ull << 32)
+
+/* The cap for a throttle of percent (1..99), at least 1. */
+uint16_t
+hv_xen_throttle_cap(uint16_t own_cap, uint32_t vcpus, unsigned percent)
+{
+	uint64_t base = own_cap ? own_cap : 100ull * (vcpus ? vcpus : 1);
+	uint64_t cap;
+
+	if (base > UINT16_MAX)
+		base = UINT16_MAX;
+	if (percent > 99)
+		percent = 99;
+	cap = base * (100 - percent) / 100;
+	return cap ? (uint16_t)cap : 1;
+}
+
+uint64_t
+hv_xen_throttle_save(uint16_t own_cap)
+{
+	return HV_XEN_THR_SAVED | own_cap;
+}
+
+/* The domain's own cap from a saved record: 0 or -EINVAL. */
+int
+hv_xen_throttle_saved_cap(uint64_t saved, uint16_t *cap)
+{
+	if ((saved & ~(HV_XEN_THR_SAVED | 0xffffu)) != 0 ||
+	    !(saved & HV_XEN_THR_SAVED))
+		return -EINVAL;
+	*cap = (uint16_t)(saved & 0xffffu);
+	return 0;
+}
+
+/* 1 if domains under this scheduler have a cap. */
+int
+hv_xen_sched_capped(uint32_t sched_id)
+{
+	return sched_id == XEN_SCHEDULER_CREDIT ||
+	    sched_id == XEN_SCHEDULER_CREDIT2;
+}
+
+/* The scheduler of the domain's cpupool. */
+static int
+dom_sched(struct hv_dom *d, uint32_t *sched_id)
+{
+	xc_cpupoolinfo_t *pool;
+	xc_domaininfo_t xi;
+	int rc;
+
+	if ((rc = dom_getinfo(d, &xi)) != 0)
+		return rc;
+	if ((pool = xc_cpupool_getinfo(d->hv->xch, xi.cpupool)) == NULL)
+		return neg_errno();
+	rc = pool->cpupool_id == xi.cpupool ? 0 : -ENOENT;
+	if (rc == 0)
+		*sched_id = pool->sched_id;
+	xc_cpupool_infofree(d->hv->xch, pool);
+	return rc;
+}
+
+/* Read (set = 0) or write the domain's cap under credit or credit2;
+ * the weight is left as it is. */
+static int
+sched_cap(struct hv_dom *d, uint32_t sched_id, int set, uint16_t *cap)
+{
+	xc_interface *xch = d->hv->xch;
+	struct xen_domctl_sched_credit c1;
+	struct xen_domctl_sched_credit2 c2;
+
+	if (sched_id == XEN_SCHEDULER_CREDIT) {
+		if (xc_sched_credit_domain_get(xch, d->domid, &c1) != 0)
+			return neg_errno();
+		if (!set) {
+			*cap = c1.cap;
+			return 0;
+		}
+		c1.cap = *cap;
+		return xc_sched_credit_domain_set(xch, d->domid, &c1) != 0 ?
+		    neg_errno() : 0;
+	}
+	if (xc_sched_credit2_domain_get(xch, d->domid, &c2) != 0)
+		return neg_errno();
+	if (!set) {
+		*cap = c2.cap;
+		return 0;
+	}
+	c2.cap = *cap;
+	return xc_sched_credit2_domain_set(xch, d->domid, &c2) != 0 ?
+	    neg_errno() : 0;
+}
+
+static int
+xen_throttle(struct hv_dom *d, unsigned percent, uint64_t *saved)
+{
+	uint16_t own, cap;
+	uint32_t sched;
+	int rc;
+
+	if (d == NULL || saved == NULL || percent > 99)
+		return -EINVAL;
+	if ((rc = dom_sched(d, &sched)) != 0)
+		return rc;
+	if (!hv_xen_sched_capped(sched))
+		return -EOPNOTSUPP;
+	if (percent == 0) {
+		if (*saved == 0)
+			return 0;	/* never throttled */
+		if ((rc = hv_xen_throttle_saved_cap(*saved, &own)) != 0)
+			return rc;
+		return sched_cap(d, sched, 1, &own);
+	}
+	if (*saved == 0) {
+		if ((rc = sched_cap(d, sched, 0, &own)) != 0)
+			return rc;
+		*saved = hv_xen_throttle_save(own);
+	} else if ((rc = hv_xen_throttle_saved_cap(*saved, &own)) != 0)
+		return rc;
+	cap = hv_xen_throttle_cap(own, d->vcpus, percent);
+	return sched_cap(d, sched, 1, &cap);
+}
+
 /* ---- context ---- */
 
 static int
@@ -1680,6 +1815,7 @@ const struct hv_ops hv_xen_ops = {
 	.dirty_fetch = xen_dirty_fetch,
 	.pause = xen_pause,
 	.unpause = xen_unpause,
+	.throttle = xen_throttle,
 	.context_get = xen_context_get,
 	.context_set = xen_context_set,
 	.config_get = xen_config_get,

@@ -762,6 +762,21 @@ sd_dirty_fetch(struct simdom *sd, uint64_t *out)
 	return 0;
 }
 
+int
+sd_throttle_set(struct simdom *sd, unsigned pct)
+{
+	if (pct > 99)
+		return -EINVAL;
+	__atomic_store_n(&sd->ctrl->throttle_pct, pct, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+unsigned
+sd_throttle_get(struct simdom *sd)
+{
+	return __atomic_load_n(&sd->ctrl->throttle_pct, __ATOMIC_SEQ_CST);
+}
+
 /* The guest process. */
 
 int

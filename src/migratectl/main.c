@@ -26,6 +26,7 @@
 
 #include <json-c/json.h>
 
+#include "cfg.h"
 #include "ctl.h"
 
 #define EXIT_MIG_FAILED	1
@@ -70,6 +71,7 @@ static int	cmd_migrate(struct ctx *, int, char **);
 static int	cmd_status(struct ctx *, int, char **);
 static int	cmd_wait(struct ctx *, int, char **);
 static int	cmd_cancel(struct ctx *, int, char **);
+static int	cmd_set_bandwidth(struct ctx *, int, char **);
 static int	cmd_index(struct ctx *, int, char **);
 static int	cmd_index_sync(struct ctx *, int, char **);
 static int	cmd_advise(struct ctx *, int, char **);
@@ -79,7 +81,8 @@ static const struct command commands[] = {
 	    "domains on this host" },
 	{ "migrate", cmd_migrate, D_SOURCED, 1,
 	    "DOMAIN HOST:PORT [--dedup none|shared|all] [--paused] [--verify] "
-	    "[--wait] [--downtime-ms N] [--max-iterations N]",
+	    "[--wait] [--downtime-ms N] [--max-iterations N] "
+	    "[--bandwidth RATE] [--auto-converge]",
 	    "start a migration (--wait: until it ends)" },
 	{ "status", cmd_status, D_SOURCED, 0, "[ID]",
 	    "one migration, or all" },
@@ -87,6 +90,8 @@ static const struct command commands[] = {
 	    "wait for a migration to end" },
 	{ "cancel", cmd_cancel, D_SOURCED, 1, "ID",
 	    "cancel (before the handover)" },
+	{ "set-bandwidth", cmd_set_bandwidth, D_SOURCED, 1, "ID RATE",
+	    "change a running migration's bandwidth cap (0 = none)" },
 	{ "advise", cmd_advise, D_SOURCED, 0, "DOMAIN HOST:PORT...",
 	    "rank destinations by how much of the guest they already hold" },
 	{ "index", cmd_index, D_DESTD, 0, "",
@@ -331,6 +336,20 @@ parse_uint(const char *s, int64_t *out)
 	return 0;
 }
 
+/* RATE: bytes per second, binary K/M/G suffixes (cfg_parse_rate). */
+static int
+parse_rate(struct ctx *c, const char *what, const char *s, int64_t *out)
+{
+	uint64_t v;
+
+	if (cfg_parse_rate(s, &v) != 0 || v > INT64_MAX)
+		return usage_err(c, "%s: '%s' is not a rate in bytes per second "
+		    "(an integer, optionally with K, M or G: 8M = 8 MiB/s)",
+		    what, s);
+	*out = (int64_t)v;
+	return 0;
+}
+
 static int
 parse_id(struct ctx *c, const char *s, int64_t *id)
 {
@@ -375,6 +394,12 @@ print_mig(struct json_object *m)
 	printf("  total %s ms, downtime %s ms, cpu source %s s, dest %s s\n",
 	    jstr(m, "total_ms"), jstr(m, "downtime_ms"),
 	    jstr(m, "cpu_source_s"), jstr(m, "cpu_dest_s"));
+	if (ju64(m, "bandwidth") != 0 ||
+	    strcmp(jstr(m, "auto_converge"), "true") == 0)
+		printf("  bandwidth cap %s bytes/s, auto-converge %s, "
+		    "throttle up to %s%%\n", jstr(m, "bandwidth"),
+		    strcmp(jstr(m, "auto_converge"), "true") == 0 ? "on" :
+		    "off", jstr(m, "throttle_pct"));
 	if (*err)
 		printf("  error: %s\n", err);
 }
@@ -638,6 +663,22 @@ cmd_migrate(struct ctx *c, int argc, char **argv)
 			    json_object_new_boolean(1));
 			continue;
 		}
+		if (strcmp(argv[i], "--auto-converge") == 0) {
+			json_object_object_add(req, "auto_converge",
+			    json_object_new_boolean(1));
+			continue;
+		}
+		if ((r = opt_value(argc, argv, &i, "--bandwidth", &val)) != 0) {
+			if (r < 0) {
+				rc = usage_err(c, "--bandwidth needs a RATE");
+				goto out;
+			}
+			if ((rc = parse_rate(c, "--bandwidth", val, &n)) != 0)
+				goto out;
+			json_object_object_add(req, "bandwidth",
+			    json_object_new_int64(n));
+			continue;
+		}
 		if (strcmp(argv[i], "--wait") == 0) {
 			wait = 1;
 			continue;
@@ -803,6 +844,42 @@ cmd_cancel(struct ctx *c, int argc, char **argv)
 		emit(rep);
 	} else {
 		printf("migration %lld cancelled\n", (long long)id);
+	}
+	json_object_put(rep);
+	return 0;
+}
+
+/* set-bandwidth ID RATE */
+static int
+cmd_set_bandwidth(struct ctx *c, int argc, char **argv)
+{
+	struct json_object *req, *rep;
+	int64_t id = 0, rate = 0;
+	int rc;
+
+	if (argc < 3)
+		return usage_err(c, argc < 2 ? "missing ID and RATE" :
+		    "missing RATE");
+	if (argc > 3)
+		return usage_err(c, "unexpected argument '%s'", argv[3]);
+	if ((rc = parse_id(c, argv[1], &id)) != 0 ||
+	    (rc = parse_rate(c, "RATE", argv[2], &rate)) != 0)
+		return rc;
+	req = request("set-bandwidth");
+	json_object_object_add(req, "id", json_object_new_int64(id));
+	json_object_object_add(req, "bandwidth", json_object_new_int64(rate));
+	if ((rc = call(c, req, CALL_TIMEOUT_MS, &rep)) != 0)
+		return rc;
+	if (c->json) {
+		json_object_object_add(rep, "id", json_object_new_int64(id));
+		json_object_object_add(rep, "bandwidth",
+		    json_object_new_int64(rate));
+		emit(rep);
+	} else if (rate == 0) {
+		printf("migration %lld: no bandwidth cap\n", (long long)id);
+	} else {
+		printf("migration %lld: bandwidth cap %lld bytes/s\n",
+		    (long long)id, (long long)rate);
 	}
 	json_object_put(rep);
 	return 0;

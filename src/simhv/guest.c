@@ -291,7 +291,11 @@ sg_run(const char *dir, const char *name)
 		t = now_s();
 		/* 1 except in bursty workloads (kbuild). */
 		f = sg_rate_factor(&l, (uint64_t)(t * 1000.0), &peak);
-		carry += (t - last) * l.cfg.rate * f;
+		/* A throttle of P% takes P% of the guest's time away: it
+		 * sleeps through that share of each tick, so it writes
+		 * that much less (auto-converge, docs/SIM.md). */
+		carry += (t - last) * l.cfg.rate * f *
+		    (double)(100 - sd_throttle_get(sd)) / 100.0;
 		last = t;
 		if (carry > cap)
 			carry = cap;

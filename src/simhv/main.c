@@ -232,6 +232,8 @@ dom_json(struct simdom *sd)
 	    json_object_new_int(pid) : NULL);
 	json_object_object_add(j, "writes", json_object_new_int64((int64_t)
 	    __atomic_load_n(&c->writes, __ATOMIC_SEQ_CST)));
+	json_object_object_add(j, "throttle_pct", json_object_new_int(
+	    (int32_t)sd_throttle_get(sd)));
 	return j;
 }
 

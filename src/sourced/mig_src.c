@@ -44,6 +44,7 @@
 #include "log.h"
 #include "mig_src.h"
 #include "net.h"
+#include "pace.h"
 #include "pagehash.h"
 #include "proto.h"
 #include "tls.h"
@@ -120,6 +121,14 @@ struct mig_src {
 	double			 cpu_start;
 	uint64_t		 queued_iter_start;
 	uint64_t		 data_bytes;	/* page bytes sent as DATA */
+
+	/* Bandwidth cap and auto-converge. */
+	struct pace_bucket	 bucket;	/* rate = the cap, 0 = none */
+	uint64_t		 charged;	/* bytes_queued charged to it */
+	unsigned		 throttle_pct;	/* applied now, 0 = none */
+	int			 throttled;	/* a throttle may be applied */
+	int			 throttle_broken; /* the op failed: stop trying */
+	uint64_t		 throttle_saved; /* hv's record, journaled */
 	uint8_t			 sha_src[32], sha_dst[32];
 	int			 have_sha_src, have_sha_dst;
 };
@@ -212,7 +221,10 @@ src_sample_wire(struct mig_src *m)
  *
  * A migration writes JOURNAL/DOMAIN.json {"id","domain","destination",
  * "state"} when it turns log-dirty on ("logdirty"), before it pauses the
- * guest ("paused"), and before GO is queued ("go-sent").  The file goes when the job ends with the guest settled
+ * guest ("paused"), and before GO is queued ("go-sent"); while an
+ * auto-converge throttle is applied it also holds "throttled": true and
+ * "throttle_saved" (the hv's record of the domain's own setting, for
+ * throttle(d, 0, &saved)), written right after the first throttle.  The file goes when the job ends with the guest settled
  * (completed: destroyed here; failed/cancelled: running here) and stays,
  * as "ambiguous", when the handover's outcome is unknown.  A sourced that
  * restarts reads it back (mig_src_recover).
@@ -233,6 +245,13 @@ journal_write(struct mig_src *m, const char *state)
 	json_object_object_add(o, "destination",
 	    json_object_new_string(m->dest));
 	json_object_object_add(o, "state", json_object_new_string(state));
+	if (m->throttled) {
+		/* What a restarted sourced needs to remove the throttle. */
+		json_object_object_add(o, "throttled",
+		    json_object_new_boolean(1));
+		json_object_object_add(o, "throttle_saved",
+		    json_object_new_uint64(m->throttle_saved));
+	}
 	if ((rc = journal_put(m->env->journal_dir, m->domain, o)) != 0)
 		log_warn("migration %u: %s: cannot write the journal in %s: "
 		    "%s", m->id, m->domain, m->env->journal_dir,
@@ -252,6 +271,56 @@ journal_remove(struct mig_src *m)
 		log_warn("migration %u: %s: cannot remove its journal entry "
 		    "in %s: %s", m->id, m->domain, m->env->journal_dir,
 		    strerror(-rc));
+}
+
+static uint64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Set the auto-converge throttle (0 removes it).  A failure is logged and
+ * ends auto-converge for this job; the migration goes on without it.
+ */
+static int
+src_throttle(struct mig_src *m, unsigned pct)
+{
+	int rc, first = !m->throttled;
+
+	if (m->dom == NULL || m->throttle_broken || (pct == 0 && !m->throttled))
+		return 0;
+	if ((rc = m->env->ops->throttle(m->dom, pct, &m->throttle_saved))
+	    != 0) {
+		m->throttle_broken = 1;
+		if (rc == -EOPNOTSUPP)
+			log_warn("migration %u: %s: the guest cannot be "
+			    "throttled (%s backend); auto-converge is off",
+			    m->id, m->domain, m->env->ops->name);
+		else
+			log_warn("migration %u: %s: cannot %s the guest: %s%s",
+			    m->id, m->domain, pct ? "throttle" : "unthrottle",
+			    strerror(-rc), pct ? "; auto-converge is off" : "");
+		return rc;
+	}
+	m->throttle_pct = pct;
+	if (pct > m->st.throttle_max)
+		m->st.throttle_max = pct;
+	if (pct == 0) {
+		m->throttled = 0;
+		log_info("migration %u: %s: throttle removed", m->id,
+		    m->domain);
+		return 0;
+	}
+	m->throttled = 1;
+	if (first)
+		(void)journal_write(m, "logdirty");
+	log_info("migration %u: %s: no progress: guest throttled by %u%%",
+	    m->id, m->domain, pct);
+	return 0;
 }
 
 /*
@@ -280,7 +349,13 @@ src_finish(struct mig_src *m, enum mig_state st)
 		log_err("migration %u: %s: handover outcome unknown (%s); the "
 		    "source copy stays paused and is kept", m->id, m->domain,
 		    m->error);
+		/* Should the operator resume it, it runs at full speed. */
+		m->throttle_broken = 0;
+		(void)src_throttle(m, 0);
 	} else if (st != MS_COMPLETED && m->dom != NULL) {
+		/* Unthrottled before it runs again (I5: as it was). */
+		m->throttle_broken = 0;
+		(void)src_throttle(m, 0);
 		if (m->logdirty &&
 		    (rc = m->env->ops->logdirty_disable(m->dom)) != 0)
 			log_warn("migration %u: %s: log-dirty off: %s", m->id,
@@ -1010,9 +1085,13 @@ src_hold_hot(struct mig_src *m)
  * The stop policy, run when an iteration's records have all left the
  * output buffer: fetch the dirty set and decide whether to iterate again
  * or stop and copy.  Stop when the dirty set can be sent within the
- * downtime target at the bandwidth the last iteration achieved, or at the
- * iteration cap, or when iterating makes no progress, or when the data
- * sent exceeds max_bytes_factor x memory.
+ * downtime target at the bandwidth the last iteration achieved (never
+ * more than the cap), or at the iteration cap, or when iterating makes
+ * no progress, or when the data sent exceeds max_bytes_factor x memory.
+ * With auto-converge a round without progress (pace_progress) throttles
+ * the guest instead, one step more each time (pace_throttle_next); it
+ * stops for want of progress only once a round at the highest throttle
+ * made none, or when the guest cannot be throttled.
  */
 static void
 src_iter_done(struct mig_src *m)
@@ -1020,16 +1099,23 @@ src_iter_done(struct mig_src *m)
 	struct proto_iter_end ie;
 	struct timespec now;
 	uint8_t buf[64];
-	double ms, bw, est_ms;
+	double ms, bw, est_ms, floor_bw = SRC_MIN_BW;
 	uint64_t dirty, bytes;
-	int rc, stop;
+	int rc, stop, progress;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ms = ts_ms(&m->t_iter, &now);
 	bytes = m->st.bytes_queued - m->queued_iter_start;
 	bw = ms > 0 ? (double)bytes * 1e3 / ms : 0;
-	if (bw < SRC_MIN_BW)
-		bw = SRC_MIN_BW;
+	if (m->bucket.rate != 0) {
+		/* The stop-and-copy is capped too: estimate at the cap. */
+		if (bw > (double)m->bucket.rate)
+			bw = (double)m->bucket.rate;
+		if (floor_bw > (double)m->bucket.rate)
+			floor_bw = (double)m->bucket.rate;
+	}
+	if (bw < floor_bw)
+		bw = floor_bw;
 	m->st.iterations++;
 	if (m->paused) {
 		src_send_final(m);
@@ -1054,15 +1140,25 @@ src_iter_done(struct mig_src *m)
 		m->no_progress++;
 	else
 		m->no_progress = 0;
+	progress = pace_progress(m->st.iterations - 1, dirty, m->dirty_prev,
+	    bytes);
 	m->dirty_prev = dirty;
 	stop = dirty == 0 || est_ms <= m->o.downtime_ms ||
-	    m->st.iterations >= m->o.max_iters || m->no_progress >= 1 ||
+	    m->st.iterations >= m->o.max_iters ||
 	    (double)m->data_bytes > m->o.max_bytes_factor *
 	    (double)(m->pages * PROTO_PAGE_SIZE);
+	if (!m->o.auto_converge || m->throttle_broken)
+		stop = stop || m->no_progress >= 1;
+	else if (!stop && !progress) {
+		if (m->throttle_pct >= PACE_THROTTLE_MAX ||
+		    src_throttle(m, pace_throttle_next(m->throttle_pct, 0)) != 0)
+			stop = 1;
+	}
 	log_info("migration %u: %s: iteration %u: %llu bytes in %.0f ms, "
-	    "%llu pages dirty, estimated downtime %.1f ms%s", m->id,
-	    m->domain, m->st.iterations - 1, (unsigned long long)bytes, ms,
-	    (unsigned long long)dirty, est_ms, stop ? ": stop and copy" : "");
+	    "%llu pages dirty, estimated downtime %.1f ms, throttle %u%%%s",
+	    m->id, m->domain, m->st.iterations - 1, (unsigned long long)bytes,
+	    ms, (unsigned long long)dirty, est_ms, m->throttle_pct,
+	    stop ? ": stop and copy" : "");
 	if (stop) {
 		src_stop_and_copy(m);
 		return;
@@ -1139,11 +1235,37 @@ src_pump_advise(struct mig_src *m)
 }
 
 /*
+ * The bandwidth cap: charge what was queued since the last call to the
+ * token bucket; if it is in debt, arm the pump's timer for when it is
+ * not and return 1 (hold production back: no busy waiting, no sleep).
+ */
+static int
+src_paced(struct mig_src *m)
+{
+	uint64_t now, wait;
+	struct timeval tv;
+
+	if (m->bucket.rate == 0)
+		return 0;
+	now = mono_ns();
+	pace_bucket_charge(&m->bucket, m->st.bytes_queued - m->charged, now);
+	m->charged = m->st.bytes_queued;
+	if ((wait = pace_bucket_wait_ns(&m->bucket, now)) == 0)
+		return 0;
+	wait = (wait + 999) / 1000;	/* microseconds, rounded up */
+	tv.tv_sec = (time_t)(wait / 1000000);
+	tv.tv_usec = (suseconds_t)(wait % 1000000);
+	event_add(m->ev_pump, &tv);
+	return 1;
+}
+
+/*
  * Produce records until the output buffer is full: OFFER batches (running
  * ahead, at most SRC_OFFER_INFLIGHT unanswered) and the iteration's pages
  * (up to what the answered offers cover), with a dirty-log sync every
- * SRC_SYNC_PAGES pages.  When every page is queued, wait for the buffer
- * to drain, then let the stop policy decide.
+ * SRC_SYNC_PAGES pages, and no faster than the bandwidth cap
+ * (src_paced).  When every page is queued, wait for the buffer to drain,
+ * then let the stop policy decide.
  */
 static void
 src_pump_iter(struct mig_src *m)
@@ -1162,7 +1284,7 @@ src_pump_iter(struct mig_src *m)
 		src_pump_advise(m);
 		return;
 	}
-	for (;;) {
+	while (!src_paced(m)) {
 		progress = 0;
 		limit = src_offer_safe(m);
 		/*
@@ -1545,8 +1667,13 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 		    strerror(-rc));
 		goto fail;
 	}
-	if (m->o.advise)
+	if (m->o.advise) {
+		/* Nothing but hashes goes, and the guest is not touched. */
 		m->o.dedup = PROTO_DEDUP_ALL;
+		m->o.bandwidth = 0;
+		m->o.auto_converge = 0;
+	}
+	pace_bucket_init(&m->bucket, m->o.bandwidth, mono_ns());
 	if ((m->info.flags & HV_DOM_PAUSED) && !m->o.advise) {
 		snprintf(err, errlen, "domain '%s' is paused; unpause it or "
 		    "migrate it cold", domain);
@@ -1610,9 +1737,11 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 		bufferevent_set_timeouts(bev, &tv, &tv);
 	}
 	link_set_handshake_timeout(m->link, env->timeout_s);
-	log_info("migration %u: %s -> %s started (dedup %s%s%s)", id, domain,
-	    dest, dedup_name(o->dedup), o->verify ? ", verify" : "",
-	    o->paused ? ", paused" : "");
+	log_info("migration %u: %s -> %s started (dedup %s%s%s%s, bandwidth "
+	    "%llu bytes/s)", id, domain, dest, dedup_name(o->dedup),
+	    o->verify ? ", verify" : "", o->paused ? ", paused" : "",
+	    o->auto_converge ? ", auto-converge" : "",
+	    (unsigned long long)m->bucket.rate);
 	*out = m;
 	return 0;
 fail:
@@ -1641,6 +1770,32 @@ src_recovered(struct src_env *env, uint32_t id, const char *domain,
 	return m;
 }
 
+/*
+ * A journal entry that says a throttle was left on: take it off (the
+ * guest keeps running here, or stays paused and should run at full speed
+ * if it is ever resumed).
+ */
+static void
+recover_unthrottle(struct src_env *env, struct hv_dom *d,
+    struct json_object *o, const char *domain)
+{
+	struct json_object *v;
+	uint64_t saved = 0;
+	int rc;
+
+	if (!json_object_object_get_ex(o, "throttled", &v) ||
+	    !json_object_get_boolean(v))
+		return;
+	if (json_object_object_get_ex(o, "throttle_saved", &v))
+		saved = json_object_get_uint64(v);
+	if ((rc = env->ops->throttle(d, 0, &saved)) != 0)
+		log_err("recovery: %s: cannot remove the auto-converge "
+		    "throttle a migration left: %s", domain, strerror(-rc));
+	else
+		log_notice("recovery: %s: removed the auto-converge throttle "
+		    "a migration left", domain);
+}
+
 struct src_recover {
 	struct src_env	*env;
 	uint32_t	*next_id;
@@ -1667,6 +1822,8 @@ src_recover_one(const char *file, struct json_object *o, void *arg)
 		return;
 	}
 	exists = env->ops->dom_open(env->hv, domain, &d) == 0;
+	if (exists)
+		recover_unthrottle(env, d, o, domain);
 	if (strcmp(state, "logdirty") == 0) {
 		/* Died while the guest ran: only log-dirty to undo. */
 		if (exists)
@@ -1728,6 +1885,27 @@ mig_src_recover(struct src_env *env, uint32_t *next_id,
 	if ((rc = journal_each(env->journal_dir, src_recover_one, &rv)) < 0)
 		return rc;
 	return rv.count;
+}
+
+int
+mig_src_set_bandwidth(struct mig_src *m, uint64_t rate)
+{
+	if (mig_src_terminal(m))
+		return -EALREADY;
+	if (m->o.advise)
+		return 0;
+	/* Charge what went at the old rate first. */
+	pace_bucket_charge(&m->bucket, m->st.bytes_queued - m->charged,
+	    mono_ns());
+	m->charged = m->st.bytes_queued;
+	pace_bucket_set_rate(&m->bucket, rate, mono_ns());
+	m->o.bandwidth = rate;
+	log_info("migration %u: %s: bandwidth cap %llu bytes/s%s", m->id,
+	    m->domain, (unsigned long long)rate, rate ? "" : " (none)");
+	/* A pump held back by the old cap re-checks the new one. */
+	if (m->ev_pump != NULL)
+		src_kick(m);
+	return 0;
 }
 
 int
@@ -1867,6 +2045,11 @@ mig_src_json(const struct mig_src *m)
 	json_add_double(o, "cpu_dest_s", m->st.cpu_dest_s, 3);
 	json_add_u64(o, "refs_failed_dest", m->st.refs_failed_dest);
 	json_add_double(o, "offer_wait_ms", m->st.offer_wait_ms, 1);
+	json_add_u64(o, "bandwidth", m->o.bandwidth);
+	json_object_object_add(o, "auto_converge",
+	    json_object_new_boolean(m->o.auto_converge));
+	json_object_object_add(o, "throttle_pct",
+	    json_object_new_int64(m->st.throttle_max));
 	if (m->o.verify) {
 		if (m->have_sha_src) {
 			ph_hex(m->sha_src, hex);

@@ -45,6 +45,8 @@ struct mig_opts {
 	double		max_bytes_factor; /* stop when data sent > factor x memory */
 	int		advise;		/* dry run: how much does the destination
 					 * hold?  (OFFER/HAVE only, no pages) */
+	uint64_t	bandwidth;	/* cap on queued bytes/s, 0 = none */
+	int		auto_converge;	/* throttle a guest that outruns us */
 };
 
 enum mig_state {
@@ -73,6 +75,7 @@ struct mig_stats {
 	double		cpu_dest_s;
 	uint64_t	refs_failed_dest;
 	double		offer_wait_ms;	/* pages held up waiting for HAVE */
+	unsigned	throttle_max;	/* highest auto-converge throttle, % */
 };
 
 typedef void (*mig_done_cb)(struct mig_src *m, void *arg);
@@ -85,6 +88,9 @@ typedef void (*mig_done_cb)(struct mig_src *m, void *arg);
 int	mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 	    const char *dest, const struct mig_opts *o, mig_done_cb done,
 	    void *arg, struct mig_src **out, char *err, size_t errlen);
+/* Change the bandwidth cap (bytes/s, 0 = none) of a running job, from
+ * now on.  -EALREADY if it has ended. */
+int	mig_src_set_bandwidth(struct mig_src *m, uint64_t rate);
 /* Cancel: before GO the source keeps running; -EBUSY after GO. */
 int	mig_src_cancel(struct mig_src *m);
 void	mig_src_free(struct mig_src *m);	/* terminal jobs only */

@@ -465,10 +465,19 @@ cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 		return;
 	}
 	if (ctl_get_bool(req, "paused", &o.paused) < 0 ||
-	    ctl_get_bool(req, "verify", &o.verify) < 0) {
-		ctl_reply_error(r, "paused and verify must be booleans");
+	    ctl_get_bool(req, "verify", &o.verify) < 0 ||
+	    ctl_get_bool(req, "auto_converge", &o.auto_converge) < 0) {
+		ctl_reply_error(r, "paused, verify and auto_converge must be "
+		    "booleans");
 		return;
 	}
+	if ((rc = ctl_get_int(req, "bandwidth", &v)) < 0 ||
+	    (rc == 1 && v < 0)) {
+		ctl_reply_error(r, "bandwidth must be an integer >= 0 (bytes "
+		    "per second, 0 = no cap)");
+		return;
+	} else if (rc == 1)
+		o.bandwidth = (uint64_t)v;
 	if ((rc = ctl_get_int(req, "downtime_ms", &v)) < 0 ||
 	    (rc == 1 && (v < 1 || v > 600000))) {
 		ctl_reply_error(r, "downtime_ms must be 1..600000");
@@ -560,6 +569,32 @@ cmd_wait(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 		answer_waiters(sd, m);
 }
 
+/* Change a running migration's bandwidth cap. */
+static void
+cmd_set_bandwidth(struct sourced *sd, struct ctl_req *r,
+    struct json_object *req)
+{
+	struct mig_src *m;
+	int64_t id, rate;
+
+	if (ctl_get_int(req, "id", &id) != 1 ||
+	    ctl_get_int(req, "bandwidth", &rate) != 1 || rate < 0) {
+		ctl_reply_error(r, "set-bandwidth needs an integer id and an "
+		    "integer bandwidth >= 0 (bytes per second, 0 = no cap)");
+		return;
+	}
+	if ((m = job_find(sd, (uint32_t)id)) == NULL) {
+		ctl_reply_error(r, "no migration %lld", (long long)id);
+		return;
+	}
+	if (mig_src_set_bandwidth(m, (uint64_t)rate) != 0) {
+		ctl_reply_error(r, "migration %lld has already ended",
+		    (long long)id);
+		return;
+	}
+	ctl_reply(r, ctl_ok());
+}
+
 static void
 cmd_cancel(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 {
@@ -594,6 +629,7 @@ static const struct {
 	{ "status",	cmd_status },
 	{ "wait",	cmd_wait },
 	{ "cancel",	cmd_cancel },
+	{ "set-bandwidth", cmd_set_bandwidth },
 	{ "advise",	cmd_advise },
 };
 
@@ -888,6 +924,8 @@ sourced_main(int argc, char **argv)
 	sd.defaults.downtime_ms = cfg.downtime_ms;
 	sd.defaults.max_iters = cfg.max_iters;
 	sd.defaults.max_bytes_factor = 3.0;
+	sd.defaults.bandwidth = cfg.bandwidth;
+	sd.defaults.auto_converge = cfg.auto_converge;
 
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() != 0)

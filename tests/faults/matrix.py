@@ -61,7 +61,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
-from harness import Cluster, Failure, check  # noqa: E402
+from harness import Cluster, Failure, check, wait_until  # noqa: E402
 from faultproxy import FaultProxy, S2D, D2S  # noqa: E402
 
 TIMEOUT = 5                 # --timeout of both daemons, seconds
@@ -117,16 +117,6 @@ def dst_new_session(host, before):
     TLS handshake a session has no domain yet)."""
     ss = [s for s in dst_sessions(host) if s.get("id") not in before]
     return ss[-1] if ss else None
-
-
-def wait_until(fn, timeout, step=0.005):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 def guest_state(host, name):

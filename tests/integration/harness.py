@@ -55,6 +55,18 @@ def run(cmd, check_rc=True, timeout=300, **kw):
     return p
 
 
+def wait_until(fn, timeout, step=0.005):
+    """Poll fn until it returns something true (returned), or None after
+    timeout seconds."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
 def wait_for_path(path, timeout=10):
     end = time.time() + timeout
     while time.time() < end:
