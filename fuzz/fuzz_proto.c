@@ -38,10 +38,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_RECORDS	64
 
 static const struct proto_limits limits[4] = {
-	{ 0, PROTO_REC_MAX_PREAUTH },
-	{ 1, PROTO_REC_MAX },
-	{ 1u << 20, PROTO_REC_MAX },
-	{ UINT64_MAX, PROTO_REC_MAX },
+	{ 0, PROTO_REC_MAX_PREAUTH, PROTO_COMPRESS_NONE },
+	{ 1, PROTO_REC_MAX, PROTO_COMPRESS_NONE },
+	{ 1u << 20, PROTO_REC_MAX, PROTO_COMPRESS_NONE },
+	{ UINT64_MAX, PROTO_REC_MAX, PROTO_COMPRESS_NONE },
 };
 
 static uint8_t	enc[PROTO_REC_MAX + 64];

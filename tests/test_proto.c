@@ -30,7 +30,8 @@
 static uint8_t	buf[BUFSZ];
 static uint8_t	buf2[BUFSZ];
 
-static const struct proto_limits lim_full = { NPAGES, PROTO_REC_MAX };
+static const struct proto_limits lim_full = { NPAGES, PROTO_REC_MAX,
+    PROTO_COMPRESS_NONE };
 
 static uint32_t
 le32(const uint8_t *p)
