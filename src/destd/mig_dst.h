@@ -30,6 +30,7 @@ struct dst_env {
 	char			 host_name[64];
 	unsigned		 timeout_s;
 	uint64_t		 max_pages;	/* largest domain accepted */
+	uint64_t		 compress_caps;	/* PROTO_CAP_ZSTD/LZ4 accepted */
 };
 
 enum dst_state {
