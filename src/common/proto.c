@@ -630,7 +630,7 @@ dec_page_data(const uint8_t *b, size_t len, const struct proto_limits *lim,
 		pd->data_len = pd->count * PROTO_PAGE_SIZE;
 		return check_pfns(pd->pfns, pd->count, 8, lim->pages);
 	}
-	if (lim->compress == PROTO_COMPRESS_NONE || pd->flags != lim->compress)
+	if (pd->flags > PROTO_COMPRESS_MAX || pd->flags != lim->compress)
 		return -EBADMSG;	/* a method not negotiated */
 	if (pd->count == 0)
 		return -EBADMSG;
