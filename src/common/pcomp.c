@@ -22,10 +22,11 @@
 #include "proto.h"
 
 /*
- * Levels, chosen by measurement on 256-page records (docs/BENCHMARKS.md,
- * "Compression"): zstd level 1 gave nearly the ratio of level 3 at about
- * twice the speed, negative levels lost much of the ratio on text-like
- * pages; lz4 acceleration 1 is its default.
+ * Levels, chosen by measurement on 1 MiB records of sim guests with
+ * text-like private pages (docs/BENCHMARKS.md, "Compression"): zstd
+ * level 1 keeps nearly the ratio of level 3 (1.96 against 2.12) at about
+ * twice its speed, and negative levels gain little speed for less ratio
+ * (1.91 at -1, 1.78 at -5); lz4 acceleration 1 is its default.
  */
 #define PCOMP_ZSTD_LEVEL	1
 #define PCOMP_LZ4_ACCEL		1
