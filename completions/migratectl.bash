@@ -26,7 +26,7 @@ _migratectl()
 	local commands="list migrate status wait cancel advise index index-sync"
 	local globals="--control --json --help --version"
 	local migrate_opts="--dedup --paused --verify --wait --downtime-ms
-	    --max-iterations"
+	    --max-iterations --compress --zero-pages"
 
 	case $prev in
 	--control)
@@ -36,6 +36,14 @@ _migratectl()
 		;;
 	--dedup)
 		COMPREPLY=($(compgen -W "none shared all" -- "$cur"))
+		return
+		;;
+	--compress)
+		COMPREPLY=($(compgen -W "none zstd lz4" -- "$cur"))
+		return
+		;;
+	--zero-pages)
+		COMPREPLY=($(compgen -W "elide send" -- "$cur"))
 		return
 		;;
 	--downtime-ms|--max-iterations)
@@ -55,7 +63,7 @@ _migratectl()
 		--control=*)
 			ctl=("${words[i]}")
 			;;
-		--dedup|--downtime-ms|--max-iterations)
+		--dedup|--downtime-ms|--max-iterations|--compress|--zero-pages)
 			((i++))
 			;;
 		-*)
