@@ -2,7 +2,8 @@
  * simhv - the simulated hypervisor's command-line tool and guest.
  *
  *   simhv create  --state-dir DIR --name NAME --pages N
- *                 --profile idle|micro|writer [--share F] [--rate N] [--seed S] [--compressible F]
+ *                 --profile idle|micro|writer [--share F] [--rate N] [--seed S]
+ *                 [--compressible F]
  *   simhv start   --state-dir DIR NAME
  *   simhv run     --state-dir DIR NAME
  *   simhv digest  --state-dir DIR NAME
@@ -121,7 +122,8 @@ static int
 cmd_create(struct opts *o)
 {
 	const char *u = "--state-dir DIR --name NAME --pages N "
-	    "--profile idle|micro|writer [--share F] [--rate N] [--seed S] [--compressible F]";
+	    "--profile idle|micro|writer [--share F] [--rate N] [--seed S] "
+	    "[--compressible F]";
 	struct sd_config cfg;
 	struct simdom *sd = NULL;
 	char text[SD_CONFIG_TEXT_MAX];
@@ -425,7 +427,8 @@ cmd_destroy(struct opts *o)
 
 static const struct cmd cmds[] = {
 	{ "create", 0, 0, cmd_create, "--state-dir DIR --name NAME --pages N "
-	    "--profile idle|micro|writer [--share F] [--rate N] [--seed S] [--compressible F]" },
+	    "--profile idle|micro|writer [--share F] [--rate N] [--seed S] "
+	    "[--compressible F]" },
 	{ "start", 1, 0, cmd_start, "--state-dir DIR NAME" },
 	{ "run", 1, 0, cmd_run, "--state-dir DIR NAME" },
 	{ "digest", 1, 0, cmd_digest, "--state-dir DIR NAME" },
