@@ -27,7 +27,7 @@ _migratectl()
 	    index-sync"
 	local globals="--control --json --help --version"
 	local migrate_opts="--dedup --paused --verify --wait --downtime-ms
-	    --max-iterations --bandwidth --auto-converge"
+	    --max-iterations --bandwidth --auto-converge --compress --zero-pages"
 
 	case $prev in
 	--control)
@@ -37,6 +37,14 @@ _migratectl()
 		;;
 	--dedup)
 		COMPREPLY=($(compgen -W "none shared all" -- "$cur"))
+		return
+		;;
+	--compress)
+		COMPREPLY=($(compgen -W "none zstd lz4" -- "$cur"))
+		return
+		;;
+	--zero-pages)
+		COMPREPLY=($(compgen -W "elide send" -- "$cur"))
 		return
 		;;
 	--downtime-ms|--max-iterations)
@@ -61,7 +69,7 @@ _migratectl()
 		--control=*)
 			ctl=("${words[i]}")
 			;;
-		--dedup|--downtime-ms|--max-iterations|--bandwidth)
+		--dedup|--downtime-ms|--max-iterations|--bandwidth|--compress|--zero-pages)
 			((i++))
 			;;
 		-*)

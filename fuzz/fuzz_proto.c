@@ -13,7 +13,10 @@
  *                         1 { pages 1, PROTO_REC_MAX }
  *                         2 { pages 2^20, PROTO_REC_MAX }
  *                         3 { pages UINT64_MAX, PROTO_REC_MAX }
- *       bits 6-31 ignored
+ *       bits 6-7  PAGE_DATA compression negotiated (proto_limits.compress):
+ *                 0 none, 1 zstd, 2 lz4, 3 (no such method: compressed
+ *                 records must all be refused)
+ *       bits 8-31 ignored
  *   then a byte stream of records { u32 type, u32 length, body, pad }.
  *
  * Every record that proto_frame_peek() frames is given to proto_decode()
@@ -38,10 +41,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_RECORDS	64
 
 static const struct proto_limits limits[4] = {
-	{ 0, PROTO_REC_MAX_PREAUTH },
-	{ 1, PROTO_REC_MAX },
-	{ 1u << 20, PROTO_REC_MAX },
-	{ UINT64_MAX, PROTO_REC_MAX },
+	{ 0, PROTO_REC_MAX_PREAUTH, PROTO_COMPRESS_NONE },
+	{ 1, PROTO_REC_MAX, PROTO_COMPRESS_NONE },
+	{ 1u << 20, PROTO_REC_MAX, PROTO_COMPRESS_NONE },
+	{ UINT64_MAX, PROTO_REC_MAX, PROTO_COMPRESS_NONE },
 };
 
 static uint8_t	enc[PROTO_REC_MAX + 64];
@@ -129,8 +132,9 @@ rec_equal(const struct proto_rec *a, const struct proto_rec *b)
 			if (proto_pfn_at(a->u.page_data.pfns, i) !=
 			    proto_pfn_at(b->u.page_data.pfns, i))
 				return 0;
-		return memcmp(a->u.page_data.data, b->u.page_data.data,
-		    (size_t)a->u.page_data.count * PROTO_PAGE_SIZE) == 0;
+		return a->u.page_data.data_len == b->u.page_data.data_len &&
+		    memcmp(a->u.page_data.data, b->u.page_data.data,
+		    a->u.page_data.data_len) == 0;
 	case REC_PAGE_ZERO:
 	case REC_NEED:
 		if (a->u.pfn_list.count != b->u.pfn_list.count)
@@ -226,6 +230,10 @@ reencode(const struct proto_rec *r)
 	case REC_PAGE_DATA:
 		for (i = 0; i < r->u.page_data.count; i++)
 			pfns[i] = proto_pfn_at(r->u.page_data.pfns, i);
+		if (r->u.page_data.flags != 0)
+			return proto_enc_page_data_z(enc, sizeof(enc),
+			    r->u.page_data.count, pfns, r->u.page_data.flags,
+			    r->u.page_data.data, r->u.page_data.data_len);
 		n = proto_enc_page_data_head(enc, sizeof(enc),
 		    r->u.page_data.count, pfns);
 		if (n < 0)
@@ -296,7 +304,15 @@ check_ranges(const struct proto_rec *r, const struct proto_limits *lim)
 		}
 		break;
 	case REC_PAGE_DATA:
-		CHECK(r->u.page_data.flags == 0);
+		/* Raw pages, or a frame of the negotiated method that is
+		 * shorter than the pages it stands for. */
+		CHECK(r->u.page_data.flags == 0 ||
+		    (r->u.page_data.flags == lim->compress &&
+		    r->u.page_data.data_len >= 1 &&
+		    r->u.page_data.data_len <
+		    r->u.page_data.count * PROTO_PAGE_SIZE));
+		CHECK(r->u.page_data.flags != 0 || r->u.page_data.data_len ==
+		    r->u.page_data.count * PROTO_PAGE_SIZE);
 		for (i = 0; i < r->u.page_data.count; i++)
 			CHECK(proto_pfn_at(r->u.page_data.pfns, i) <
 			    lim->pages);
@@ -383,6 +399,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct proto_limits	*lim;
+	struct proto_limits		 lim_sel;
 	enum proto_dir			 dir;
 	enum proto_phase		 ph;
 	uint32_t			 sel, type, len, version;
@@ -395,7 +412,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    (uint32_t)data[2] << 16 | (uint32_t)data[3] << 24;
 	ph = (enum proto_phase)(sel & 7);
 	dir = (sel & 8) ? PROTO_D2S : PROTO_S2D;
-	lim = &limits[(sel >> 4) & 3];
+	lim_sel = limits[(sel >> 4) & 3];
+	lim_sel.compress = (sel >> 6) & 3;
+	lim = &lim_sel;
 	data += 4;
 	size -= 4;
 

@@ -22,6 +22,7 @@ struct cfg {
 	double	 scan_cpu;		/* [scanner] cpu_budget = 0.25 */
 	unsigned scan_interval_ms;	/* [scanner] interval_ms */
 	char	*dedup;			/* [migration] dedup = none|shared|all */
+	char	*compress;		/* [migration] compress = none|zstd|lz4 */
 	unsigned downtime_ms;		/* [migration] downtime_ms */
 	unsigned max_iters;		/* [migration] max_iterations */
 	uint64_t bandwidth;		/* [migration] bandwidth = bytes/s, 0 = none */

@@ -53,6 +53,9 @@ void	link_set_phase(struct link *l, enum proto_phase ph);
 enum proto_phase link_phase(const struct link *l);
 /* Page count of the domain (pfn checks); 0 until DOMAIN_INFO. */
 void	link_set_pages(struct link *l, uint64_t pages);
+/* The PAGE_DATA compression method negotiated (enum proto_compress);
+ * compressed records of any other method are rejected.  0 until set. */
+void	link_set_compress(struct link *l, uint32_t method);
 /* Deadline for the connection to come up (TCP connect, TLS handshake). */
 void	link_set_handshake_timeout(struct link *l, unsigned seconds);
 /* Seconds of input silence that end the session (0 = none). */

@@ -94,6 +94,8 @@ enum proto_phase {
 #define PROTO_CAP_REF		0x1ull
 #define PROTO_CAP_ZERO		0x2ull
 #define PROTO_CAP_VERIFY	0x4ull
+#define PROTO_CAP_ZSTD		0x8ull	/* accepts zstd PAGE_DATA */
+#define PROTO_CAP_LZ4		0x10ull	/* accepts lz4 PAGE_DATA */
 
 /* DOMAIN_INFO flags. */
 #define PROTO_DI_PAUSED		0x1u	/* leave the guest paused at the end */
@@ -106,6 +108,17 @@ enum proto_dedup {
 	PROTO_DEDUP_SHARED	= 1,
 	PROTO_DEDUP_ALL		= 2,
 };
+
+/*
+ * Compression of PAGE_DATA: DOMAIN_INFO.compress asks for a method, and
+ * PAGE_DATA.flags names the method of each record (0: raw pages).
+ */
+enum proto_compress {
+	PROTO_COMPRESS_NONE	= 0,
+	PROTO_COMPRESS_ZSTD	= 1,
+	PROTO_COMPRESS_LZ4	= 2,
+};
+#define PROTO_COMPRESS_MAX	PROTO_COMPRESS_LZ4
 
 /* END / READY flags. */
 #define PROTO_END_VERIFY	0x1u	/* memory_sha256 is meaningful */
@@ -130,6 +143,10 @@ struct proto_domain_info {	/* body: 48 bytes fixed + name + config */
 	uint32_t	vcpus;
 	uint32_t	flags;		/* PROTO_DI_* */
 	uint32_t	dedup;		/* enum proto_dedup */
+	uint32_t	compress;	/* enum proto_compress asked for; the
+					 * decoder passes any value, the
+					 * destination refuses what it does
+					 * not support */
 	uint8_t		uuid[16];
 	char		name[PROTO_NAME_MAX + 1];	/* NUL-terminated copy */
 	const uint8_t	*config;	/* points into the body */
@@ -174,11 +191,20 @@ struct proto_have {
 	const uint8_t	*bits;		/* bit i (LSB first) = filled entry i */
 };
 
-struct proto_page_data {	/* body: u32 count, u32 flags(0), u64 pfn[count], page[count][4096] */
+/*
+ * PAGE_DATA.  flags 0: body u32 count, u32 flags, u64 pfn[count],
+ * page[count][4096]; data_len = count * 4096.  flags = a compression
+ * method (the one negotiated, proto_limits.compress): body u32 count,
+ * u32 flags, u64 pfn[count], u32 clen, u32 reserved, u8 frame[clen],
+ * 1 <= clen < count * 4096; data/data_len are the compressed frame, which
+ * the receiver must decompress to exactly count * 4096 bytes (pcomp.h).
+ */
+struct proto_page_data {
 	uint32_t	count;
-	uint32_t	flags;
+	uint32_t	flags;		/* enum proto_compress */
 	const uint8_t	*pfns;
 	const uint8_t	*data;
+	uint32_t	data_len;
 };
 
 struct proto_pfn_list {		/* PAGE_ZERO, NEED: u32 count, u32 reserved, u64 pfn[count] */
@@ -238,6 +264,9 @@ struct proto_limits {
 					 * (records carrying pfns are then
 					 * rejected) */
 	uint32_t	rec_max;	/* PROTO_REC_MAX or PROTO_REC_MAX_PREAUTH */
+	uint32_t	compress;	/* the PAGE_DATA method negotiated
+					 * (enum proto_compress); other
+					 * non-zero flags are malformed */
 };
 
 /* ---- framing ---- */
@@ -266,7 +295,9 @@ int	proto_frame_peek(const uint8_t *buf, size_t avail, uint32_t rec_max,
  * their *_BATCH_MAX and times element size equal to the rest of the body
  * (record fully consumed, no overflow), strings printable, names
  * [A-Za-z0-9._-]{1,63}, every pfn < lim->pages, reserved fields ignored,
- * PAGE_DATA flags 0, no pfn-carrying record while lim->pages is 0.
+ * PAGE_DATA flags 0 or lim->compress (then the compressed frame's length
+ * is checked, not its contents), no pfn-carrying record while lim->pages
+ * is 0.
  * Returns 0, -EBADMSG (malformed), -EMSGSIZE (over a limit), -ENOTSUP
  * (unknown mandatory type), -ENOENT (unknown optional type: to be
  * ignored), or -EINVAL (lim or out NULL, body NULL with len > 0).
@@ -325,6 +356,14 @@ int	proto_enc_have(uint8_t *out, size_t cap, uint32_t batch, uint32_t count,
  */
 int	proto_enc_page_data_head(uint8_t *out, size_t cap, uint32_t count,
 	    const uint64_t *pfns);
+/*
+ * A compressed PAGE_DATA: count pages whose contents, concatenated, were
+ * compressed with method into frame[clen] (1 <= clen < count * 4096:
+ * send raw pages when they do not shrink).  Writes the whole record.
+ */
+int	proto_enc_page_data_z(uint8_t *out, size_t cap, uint32_t count,
+	    const uint64_t *pfns, uint32_t method, const uint8_t *frame,
+	    uint32_t clen);
 /* PAGE_ZERO or NEED. */
 int	proto_enc_pfn_list(uint8_t *out, size_t cap, uint32_t type,
 	    uint32_t count, const uint64_t *pfns);

@@ -36,7 +36,7 @@
 #include "hv.h"
 
 #define SD_MAGIC		0x314d4f44564d4853ull	/* "SHMVDOM1" LE */
-#define SD_LAYOUT_VERSION	1u
+#define SD_LAYOUT_VERSION	2u	/* 2: sd_config.compressible */
 #define SD_CTRL_SIZE		4096u
 #define SD_CONTEXT_MAX		2048u
 #define SD_CONFIG_TEXT_MAX	256u
@@ -69,13 +69,15 @@
 
 /* Everything needed to continue the guest on another host.  Its text form
  * is the hv config blob: "profile=micro share=0.5 rate=1000 seed=42
- * uid=0x0123456789abcdef". */
+ * uid=0x0123456789abcdef", plus " compressible=F" when F is not 0. */
 struct sd_config {
 	uint32_t	profile;	/* SD_PROFILE_* */
 	uint32_t	rate;		/* page writes per second */
 	double		share;		/* micro: fraction of common pages */
 	uint64_t	seed;		/* common-image seed */
 	uint64_t	uid;		/* domain-unique content id, never 0 */
+	double		compressible;	/* fraction of each private page that
+					 * is text-like (0: all random) */
 };
 
 struct sd_ctrl {

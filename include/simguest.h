@@ -116,6 +116,10 @@ enum sg_kind sg_initial_kind(const struct sg_layout *l, uint64_t pfn,
 	    uint64_t *block);
 void	sg_gen_common(void *page, uint64_t seed, uint64_t block);
 void	sg_gen_unique(void *page, uint64_t uid, uint64_t pfn, uint32_t ver);
+/* A private (unique) data page: sg_gen_unique's bytes, the first
+ * cfg.compressible of the page replaced by text-like bytes. */
+void	sg_gen_private(const struct sg_layout *l, void *page, uint64_t pfn,
+	    uint32_t ver);
 /* Expected content of pfn (header: the initial header; table pages:
  * with all entries 0; data pages: per the table entry). */
 void	sg_expected(const struct sg_layout *l, uint64_t pfn, uint32_t entry,

@@ -146,6 +146,8 @@ test_each_key(void **state)
 		{ "[scanner]\ncpu_budget = 0.01\n",
 		    offsetof(struct cfg, scan_cpu) },
 		{ "[migration]\ndedup = none\n", offsetof(struct cfg, dedup) },
+		{ "[migration]\ncompress = lz4\n",
+		    offsetof(struct cfg, compress) },
 		{ "[migration]\nbandwidth = 18446744073709551615\n",
 		    offsetof(struct cfg, bandwidth) },
 		{ "[migration]\nbandwidth = 8M\n",
@@ -179,6 +181,10 @@ test_each_key(void **state)
 			    "0.01") ? 0.01 : 1.0));
 		if (cases[i].off == offsetof(struct cfg, dedup))
 			assert_string_equal(c.dedup, "none");
+		if (cases[i].off == offsetof(struct cfg, compress))
+			assert_string_equal(c.compress, "lz4");
+		else
+			assert_string_equal(c.compress, "none");
 		if (cases[i].off == offsetof(struct cfg, bandwidth))
 			assert_true(c.bandwidth == (strstr(cases[i].text,
 			    "8M") ? 8ull << 20 : UINT64_MAX));
@@ -239,6 +245,8 @@ test_errors(void **state)
 		    "2: interval_ms: '-5' is not an integer in [1, 86400000]" },
 		{ "[migration]\ndedup = some\n",
 		    "2: dedup: 'some' is not none, shared or all" },
+		{ "[migration]\ncompress = gzip\n",
+		    "2: compress: 'gzip' is not none, zstd or lz4" },
 		{ "[migration]\ndowntime_ms = 10ms\n",
 		    "2: downtime_ms: '10ms' is not an integer in [1, 3600000]" },
 		{ "[migration]\nmax_iterations = 0\n",

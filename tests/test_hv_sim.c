@@ -510,6 +510,39 @@ test_throttle(void **state)
 	rmtree(dir);
 }
 
+/*
+ * --compressible: 0 gives exactly the old random bytes (existing images
+ * and digests stay valid); F > 0 makes the first F of a private page
+ * text-like and leaves the rest as before.
+ */
+static void
+test_compressible(void **state)
+{
+	struct sd_config cfg = { .profile = SD_PROFILE_MICRO, .rate = 1000,
+	    .share = 0.0, .seed = 1, .uid = 0x1234 };
+	static uint8_t a[HV_PAGE_SIZE], b[HV_PAGE_SIZE];
+	struct sg_layout l;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(sg_layout_init(&l, &cfg, 256), 0);
+	sg_gen_private(&l, a, 100, 7);
+	sg_gen_unique(b, cfg.uid, 100, 7);
+	assert_memory_equal(a, b, HV_PAGE_SIZE);
+	cfg.compressible = 0.75;
+	assert_int_equal(sg_layout_init(&l, &cfg, 256), 0);
+	sg_gen_private(&l, a, 100, 7);
+	for (i = 0; i < 3072; i++)
+		assert_true((a[i] >= 0x20 && a[i] < 0x7f) || a[i] == '\n');
+	assert_memory_equal(a + 3072, b + 3072, HV_PAGE_SIZE - 3072);
+	assert_memory_not_equal(a, b, 3072);
+	/* Deterministic, and another version differs. */
+	sg_gen_private(&l, b, 100, 7);
+	assert_memory_equal(a, b, HV_PAGE_SIZE);
+	sg_gen_private(&l, b, 100, 8);
+	assert_memory_not_equal(a, b, 3072);
+}
+
 static void
 test_context_config(void **state)
 {
@@ -979,6 +1012,7 @@ main(void)
 		cmocka_unit_test(test_logdirty_pause),
 		cmocka_unit_test(test_throttle),
 		cmocka_unit_test(test_context_config),
+		cmocka_unit_test(test_compressible),
 		cmocka_unit_test(test_migrate),
 		cmocka_unit_test(test_migrate_corrupt),
 		cmocka_unit_test(test_profiles_share),

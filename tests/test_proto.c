@@ -30,7 +30,8 @@
 static uint8_t	buf[BUFSZ];
 static uint8_t	buf2[BUFSZ];
 
-static const struct proto_limits lim_full = { NPAGES, PROTO_REC_MAX };
+static const struct proto_limits lim_full = { NPAGES, PROTO_REC_MAX,
+    PROTO_COMPRESS_NONE };
 
 static uint32_t
 le32(const uint8_t *p)
@@ -1696,6 +1697,148 @@ test_stream_hdr(void **state)
 	}
 }
 
+/* ---- compressed PAGE_DATA ---- */
+
+/*
+ * The decoder checks the framing of a compressed PAGE_DATA (method
+ * negotiated, frame length, count, pfns); the frame's contents are
+ * pcomp's business (test_pcomp.c).  Golden layout: count, flags = method,
+ * pfns, clen, reserved, frame, zero padding.
+ */
+static void
+test_page_data_z(void **state)
+{
+	static const uint8_t	frame[13] = "not-a-frame!";
+	struct proto_limits	lim = lim_full;
+	struct proto_rec	r;
+	uint8_t			*b = buf + 8;
+	uint32_t		len;
+	int			n;
+
+	lim.compress = PROTO_COMPRESS_ZSTD;
+	n = proto_enc_page_data_z(buf, BUFSZ, 2, fx_pfns + 2,
+	    PROTO_COMPRESS_ZSTD, frame, sizeof(frame));
+	assert_int_equal(n, (int)proto_rec_size(16 + 16 + sizeof(frame)));
+	len = le32(buf + 4);
+	assert_int_equal(len, 16 + 16 + sizeof(frame));
+	assert_int_equal(le32(buf), REC_PAGE_DATA);
+	assert_int_equal(le32(b), 2);
+	assert_int_equal(le32(b + 4), PROTO_COMPRESS_ZSTD);
+	assert_true(le64(b + 8) == fx_pfns[2] && le64(b + 16) == fx_pfns[3]);
+	assert_int_equal(le32(b + 24), sizeof(frame));
+	assert_int_equal(le32(b + 28), 0);
+	assert_memory_equal(b + 32, frame, sizeof(frame));
+	for (size_t i = 8 + len; i < (size_t)n; i++)
+		assert_int_equal(buf[i], 0);
+
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len, &lim, &r), 0);
+	assert_int_equal(r.u.page_data.count, 2);
+	assert_int_equal(r.u.page_data.flags, PROTO_COMPRESS_ZSTD);
+	assert_int_equal(r.u.page_data.data_len, sizeof(frame));
+	assert_memory_equal(r.u.page_data.data, frame, sizeof(frame));
+	assert_true(proto_pfn_at(r.u.page_data.pfns, 1) == fx_pfns[3]);
+
+	/* Not negotiated: no compression, another method, no such method. */
+	lim.compress = PROTO_COMPRESS_NONE;
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len, &lim, &r),
+	    -EBADMSG);
+	lim.compress = PROTO_COMPRESS_LZ4;
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len, &lim, &r),
+	    -EBADMSG);
+	lim.compress = 3;
+	set32(b + 4, 3);
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len, &lim, &r),
+	    -EBADMSG);
+	set32(b + 4, PROTO_COMPRESS_ZSTD);
+	lim.compress = PROTO_COMPRESS_ZSTD;
+
+	/* Truncated anywhere, or a trailing byte: clen disagrees. */
+	for (uint32_t l = 0; l < len; l++)
+		assert_int_equal(proto_decode(REC_PAGE_DATA, b, l, &lim, &r),
+		    -EBADMSG);
+	b[len] = 0x55;
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len + 1, &lim, &r),
+	    -EBADMSG);
+	b[len] = 0;
+	set32(b + 24, sizeof(frame) - 1);
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len, &lim, &r),
+	    -EBADMSG);
+	set32(b + 24, 0);		/* an empty frame */
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, 32, &lim, &r),
+	    -EBADMSG);
+	set32(b + 24, sizeof(frame));
+
+	/* A frame as long as the pages is never needed: refused. */
+	n = proto_enc_page_data_z(buf, BUFSZ, 1, fx_pfns, PROTO_COMPRESS_LZ4,
+	    fx_pages[0], PROTO_PAGE_SIZE - 1);
+	assert_true(n > 0);
+	lim.compress = PROTO_COMPRESS_LZ4;
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, le32(buf + 4), &lim,
+	    &r), 0);
+	set32(b + 16, PROTO_PAGE_SIZE);
+	memcpy(buf2, b, 24 + PROTO_PAGE_SIZE - 1);
+	memcpy(buf2 + 24 + PROTO_PAGE_SIZE - 1, fx_pages[1], 1);
+	assert_int_equal(proto_decode(REC_PAGE_DATA, buf2,
+	    24 + PROTO_PAGE_SIZE, &lim, &r), -EBADMSG);
+
+	/* Counts and pfns. */
+	n = proto_enc_page_data_z(buf, BUFSZ, 2, fx_pfns + 2,
+	    PROTO_COMPRESS_LZ4, frame, sizeof(frame));
+	assert_true(n > 0);
+	len = le32(buf + 4);
+	set32(b, 0);
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len, &lim, &r),
+	    -EBADMSG);
+	set32(b, PROTO_PAGE_BATCH_MAX + 1);
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len, &lim, &r),
+	    -EMSGSIZE);
+	set32(b, 2);
+	set64(b + 16, NPAGES);
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len, &lim, &r),
+	    -EBADMSG);
+
+	/* The encoder refuses what the decoder would. */
+	assert_int_equal(proto_enc_page_data_z(buf, BUFSZ, 1, fx_pfns,
+	    PROTO_COMPRESS_NONE, frame, 4), -EINVAL);
+	assert_int_equal(proto_enc_page_data_z(buf, BUFSZ, 1, fx_pfns, 3,
+	    frame, 4), -EINVAL);
+	assert_int_equal(proto_enc_page_data_z(buf, BUFSZ, 1, fx_pfns,
+	    PROTO_COMPRESS_ZSTD, frame, 0), -EINVAL);
+	assert_int_equal(proto_enc_page_data_z(buf, BUFSZ, 1, fx_pfns,
+	    PROTO_COMPRESS_ZSTD, fx_pages[0], PROTO_PAGE_SIZE), -EINVAL);
+	assert_int_equal(proto_enc_page_data_z(buf, BUFSZ, 0, fx_pfns,
+	    PROTO_COMPRESS_ZSTD, frame, 4), -EINVAL);
+	assert_int_equal(proto_enc_page_data_z(buf, 40, 1, fx_pfns,
+	    PROTO_COMPRESS_ZSTD, frame, sizeof(frame)), -EMSGSIZE);
+}
+
+/* DOMAIN_INFO.compress (offset 28, reserved before): any value decodes
+ * (the destination refuses what it does not support); the encoder sends
+ * only known methods. */
+static void
+test_domain_info_compress(void **state)
+{
+	struct proto_domain_info di = fx_di();
+	struct proto_rec	r;
+	uint32_t		len;
+	int			n;
+
+	di.compress = PROTO_COMPRESS_LZ4;
+	n = proto_enc_domain_info(buf, BUFSZ, &di);
+	assert_true(n > 0);
+	len = le32(buf + 4);
+	assert_int_equal(le32(buf + 8 + 28), PROTO_COMPRESS_LZ4);
+	assert_int_equal(proto_decode(REC_DOMAIN_INFO, buf + 8, len, &lim_full,
+	    &r), 0);
+	assert_int_equal(r.u.domain_info.compress, PROTO_COMPRESS_LZ4);
+	set32(buf + 8 + 28, 0x12345);
+	assert_int_equal(proto_decode(REC_DOMAIN_INFO, buf + 8, len, &lim_full,
+	    &r), 0);
+	assert_int_equal(r.u.domain_info.compress, 0x12345);
+	di.compress = PROTO_COMPRESS_MAX + 1;
+	assert_int_equal(proto_enc_domain_info(buf, BUFSZ, &di), -EINVAL);
+}
+
 /* ---- the fuzz seed corpus ---- */
 
 /*
@@ -1780,6 +1923,27 @@ write_corpus(const char *dir)
 		if (fclose(f) != 0)
 			return 1;
 	}
+	/* Compressed PAGE_DATA, each method negotiated (selector bits 6-7);
+	 * the frame bytes are opaque to the decoder. */
+	for (uint32_t m = PROTO_COMPRESS_ZSTD; m <= PROTO_COMPRESS_MAX; m++) {
+		static const uint8_t frame[24] = "\x28\xb5\x2f\xfd-frame-bytes";
+		uint8_t	sel[4];
+		int	n;
+
+		snprintf(path, sizeof(path), "%s/%02zu-PAGE_DATA-%s", dir,
+		    NCASES + 3 + m, m == PROTO_COMPRESS_ZSTD ? "zstd" : "lz4");
+		if ((f = fopen(path, "wb")) == NULL)
+			return 1;
+		set32(sel, PH_LIVE | 2u << 4 | m << 6);
+		fwrite(sel, 1, 4, f);
+		n = proto_enc_page_data_z(buf, BUFSZ, 2, fx_pfns + 2, m, frame,
+		    sizeof(frame));
+		if (n < 0)
+			return 1;
+		fwrite(buf, 1, (size_t)n, f);
+		if (fclose(f) != 0)
+			return 1;
+	}
 	/* One multi-record input: a whole session, S2D side. */
 	snprintf(path, sizeof(path), "%s/%02zu-session", dir, NCASES);
 	if ((f = fopen(path, "wb")) == NULL)
@@ -1819,6 +1983,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_legal_exhaustive),
 		cmocka_unit_test(test_frame_peek),
 		cmocka_unit_test(test_stream_hdr),
+		cmocka_unit_test(test_page_data_z),
+		cmocka_unit_test(test_domain_info_compress),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0)

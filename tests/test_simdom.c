@@ -135,6 +135,10 @@ test_config(void **state)
 		{ "profile=micro share=nan uid=1", 0, 0, 0, 0, 0 },
 		{ "profile=micro rate=-1 uid=1", 0, 0, 0, 0, 0 },
 		{ "profile=micro rate=12x uid=1", 0, 0, 0, 0, 0 },
+		{ "profile=micro compressible=0.75 uid=1", 1,
+		  SD_PROFILE_MICRO, 1000, 0.5, 1 },
+		{ "profile=micro compressible=1.5 uid=1", 0, 0, 0, 0, 0 },
+		{ "profile=micro compressible=x uid=1", 0, 0, 0, 0, 0 },
 		{ "profile=micro color=red uid=1", 0, 0, 0, 0, 0 },
 		{ "profile=micro garbage uid=1", 0, 0, 0, 0, 0 },
 		{ "", 0, 0, 0, 0, 0 },
@@ -163,6 +167,16 @@ test_config(void **state)
 		assert_int_equal(sd_config_parse(buf, (size_t)n, &c2), 0);
 		assert_memory_equal(&c, &c2, sizeof(c));
 	}
+	/* compressible: parsed, and in the text only when not 0, so the
+	 * default config text is unchanged. */
+	assert_int_equal(sd_config_parse("profile=micro compressible=0.75 "
+	    "uid=1", 37, &c), 0);
+	assert_true(c.compressible == 0.75);
+	n = sd_config_format(&c, buf, sizeof(buf));
+	assert_non_null(strstr(buf, " compressible=0.75"));
+	c.compressible = 0;
+	n = sd_config_format(&c, buf, sizeof(buf));
+	assert_null(strstr(buf, "compressible"));
 	/* An embedded NUL is not text. */
 	assert_int_equal(sd_config_parse("profile=idle\0uid=1", 18, &c),
 	    -EINVAL);

@@ -191,7 +191,7 @@ cfg_parse_dedup(const char *s)
 }
 
 enum key_type { K_STR, K_PATH, K_SOCKET, K_BACKEND, K_BOOL, K_CPU, K_UINT,
-	K_U64, K_DEDUP, K_RATE };
+	K_U64, K_DEDUP, K_RATE, K_COMPRESS };
 
 static const struct key {
 	const char	*section, *name;
@@ -213,6 +213,8 @@ static const struct key {
 	{ "scanner", "interval_ms", K_UINT,
 	    offsetof(struct cfg, scan_interval_ms), 1, 86400000 },
 	{ "migration", "dedup", K_DEDUP, offsetof(struct cfg, dedup), 0, 0 },
+	{ "migration", "compress", K_COMPRESS, offsetof(struct cfg, compress),
+	    0, 0 },
 	{ "migration", "downtime_ms", K_UINT,
 	    offsetof(struct cfg, downtime_ms), 1, 3600000 },
 	{ "migration", "max_iterations", K_UINT,
@@ -276,6 +278,12 @@ handler(void *user, const char *section, const char *name, const char *v)
 			return perr(p, "dedup: '%s' is not none, shared or all",
 			    v);
 		return set_str(p, dst, v);
+	case K_COMPRESS:
+		if (strcmp(v, "none") != 0 && strcmp(v, "zstd") != 0 &&
+		    strcmp(v, "lz4") != 0)
+			return perr(p, "compress: '%s' is not none, zstd or "
+			    "lz4", v);
+		return set_str(p, dst, v);
 	case K_BOOL:
 		if ((b = parse_bool(v)) < 0)
 			return perr(p, "%s: '%s' is not yes or no", name, v);
@@ -331,6 +339,7 @@ cfg_copy(struct cfg *dst, const struct cfg *src)
 	dst->tls_key = dup_or_null(src->tls_key);
 	dst->tls_ca = dup_or_null(src->tls_ca);
 	dst->dedup = dup_or_null(src->dedup);
+	dst->compress = dup_or_null(src->compress);
 	if ((src->backend && !dst->backend) ||
 	    (src->state_dir && !dst->state_dir) ||
 	    (src->listen && !dst->listen) ||
@@ -339,7 +348,8 @@ cfg_copy(struct cfg *dst, const struct cfg *src)
 	    (src->tls_cert && !dst->tls_cert) ||
 	    (src->tls_key && !dst->tls_key) ||
 	    (src->tls_ca && !dst->tls_ca) ||
-	    (src->dedup && !dst->dedup)) {
+	    (src->dedup && !dst->dedup) ||
+	    (src->compress && !dst->compress)) {
 		cfg_free(dst);
 		return -ENOMEM;
 	}
@@ -362,6 +372,7 @@ cfg_defaults(struct cfg *c)
 	c->scan_cpu = 0.25;
 	c->scan_interval_ms = 10000;
 	c->dedup = strdup("all");
+	c->compress = strdup("none");
 	c->downtime_ms = 300;
 	c->max_iters = 30;
 	c->bandwidth = 0;
@@ -453,7 +464,8 @@ cfg_free(struct cfg *c)
 	free(c->tls_key);
 	free(c->tls_ca);
 	free(c->dedup);
+	free(c->compress);
 	c->backend = c->state_dir = c->listen = NULL;
 	c->destd_control = c->sourced_control = NULL;
-	c->tls_cert = c->tls_key = c->tls_ca = c->dedup = NULL;
+	c->tls_cert = c->tls_key = c->tls_ca = c->dedup = c->compress = NULL;
 }

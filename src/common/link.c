@@ -29,6 +29,7 @@ struct link {
 	enum proto_dir		 rx_dir;
 	enum proto_phase	 phase;
 	uint64_t		 pages;
+	uint32_t		 compress;	/* PAGE_DATA method accepted */
 	int			 got_hdr;	/* peer's stream header read */
 	int			 up;
 	int			 dead;
@@ -229,6 +230,12 @@ link_set_pages(struct link *l, uint64_t pages)
 }
 
 void
+link_set_compress(struct link *l, uint32_t method)
+{
+	l->compress = method;
+}
+
+void
 link_set_read_timeout(struct link *l, unsigned seconds)
 {
 	struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
@@ -379,6 +386,7 @@ link_read_cb(struct bufferevent *bev, void *arg)
 			continue;
 		}
 		lim.pages = l->pages;
+		lim.compress = l->compress;
 		lim.rec_max = l->phase == PH_HELLO ? PROTO_REC_MAX_PREAUTH :
 		    PROTO_REC_MAX;
 		if (evbuffer_get_length(in) < PROTO_REC_HDR_LEN)

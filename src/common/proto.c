@@ -56,7 +56,7 @@ _Static_assert(sizeof(((struct proto_hello *)0)->host_name) ==
 #define DI_DEDUP	16
 #define DI_NAMELEN	20
 #define DI_CONFIGLEN	24
-#define DI_RESERVED	28
+#define DI_COMPRESS	28	/* was reserved: old sources send 0 */
 #define DI_UUID		32
 #define DI_FIXED	48
 _Static_assert(DI_UUID + 16 == DI_FIXED, "DOMAIN_INFO fixed part size");
@@ -93,6 +93,10 @@ _Static_assert(HV_CONFIRM + PROTO_DIGEST_LEN == HV_FIXED, "HAVE fixed part");
 #define PD_FLAGS	4
 #define PD_FIXED	8
 #define PD_PER_PAGE	(8 + PROTO_PAGE_SIZE)
+/* Compressed (flags != 0): after the pfns, u32 clen, u32 reserved, frame. */
+#define PDZ_CLEN	0
+#define PDZ_RESERVED	4
+#define PDZ_FIXED	8
 
 /* PAGE_ZERO, NEED and PAGE_REF: u32 count, u32 reserved, entries. */
 #define PL_COUNT	0
@@ -448,6 +452,7 @@ dec_domain_info(const uint8_t *b, size_t len, struct proto_domain_info *di)
 	di->vcpus = get32(b + DI_VCPUS);
 	di->flags = get32(b + DI_FLAGS);
 	di->dedup = get32(b + DI_DEDUP);
+	di->compress = get32(b + DI_COMPRESS);
 	nl = get32(b + DI_NAMELEN);
 	cl = get32(b + DI_CONFIGLEN);
 	memcpy(di->uuid, b + DI_UUID, sizeof(di->uuid));
@@ -597,23 +602,50 @@ dec_have(const uint8_t *b, size_t len, struct proto_have *h)
 	return 0;
 }
 
+/*
+ * PAGE_DATA, raw (flags 0) or compressed with the negotiated method.  A
+ * compressed frame must be shorter than the pages it stands for: a sender
+ * sends raw pages when they do not shrink, so a longer frame is never
+ * needed and the receiver's work stays bounded by the raw size.
+ */
 static int
 dec_page_data(const uint8_t *b, size_t len, const struct proto_limits *lim,
     struct proto_page_data *pd)
 {
-	int r;
+	const uint8_t	*z;
+	size_t		 head;
+	uint32_t	 clen;
+	int		 r;
 
 	if (len < PD_FIXED)
 		return -EBADMSG;
 	pd->count = get32(b + PD_COUNT);
 	pd->flags = get32(b + PD_FLAGS);
-	if ((r = check_count(pd->count, PROTO_PAGE_BATCH_MAX, PD_FIXED,
-	    PD_PER_PAGE, len)) < 0)
-		return r;
-	if (pd->flags != 0)
+	if (pd->flags == 0) {
+		if ((r = check_count(pd->count, PROTO_PAGE_BATCH_MAX, PD_FIXED,
+		    PD_PER_PAGE, len)) < 0)
+			return r;
+		pd->pfns = b + PD_FIXED;
+		pd->data = pd->pfns + (size_t)pd->count * 8;
+		pd->data_len = pd->count * PROTO_PAGE_SIZE;
+		return check_pfns(pd->pfns, pd->count, 8, lim->pages);
+	}
+	if (pd->flags > PROTO_COMPRESS_MAX || pd->flags != lim->compress)
+		return -EBADMSG;	/* a method not negotiated */
+	if (pd->count == 0)
+		return -EBADMSG;
+	if (pd->count > PROTO_PAGE_BATCH_MAX)
+		return -EMSGSIZE;
+	head = PD_FIXED + (size_t)pd->count * 8 + PDZ_FIXED;
+	if (len <= head)
+		return -EBADMSG;
+	z = b + PD_FIXED + (size_t)pd->count * 8;
+	clen = get32(z + PDZ_CLEN);
+	if (clen != len - head || clen >= pd->count * PROTO_PAGE_SIZE)
 		return -EBADMSG;
 	pd->pfns = b + PD_FIXED;
-	pd->data = pd->pfns + (size_t)pd->count * 8;
+	pd->data = z + PDZ_FIXED;
+	pd->data_len = clen;
 	return check_pfns(pd->pfns, pd->count, 8, lim->pages);
 }
 
@@ -950,6 +982,7 @@ proto_enc_domain_info(uint8_t *out, size_t cap,
 		return -EINVAL;
 	if (di->pages == 0 || di->pages > DI_PAGES_MAX || di->vcpus == 0 ||
 	    (di->flags & ~DI_FLAGS_KNOWN) || di->dedup > PROTO_DEDUP_ALL ||
+	    di->compress > PROTO_COMPRESS_MAX ||
 	    di->config_len > PROTO_CONFIG_MAX ||
 	    (di->config == NULL && di->config_len != 0))
 		return -EINVAL;
@@ -960,6 +993,7 @@ proto_enc_domain_info(uint8_t *out, size_t cap,
 	put32(b + DI_VCPUS, di->vcpus);
 	put32(b + DI_FLAGS, di->flags);
 	put32(b + DI_DEDUP, di->dedup);
+	put32(b + DI_COMPRESS, di->compress);
 	put32(b + DI_NAMELEN, (uint32_t)nl);
 	put32(b + DI_CONFIGLEN, di->config_len);
 	memcpy(b + DI_UUID, di->uuid, sizeof(di->uuid));
@@ -1070,6 +1104,33 @@ proto_enc_page_data_head(uint8_t *out, size_t cap, uint32_t count,
 	for (i = 0; i < count; i++)
 		put64(b + PD_FIXED + (size_t)i * 8, pfns[i]);
 	return (int)(RH_LEN + head);
+}
+
+int
+proto_enc_page_data_z(uint8_t *out, size_t cap, uint32_t count,
+    const uint64_t *pfns, uint32_t method, const uint8_t *frame,
+    uint32_t clen)
+{
+	uint8_t		*b, *z;
+	size_t		 body;
+	uint32_t	 i;
+	int		 err;
+
+	if (!count_ok(count, PROTO_PAGE_BATCH_MAX) || pfns == NULL ||
+	    method == PROTO_COMPRESS_NONE || method > PROTO_COMPRESS_MAX ||
+	    frame == NULL || clen == 0 || clen >= count * PROTO_PAGE_SIZE)
+		return -EINVAL;
+	body = PD_FIXED + (size_t)count * 8 + PDZ_FIXED + clen;
+	if ((b = rec_start(out, cap, REC_PAGE_DATA, body, &err)) == NULL)
+		return err;
+	put32(b + PD_COUNT, count);
+	put32(b + PD_FLAGS, method);
+	for (i = 0; i < count; i++)
+		put64(b + PD_FIXED + (size_t)i * 8, pfns[i]);
+	z = b + PD_FIXED + (size_t)count * 8;
+	put32(z + PDZ_CLEN, clen);
+	memcpy(z + PDZ_FIXED, frame, clen);
+	return (int)proto_rec_size(body);
 }
 
 int

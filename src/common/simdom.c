@@ -140,6 +140,21 @@ parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A fraction 0..1. */
+static int
+parse_frac(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !(v >= 0.0 && v <= 1.0))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 int
 sd_config_parse(const char *text, size_t len, struct sd_config *out)
 {
@@ -170,12 +185,10 @@ sd_config_parse(const char *text, size_t len, struct sd_config *out)
 			c.profile = (uint32_t)i;
 			have_profile = 1;
 		} else if (strcmp(tok, "share") == 0) {
-			char *end;
-
-			errno = 0;
-			c.share = strtod(eq, &end);
-			if (errno != 0 || end == eq || *end != '\0' ||
-			    !(c.share >= 0.0 && c.share <= 1.0))
+			if (parse_frac(eq, &c.share) < 0)
+				return -EINVAL;
+		} else if (strcmp(tok, "compressible") == 0) {
+			if (parse_frac(eq, &c.compressible) < 0)
 				return -EINVAL;
 		} else if (strcmp(tok, "rate") == 0) {
 			if (parse_u64(eq, &v) < 0 || v > 10000000)
@@ -200,7 +213,7 @@ sd_config_parse(const char *text, size_t len, struct sd_config *out)
 int
 sd_config_format(const struct sd_config *cfg, char *buf, size_t size)
 {
-	int n;
+	int n, m;
 
 	n = snprintf(buf, size, "profile=%s share=%.17g rate=%u seed=%llu "
 	    "uid=0x%016llx", sd_profile_name(cfg->profile), cfg->share,
@@ -208,6 +221,14 @@ sd_config_format(const struct sd_config *cfg, char *buf, size_t size)
 	    (unsigned long long)cfg->uid);
 	if (n < 0 || (size_t)n >= size)
 		return -ENOSPC;
+	/* Only when set, so the default images' config is unchanged. */
+	if (cfg->compressible > 0) {
+		m = snprintf(buf + n, size - (size_t)n, " compressible=%.17g",
+		    cfg->compressible);
+		if (m < 0 || (size_t)m >= size - (size_t)n)
+			return -ENOSPC;
+		n += m;
+	}
 	return n;
 }
 

@@ -38,7 +38,9 @@
 #include "prom.h"
 #include "mig_dst.h"
 #include "net.h"
+#include "pcomp.h"
 #include "pidx.h"
+#include "proto.h"
 #include "scan.h"
 #include "tls.h"
 
@@ -619,6 +621,7 @@ usage(FILE *f)
 	    "           [--scan-interval-ms N] [--max-pages N] [--timeout S]\n"
 	    "           [--metrics ADDR:PORT] [--simhv PATH] "
 	    "[--host-name NAME] [--verbose]\n"
+	    "           [--compress-accept none|zstd,lz4]\n"
 	    "       %s --version\n", "sharemig-destd");
 }
 
@@ -628,7 +631,7 @@ destd_main(int argc, char **argv)
 	enum { O_BACKEND = 256, O_STATE, O_LISTEN, O_CONTROL, O_CERT, O_KEY,
 	    O_CA, O_INSECURE, O_CONFIG, O_CHECK, O_SCANCPU, O_SCANINT,
 	    O_MAXPAGES, O_TIMEOUT, O_SIMHV, O_HOSTNAME, O_VERBOSE, O_HELP,
-	    O_METRICS, O_VERSION };
+	    O_METRICS, O_VERSION, O_COMPACCEPT };
 	static const struct option opts[] = {
 		{ "backend", required_argument, NULL, O_BACKEND },
 		{ "state-dir", required_argument, NULL, O_STATE },
@@ -650,6 +653,7 @@ destd_main(int argc, char **argv)
 		{ "help", no_argument, NULL, O_HELP },
 		{ "metrics", required_argument, NULL, O_METRICS },
 		{ "version", no_argument, NULL, O_VERSION },
+		{ "compress-accept", required_argument, NULL, O_COMPACCEPT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct destd dd;
@@ -679,6 +683,7 @@ destd_main(int argc, char **argv)
 		fatal("configuration: %s", err);
 	}
 	dd.env.max_pages = 16ull << 20;		/* 64 GiB */
+	dd.env.compress_caps = PROTO_CAP_ZSTD | PROTO_CAP_LZ4;
 	dd.env.timeout_s = 30;
 #define SETSTR(field) do { free(cfg.field); cfg.field = strdup(optarg); } \
 	while (0)
@@ -719,6 +724,15 @@ destd_main(int argc, char **argv)
 				dd.env.max_pages = (uint64_t)d;
 			else
 				dd.env.timeout_s = (unsigned)d;
+			break;
+		case O_COMPACCEPT:
+			if (pcomp_parse_caps(optarg,
+			    &dd.env.compress_caps) != 0) {
+				fprintf(stderr, "sharemig-destd: "
+				    "--compress-accept: '%s' is not none or a "
+				    "list of zstd, lz4\n", optarg);
+				return 2;
+			}
 			break;
 		case O_SIMHV: simhv = optarg; break;
 		case O_HOSTNAME: hostname = optarg; break;

@@ -22,6 +22,7 @@
 #include "net.h"
 #include "mig_dst.h"
 #include "pagehash.h"
+#include "pcomp.h"
 #include "proto.h"
 
 #define DST_SRC_DOMS	8	/* local domains kept open per session */
@@ -60,9 +61,13 @@ struct mig_dst {
 	int			 committed;
 	int			 journaled;	/* a journal record exists */
 	int			 advise;	/* dry run: OFFER/HAVE only */
+	uint32_t		 compress;	/* PAGE_DATA method (0: raw) */
+	struct pcomp		*pc;		/* its decompressor */
+	uint8_t			*zbuf;		/* one record's pages */
 
 	/* Statistics. */
 	uint64_t		 pages_data, pages_zero, pages_ref;
+	uint64_t		 bytes_data;	/* PAGE_DATA payload as received */
 	uint64_t		 refs_filled, refs_failed, refs_hint;
 	uint64_t		 fills_stale;	/* copies rejected by SHA-256 */
 	uint64_t		 offered, had;
@@ -232,7 +237,8 @@ dst_on_up(struct link *l, void *arg)
 	memset(&h, 0, sizeof(h));
 	h.version_min = PROTO_VERSION;
 	h.version_max = PROTO_VERSION;
-	h.caps = PROTO_CAP_REF | PROTO_CAP_ZERO | PROTO_CAP_VERIFY;
+	h.caps = PROTO_CAP_REF | PROTO_CAP_ZERO | PROTO_CAP_VERIFY |
+	    s->env->compress_caps;
 	memcpy(h.host_id, s->env->host_id, sizeof(h.host_id));
 	snprintf(h.host_name, sizeof(h.host_name), "%s", s->env->host_name);
 	if (dst_send(s, buf, proto_enc_hello(buf, sizeof(buf), &h)) != 0) {
@@ -272,6 +278,27 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 	if (di->dedup > PROTO_DEDUP_ALL) {
 		dst_fail(s, "unknown dedup mode %u", di->dedup);
 		return;
+	}
+	if (di->compress != PROTO_COMPRESS_NONE && !(di->flags &
+	    PROTO_DI_ADVISE) && !(s->env->compress_caps &
+	    pcomp_cap(di->compress))) {
+		if (pcomp_name(di->compress) != NULL)
+			dst_fail(s, "%s compression is not accepted here "
+			    "(--compress-accept)", pcomp_name(di->compress));
+		else
+			dst_fail(s, "unknown compression method %u",
+			    di->compress);
+		return;
+	}
+	if (di->compress != PROTO_COMPRESS_NONE && !(di->flags &
+	    PROTO_DI_ADVISE)) {
+		if ((s->pc = pcomp_new(di->compress)) == NULL ||
+		    (s->zbuf = malloc((size_t)PROTO_PAGE_BATCH_MAX *
+		    PROTO_PAGE_SIZE)) == NULL) {
+			dst_fail(s, "out of memory");
+			return;
+		}
+		s->compress = di->compress;
 	}
 	if (di->flags & PROTO_DI_ADVISE) {
 		/* Placement advice: no domain, only answers from the index. */
@@ -320,8 +347,11 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 	s->state = DS_LIVE;
 	link_set_phase(s->link, PH_LIVE);
 	link_set_pages(s->link, s->pages);
-	log_info("session %u from %s: receiving %s, %llu pages", s->id,
-	    s->peer, s->domain, (unsigned long long)s->pages);
+	link_set_compress(s->link, s->compress);
+	log_info("session %u from %s: receiving %s, %llu pages%s%s", s->id,
+	    s->peer, s->domain, (unsigned long long)s->pages,
+	    s->compress ? ", compressed with " : "",
+	    s->compress ? pcomp_name(s->compress) : "");
 }
 
 static void
@@ -348,9 +378,22 @@ dst_on_page_data(struct mig_dst *s, const struct proto_page_data *pd)
 	uint64_t pfns[PROTO_PAGE_BATCH_MAX];
 	void *pages[PROTO_PAGE_BATCH_MAX];
 	struct hv_map *map;
+	const uint8_t *data = pd->data;
 	uint32_t i;
 	int rc;
 
+	if (pd->flags != 0) {
+		/* The decoder allowed only the negotiated method. */
+		if (pcomp_decompress(s->pc, pd->data, pd->data_len, s->zbuf,
+		    (size_t)pd->count * PROTO_PAGE_SIZE) != 0) {
+			dst_fail(s, "PAGE_DATA: %u bytes of %s data do not "
+			    "decompress to exactly %u pages", pd->data_len,
+			    pcomp_name(pd->flags), pd->count);
+			return;
+		}
+		data = s->zbuf;
+	}
+	s->bytes_data += pd->data_len;
 	for (i = 0; i < pd->count; i++)
 		pfns[i] = proto_pfn_at(pd->pfns, i);
 	if ((rc = dst_map(s, pfns, pd->count, pages, &map)) != 0) {
@@ -365,7 +408,7 @@ dst_on_page_data(struct mig_dst *s, const struct proto_page_data *pd)
 			    (unsigned long long)pfns[i], s->domain);
 			return;
 		}
-		memcpy(pages[i], pd->data + (size_t)i * PROTO_PAGE_SIZE,
+		memcpy(pages[i], data + (size_t)i * PROTO_PAGE_SIZE,
 		    PROTO_PAGE_SIZE);
 		dst_resolved(s, pfns[i]);
 	}
@@ -885,6 +928,8 @@ mig_dst_free(struct mig_dst *s)
 			s->env->ops->dom_close(s->src[i].dom);
 	free(s->unresolved);
 	free(s->recvd);
+	pcomp_free(s->pc);
+	free(s->zbuf);
 	free(s);
 }
 
@@ -929,6 +974,10 @@ mig_dst_json(const struct mig_dst *s)
 	json_object_object_add(o, "fills_stale", json_object_new_uint64(s->fills_stale));
 	json_object_object_add(o, "pages_offered", json_object_new_uint64(s->offered));
 	json_object_object_add(o, "pages_had", json_object_new_uint64(s->had));
+	json_object_object_add(o, "compress", json_object_new_string(
+	    pcomp_name(s->compress)));
+	json_object_object_add(o, "bytes_data", json_object_new_uint64(
+	    s->bytes_data));
 	if (s->error[0])
 		json_object_object_add(o, "error",
 		    json_object_new_string(s->error));

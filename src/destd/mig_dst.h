@@ -31,6 +31,7 @@ struct dst_env {
 	unsigned		 timeout_s;
 	uint64_t		 max_pages;	/* largest domain accepted */
 	const char		*journal_dir;	/* in-flight records, or NULL */
+	uint64_t		 compress_caps;	/* PROTO_CAP_ZSTD/LZ4 accepted */
 };
 
 enum dst_state {

@@ -82,7 +82,8 @@ static const struct command commands[] = {
 	{ "migrate", cmd_migrate, D_SOURCED, 1,
 	    "DOMAIN HOST:PORT [--dedup none|shared|all] [--paused] [--verify] "
 	    "[--wait] [--downtime-ms N] [--max-iterations N] "
-	    "[--bandwidth RATE] [--auto-converge]",
+	    "[--bandwidth RATE] [--auto-converge] "
+	    "[--compress none|zstd|lz4] [--zero-pages elide|send]",
 	    "start a migration (--wait: until it ends)" },
 	{ "status", cmd_status, D_SOURCED, 0, "[ID]",
 	    "one migration, or all" },
@@ -379,6 +380,16 @@ mig_exit_code(struct json_object *m)
 	return EXIT_MIG_FAILED;
 }
 
+/* Is s one of the NULL-terminated words? */
+static int
+one_of(const char *s, const char *const *words)
+{
+	for (; *words != NULL; words++)
+		if (strcmp(s, *words) == 0)
+			return 1;
+	return 0;
+}
+
 static void
 print_mig(struct json_object *m)
 {
@@ -391,6 +402,9 @@ print_mig(struct json_object *m)
 	    "%s iterations\n", jstr(m, "pages_total"), jstr(m, "pages_data"),
 	    jstr(m, "pages_ref"), jstr(m, "pages_zero"),
 	    jstr(m, "bytes_wire"), jstr(m, "iterations"));
+	if (strcmp(jstr(m, "compress"), "none") != 0 && *jstr(m, "compress"))
+		printf("  %s: %s page bytes sent as %s\n", jstr(m, "compress"),
+		    jstr(m, "bytes_data_raw"), jstr(m, "bytes_data"));
 	printf("  total %s ms, downtime %s ms, cpu source %s s, dest %s s\n",
 	    jstr(m, "total_ms"), jstr(m, "downtime_ms"),
 	    jstr(m, "cpu_source_s"), jstr(m, "cpu_dest_s"));
@@ -650,6 +664,17 @@ cmd_migrate(struct ctx *c, int argc, char **argv)
 		{ "--downtime-ms", "downtime_ms", 1, 600000 },
 		{ "--max-iterations", "max_iterations", 1, 1000 },
 	};
+	static const char *const dedups[] = { "none", "shared", "all", NULL };
+	static const char *const comps[] = { "none", "zstd", "lz4", NULL };
+	static const char *const zeros[] = { "elide", "send", NULL };
+	static const struct {
+		const char		*opt, *key, *say;
+		const char *const	*choices;
+	} words[] = {
+		{ "--dedup", "dedup", "none, shared or all", dedups },
+		{ "--compress", "compress", "none, zstd or lz4", comps },
+		{ "--zero-pages", "zero_pages", "elide or send", zeros },
+	};
 	struct json_object *req = request("migrate"), *rep, *v;
 	const char *ops[2], *val = NULL;
 	int i, k = 0, wait = 0, rc, r;
@@ -683,14 +708,17 @@ cmd_migrate(struct ctx *c, int argc, char **argv)
 			wait = 1;
 			continue;
 		}
-		if ((r = opt_value(argc, argv, &i, "--dedup", &val)) != 0) {
-			if (r < 0 || (strcmp(val, "none") &&
-			    strcmp(val, "shared") && strcmp(val, "all"))) {
-				rc = usage_err(c, "--dedup must be none, "
-				    "shared or all");
+		for (j = 0; j < sizeof(words) / sizeof(words[0]); j++)
+			if ((r = opt_value(argc, argv, &i, words[j].opt,
+			    &val)) != 0)
+				break;
+		if (j < sizeof(words) / sizeof(words[0])) {
+			if (r < 0 || !one_of(val, words[j].choices)) {
+				rc = usage_err(c, "%s must be %s", words[j].opt,
+				    words[j].say);
 				goto out;
 			}
-			json_object_object_add(req, "dedup",
+			json_object_object_add(req, words[j].key,
 			    json_object_new_string(val));
 			continue;
 		}

@@ -172,7 +172,7 @@ sg_write(struct simdom *sd, const struct sg_layout *l, struct sg_state *st,
 		memset(page, 0, HV_PAGE_SIZE);
 		ver |= SG_VER_ZERO;
 	} else
-		sg_gen_unique(page, l->cfg.uid, pfn, ver);
+		sg_gen_private(l, page, pfn, ver);
 	old = *ent;
 	__atomic_store_n(ent, ver, __ATOMIC_RELEASE);
 	st->table_hash ^= sg_entry_hash(pfn, old) ^ sg_entry_hash(pfn, ver);

@@ -3,6 +3,7 @@
  *
  *   simhv create  --state-dir DIR --name NAME --pages N
  *                 --profile idle|micro|writer [--share F] [--rate N] [--seed S]
+ *                 [--compressible F]
  *   simhv start   --state-dir DIR NAME
  *   simhv run     --state-dir DIR NAME
  *   simhv digest  --state-dir DIR NAME
@@ -39,6 +40,7 @@ struct opts {
 	const char	*share;
 	const char	*rate;
 	const char	*seed;
+	const char	*compressible;
 	const char	*pages;
 	const char	*from;		/* poke --from FILE */
 	int		 json;
@@ -120,7 +122,8 @@ static int
 cmd_create(struct opts *o)
 {
 	const char *u = "--state-dir DIR --name NAME --pages N "
-	    "--profile idle|micro|writer [--share F] [--rate N] [--seed S]";
+	    "--profile idle|micro|writer [--share F] [--rate N] [--seed S] "
+	    "[--compressible F]";
 	struct sd_config cfg;
 	struct simdom *sd = NULL;
 	char text[SD_CONFIG_TEXT_MAX];
@@ -145,12 +148,14 @@ cmd_create(struct opts *o)
 	uuid[6] = (uuid[6] & 0x0f) | 0x40;
 	uuid[8] = (uuid[8] & 0x3f) | 0x80;
 	n = snprintf(text, sizeof(text), "profile=%s share=%s rate=%s seed=%s "
-	    "uid=%" PRIu64, o->profile, o->share ? o->share : "0.5",
-	    o->rate ? o->rate : "1000", o->seed ? o->seed : "1", uid);
+	    "uid=%" PRIu64 " compressible=%s", o->profile,
+	    o->share ? o->share : "0.5", o->rate ? o->rate : "1000",
+	    o->seed ? o->seed : "1", uid,
+	    o->compressible ? o->compressible : "0");
 	if (n < 0 || (size_t)n >= sizeof(text) ||
 	    sd_config_parse(text, (size_t)n, &cfg) < 0)
 		return usage_err("create", u, "bad --profile, --share (0..1), "
-		    "--rate or --seed");
+		    "--rate, --seed or --compressible (0..1)");
 	if ((r = sd_create(o->dir, o->name, pages, 1, uuid, &cfg, &sd)) < 0)
 		return fail("create", o->name, r == -EEXIST ?
 		    "domain exists" : "cannot create", r == -EEXIST ? 0 : r);
@@ -424,7 +429,8 @@ cmd_destroy(struct opts *o)
 
 static const struct cmd cmds[] = {
 	{ "create", 0, 0, cmd_create, "--state-dir DIR --name NAME --pages N "
-	    "--profile idle|micro|writer [--share F] [--rate N] [--seed S]" },
+	    "--profile idle|micro|writer [--share F] [--rate N] [--seed S] "
+	    "[--compressible F]" },
 	{ "start", 1, 0, cmd_start, "--state-dir DIR NAME" },
 	{ "run", 1, 0, cmd_run, "--state-dir DIR NAME" },
 	{ "digest", 1, 0, cmd_digest, "--state-dir DIR NAME" },
@@ -457,6 +463,7 @@ main(int argc, char **argv)
 		{ "share", required_argument, NULL, 's' },
 		{ "rate", required_argument, NULL, 'r' },
 		{ "seed", required_argument, NULL, 'S' },
+		{ "compressible", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "from", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
@@ -500,6 +507,7 @@ main(int argc, char **argv)
 		case 's': slot = &o.share; break;
 		case 'r': slot = &o.rate; break;
 		case 'S': slot = &o.seed; break;
+		case 'C': slot = &o.compressible; break;
 		case 'j':
 			if (!cmd->json)
 				return usage_err(cmd->name, cmd->usage,

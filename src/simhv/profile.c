@@ -83,6 +83,58 @@ sg_gen_unique(void *page, uint64_t uid, uint64_t pfn, uint32_t ver)
 }
 
 /*
+ * Text-like bytes: words of a small vocabulary separated by spaces and
+ * now and then a newline, chosen by a splitmix64 stream.  zstd and lz4
+ * shrink such bytes about 2-4 times, like the text, code and heap
+ * structures of a real guest.
+ */
+static void
+fill_text(uint8_t *p, size_t n, uint64_t key)
+{
+	static const char *const vocab[64] = {
+		"the", "of", "and", "to", "in", "is", "that", "for", "it",
+		"as", "was", "with", "be", "by", "on", "not", "this", "are",
+		"or", "from", "at", "which", "but", "have", "an", "they",
+		"one", "all", "can", "has", "there", "been", "if", "more",
+		"when", "will", "would", "who", "no", "kernel", "page",
+		"memory", "struct", "return", "int", "void", "const", "char",
+		"static", "error", "value", "buffer", "data", "0x0000",
+		"NULL", "request", "session", "user", "GET", "HTTP/1.1",
+		"200", "Content-Length:", "cache", "key",
+	};
+	uint64_t x = key, r;
+	size_t pos = 0, len;
+	const char *w;
+
+	while (pos < n) {
+		x += 0x9e3779b97f4a7c15ull;
+		r = mix64(x);
+		w = vocab[r & 63];
+		len = strlen(w);
+		if (len > n - pos)
+			len = n - pos;
+		memcpy(p + pos, w, len);
+		pos += len;
+		if (pos < n)
+			p[pos++] = (r >> 6) % 12 == 0 ? '\n' : ' ';
+	}
+}
+
+void
+sg_gen_private(const struct sg_layout *l, void *page, uint64_t pfn,
+    uint32_t ver)
+{
+	uint64_t key = key3(TAG_UNIQUE, l->cfg.uid, pfn, ver);
+	size_t n;
+
+	fill(page, key);
+	if (l->cfg.compressible <= 0)
+		return;
+	n = (size_t)(l->cfg.compressible * HV_PAGE_SIZE + 0.5);
+	fill_text(page, n > HV_PAGE_SIZE ? HV_PAGE_SIZE : n, mix64(key));
+}
+
+/*
  * Realistic workloads (variants of `writer`, see simguest.h).  Data slots
  * 0..ncommon-1 are the common image (share * pages, counted over all
  * pages as for micro: OS, binaries, libraries and the files every guest
@@ -287,8 +339,7 @@ sg_expected(const struct sg_layout *l, uint64_t pfn, uint32_t entry,
 		if (entry & SG_VER_ZERO)
 			memset(page, 0, HV_PAGE_SIZE);
 		else
-			sg_gen_unique(page, l->cfg.uid, pfn,
-			    entry & SG_VER_MASK);
+			sg_gen_private(l, page, pfn, entry & SG_VER_MASK);
 		return;
 	}
 	switch (sg_initial_kind(l, pfn, &block)) {
@@ -318,7 +369,7 @@ sg_expected(const struct sg_layout *l, uint64_t pfn, uint32_t entry,
 		memset(page, 0, HV_PAGE_SIZE);
 		break;
 	case SG_UNIQUE:
-		sg_gen_unique(page, l->cfg.uid, pfn, 0);
+		sg_gen_private(l, page, pfn, 0);
 		break;
 	}
 }

@@ -46,6 +46,7 @@
 #include "net.h"
 #include "pace.h"
 #include "pagehash.h"
+#include "pcomp.h"
 #include "proto.h"
 #include "tls.h"
 
@@ -58,6 +59,9 @@
 #define SRC_OFFER_EAGER	2u		/* ... below this, offer before pages */
 #define SRC_SYNC_PAGES	2048u		/* pages between dirty-log syncs */
 #define SRC_SLICE_MS	20.0		/* work per loop turn before yielding */
+/* A compressed PAGE_DATA record of SRC_BATCH pages, at most. */
+#define SRC_ZREC_CAP	(PROTO_REC_HDR_LEN + 16 + 8 * SRC_BATCH + \
+			    SRC_BATCH * PROTO_PAGE_SIZE)
 
 struct mig_src {
 	/* Read-only after start. */
@@ -129,6 +133,17 @@ struct mig_src {
 	int			 throttled;	/* a throttle may be applied */
 	int			 throttle_broken; /* the op failed: stop trying */
 	uint64_t		 throttle_saved; /* hv's record, journaled */
+	uint64_t		 pages_iter_start;	/* pages sent before
+							 * this iteration */
+	uint64_t		 data_raw_iter_start, data_iter_start;
+	struct mig_iter_stat	*iters;		/* one per finished iteration */
+	unsigned		 iters_cap;
+
+	/* PAGE_DATA compression (NULL: raw pages). */
+	struct pcomp		*pc;
+	uint8_t			*zin;		/* a record's pages, contiguous */
+	uint8_t			*zout;		/* its compressed frame */
+	uint8_t			*zrec;		/* the encoded record */
 	uint8_t			 sha_src[32], sha_dst[32];
 	int			 have_sha_src, have_sha_dst;
 };
@@ -476,6 +491,14 @@ src_on_hello(struct mig_src *m, const struct proto_hello *h)
 		    h->version_min, h->version_max, PROTO_VERSION);
 		return;
 	}
+	if (m->o.compress != PROTO_COMPRESS_NONE &&
+	    !(h->caps & pcomp_cap((uint32_t)m->o.compress))) {
+		src_fail(m, "destination %s does not accept %s-compressed "
+		    "pages (older destd, or not in its --compress-accept); "
+		    "use --compress none", m->dest,
+		    pcomp_name((uint32_t)m->o.compress));
+		return;
+	}
 	link_set_phase(m->link, PH_INFO);
 	if ((rc = m->env->ops->config_get(m->dom, &config, &config_len)) != 0) {
 		src_fail(m, "cannot read the domain's configuration: %s",
@@ -489,6 +512,7 @@ src_on_hello(struct mig_src *m, const struct proto_hello *h)
 	    (m->o.verify ? PROTO_DI_VERIFY : 0) |
 	    (m->o.advise ? PROTO_DI_ADVISE : 0);
 	di.dedup = (uint32_t)m->o.dedup;
+	di.compress = (uint32_t)m->o.compress;
 	memcpy(di.uuid, m->info.uuid, sizeof(di.uuid));
 	snprintf(di.name, sizeof(di.name), "%s", m->info.name);
 	di.config = config;
@@ -779,8 +803,11 @@ src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
 	const uint8_t *d;
 	uint64_t hint;
 
-	if (m->o.dedup == PROTO_DEDUP_NONE)
+	if (m->o.dedup == PROTO_DEDUP_NONE) {
+		if (m->o.zero_pages == MIG_ZERO_ELIDE && ph_is_zero(page))
+			goto zero;
 		goto data;
+	}
 	if (m->st.iterations == 0 && m->hashed != NULL &&
 	    bm_test(m->hashed, pfn)) {
 		if (bm_test(m->zero, pfn))
@@ -810,10 +837,43 @@ data:
 	b->ndata++;
 	return;
 zero:
+	/* --zero-pages send: in full, like any other content never sent. */
+	if (m->o.zero_pages == MIG_ZERO_SEND)
+		goto data;
 	b->zero[b->nzero++] = pfn;
 }
 
-/* Queue a PAGE_DATA record for n mapped pages. */
+/*
+ * Queue a compressed PAGE_DATA record for n mapped pages.  Returns 1 when
+ * they do not shrink (the caller sends them raw), else 0 or -errno.
+ */
+static int
+src_send_data_z(struct mig_src *m, const uint64_t *pfns,
+    const void *const *ptrs, uint32_t n)
+{
+	size_t raw = (size_t)n * PROTO_PAGE_SIZE;
+	uint32_t i;
+	int clen, len;
+
+	for (i = 0; i < n; i++)
+		memcpy(m->zin + (size_t)i * PROTO_PAGE_SIZE, ptrs[i],
+		    PROTO_PAGE_SIZE);
+	clen = pcomp_compress(m->pc, m->zin, raw, m->zout, raw - 1);
+	if (clen <= 0)
+		return clen < 0 ? clen : 1;
+	len = proto_enc_page_data_z(m->zrec, SRC_ZREC_CAP,
+	    n, pfns, (uint32_t)m->o.compress, m->zout, (uint32_t)clen);
+	if (len < 0)
+		return len;
+	if (evbuffer_add(link_output(m->link), m->zrec, (size_t)len) != 0)
+		return -ENOMEM;
+	m->st.bytes_queued += (uint64_t)len;
+	m->st.bytes_data += (uint64_t)clen;
+	return 0;
+}
+
+/* Queue a PAGE_DATA record for n mapped pages, compressed if asked and
+ * if they shrink. */
 static int
 src_send_data(struct mig_src *m, const uint64_t *pfns, const void *const *ptrs,
     uint32_t n)
@@ -821,20 +881,27 @@ src_send_data(struct mig_src *m, const uint64_t *pfns, const void *const *ptrs,
 	uint8_t head[PROTO_REC_HDR_LEN + 8 + 8 * PROTO_PAGE_BATCH_MAX];
 	struct evbuffer *out = link_output(m->link);
 	uint32_t i;
-	int len;
+	int len, rc = 1;
 
 	if (n == 0)
 		return 0;
-	len = proto_enc_page_data_head(head, sizeof(head), n, pfns);
-	if (len < 0)
-		return len;
-	if (evbuffer_add(out, head, (size_t)len) != 0)
-		return -ENOMEM;
-	for (i = 0; i < n; i++)
-		if (evbuffer_add(out, ptrs[i], PROTO_PAGE_SIZE) != 0)
+	if (m->pc != NULL && (rc = src_send_data_z(m, pfns, ptrs, n)) < 0)
+		return rc;
+	if (rc == 1) {
+		len = proto_enc_page_data_head(head, sizeof(head), n, pfns);
+		if (len < 0)
+			return len;
+		if (evbuffer_add(out, head, (size_t)len) != 0)
 			return -ENOMEM;
-	m->st.bytes_queued += (uint64_t)len + (uint64_t)n * PROTO_PAGE_SIZE;
+		for (i = 0; i < n; i++)
+			if (evbuffer_add(out, ptrs[i], PROTO_PAGE_SIZE) != 0)
+				return -ENOMEM;
+		m->st.bytes_queued += (uint64_t)len +
+		    (uint64_t)n * PROTO_PAGE_SIZE;
+		m->st.bytes_data += (uint64_t)n * PROTO_PAGE_SIZE;
+	}
 	m->data_bytes += (uint64_t)n * PROTO_PAGE_SIZE;
+	m->st.bytes_data_raw += (uint64_t)n * PROTO_PAGE_SIZE;
 	m->st.pages_data += n;
 	return 0;
 }
@@ -974,6 +1041,34 @@ src_dirty_sync(struct mig_src *m)
 	return 0;
 }
 
+/* Pages sent so far, of any kind (REF counts offer-delivered pages). */
+static uint64_t
+src_pages_sent(const struct mig_src *m)
+{
+	return m->st.pages_data + m->st.pages_ref + m->st.pages_zero;
+}
+
+/* Remember the figures of the iteration that just ended. */
+static int
+src_iter_record(struct mig_src *m, uint64_t bytes, double ms)
+{
+	struct mig_iter_stat *t;
+	unsigned cap;
+
+	if (m->st.iterations >= m->iters_cap) {
+		cap = m->iters_cap ? m->iters_cap * 2 : 8;
+		if ((t = reallocarray(m->iters, cap, sizeof(*t))) == NULL)
+			return -ENOMEM;
+		m->iters = t;
+		m->iters_cap = cap;
+	}
+	t = &m->iters[m->st.iterations];
+	t->pages = src_pages_sent(m) - m->pages_iter_start;
+	t->bytes = bytes;
+	t->ms = ms;
+	return 0;
+}
+
 static void
 src_start_iteration(struct mig_src *m)
 {
@@ -990,6 +1085,9 @@ src_start_iteration(struct mig_src *m)
 	m->iter_flushing = 0;
 	clock_gettime(CLOCK_MONOTONIC, &m->t_iter);
 	m->queued_iter_start = m->st.bytes_queued;
+	m->pages_iter_start = src_pages_sent(m);
+	m->data_raw_iter_start = m->st.bytes_data_raw;
+	m->data_iter_start = m->st.bytes_data;
 	src_kick(m);
 }
 
@@ -1106,9 +1204,14 @@ src_iter_done(struct mig_src *m)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ms = ts_ms(&m->t_iter, &now);
 	bytes = m->st.bytes_queued - m->queued_iter_start;
-	bw = ms > 0 ? (double)bytes * 1e3 / ms : 0;
+	/* The rate in uncompressed page bytes: the dirty set's estimate
+	 * below counts whole pages. */
+	bw = ms > 0 ? (double)(bytes + (m->st.bytes_data_raw -
+	    m->data_raw_iter_start) - (m->st.bytes_data -
+	    m->data_iter_start)) * 1e3 / ms : 0;
 	if (m->bucket.rate != 0) {
-		/* The stop-and-copy is capped too: estimate at the cap. */
+		/* The stop-and-copy is capped too: estimate at the cap
+		 * (conservative when pages compress). */
 		if (bw > (double)m->bucket.rate)
 			bw = (double)m->bucket.rate;
 		if (floor_bw > (double)m->bucket.rate)
@@ -1116,6 +1219,10 @@ src_iter_done(struct mig_src *m)
 	}
 	if (bw < floor_bw)
 		bw = floor_bw;
+	if (src_iter_record(m, bytes, ms) != 0) {
+		src_fail(m, "out of memory");
+		return;
+	}
 	m->st.iterations++;
 	if (m->paused) {
 		src_send_final(m);
@@ -1132,7 +1239,7 @@ src_iter_done(struct mig_src *m)
 	m->st.dirty_last = dirty;
 	memset(&ie, 0, sizeof(ie));
 	ie.iteration = m->st.iterations - 1;
-	ie.pages_sent = bytes / PROTO_PAGE_SIZE;
+	ie.pages_sent = m->iters[ie.iteration].pages;
 	ie.dirty = dirty;
 	(void)src_send(m, buf, proto_enc_iter_end(buf, sizeof(buf), &ie));
 	est_ms = (double)dirty * PROTO_PAGE_SIZE * 1e3 / bw;
@@ -1682,8 +1789,24 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 	}
 	m->pages = m->info.pages;
 	m->st.pages_total = m->pages;
+	if (m->o.zero_pages == MIG_ZERO_DEFAULT)
+		m->o.zero_pages = m->o.dedup == PROTO_DEDUP_NONE ?
+		    MIG_ZERO_SEND : MIG_ZERO_ELIDE;
+	if (m->o.advise)
+		m->o.compress = PROTO_COMPRESS_NONE;
 	if ((rc = src_alloc(m, err, errlen)) != 0)
 		goto fail;
+	if (m->o.compress != PROTO_COMPRESS_NONE &&
+	    ((m->pc = pcomp_new((uint32_t)m->o.compress)) == NULL ||
+	    (m->zin = malloc((size_t)SRC_BATCH * PROTO_PAGE_SIZE)) == NULL ||
+	    (m->zout = malloc((size_t)SRC_BATCH * PROTO_PAGE_SIZE)) == NULL ||
+	    (m->zrec = malloc(SRC_ZREC_CAP)) == NULL)) {
+		snprintf(err, errlen, "cannot set up %s compression: %s",
+		    pcomp_name((uint32_t)m->o.compress), errno == EINVAL ?
+		    "unknown method" : "out of memory");
+		rc = -ENOMEM;
+		goto fail;
+	}
 	m->ev_pump = event_new(env->base, -1, 0, src_pump_cb, m);
 	if (m->ev_pump == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -1737,8 +1860,10 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 		bufferevent_set_timeouts(bev, &tv, &tv);
 	}
 	link_set_handshake_timeout(m->link, env->timeout_s);
-	log_info("migration %u: %s -> %s started (dedup %s%s%s%s, bandwidth "
-	    "%llu bytes/s)", id, domain, dest, dedup_name(o->dedup),
+	log_info("migration %u: %s -> %s started (dedup %s, compress %s, "
+	    "zero pages %s%s%s%s, bandwidth %llu bytes/s)", id, domain, dest,
+	    dedup_name(m->o.dedup), pcomp_name((uint32_t)m->o.compress),
+	    m->o.zero_pages == MIG_ZERO_ELIDE ? "elided" : "sent",
 	    o->verify ? ", verify" : "", o->paused ? ", paused" : "",
 	    o->auto_converge ? ", auto-converge" : "",
 	    (unsigned long long)m->bucket.rate);
@@ -1946,6 +2071,11 @@ mig_src_free(struct mig_src *m)
 	free(m->digests);
 	free(m->offer_pfns);
 	free(m->batch_start);
+	free(m->iters);
+	pcomp_free(m->pc);
+	free(m->zin);
+	free(m->zout);
+	free(m->zrec);
 	free(m);
 }
 
@@ -1986,6 +2116,25 @@ json_add_double(struct json_object *o, const char *k, double v, int prec)
 
 	snprintf(buf, sizeof(buf), "%.*f", prec, v);
 	json_object_object_add(o, k, json_object_new_double_s(v, buf));
+}
+
+/* [{"iteration":0,"pages":N,"bytes":N,"ms":F}, ...]: finished ones. */
+static struct json_object *
+src_iter_json(const struct mig_src *m)
+{
+	struct json_object *a = json_object_new_array(), *e;
+	unsigned i;
+
+	for (i = 0; i < m->st.iterations && m->iters != NULL; i++) {
+		e = json_object_new_object();
+		json_object_object_add(e, "iteration",
+		    json_object_new_int64(i));
+		json_add_u64(e, "pages", m->iters[i].pages);
+		json_add_u64(e, "bytes", m->iters[i].bytes);
+		json_add_double(e, "ms", m->iters[i].ms, 1);
+		json_object_array_add(a, e);
+	}
+	return a;
 }
 
 /*
@@ -2037,8 +2186,15 @@ mig_src_json(const struct mig_src *m)
 		json_add_u64(o, "bytes_wire", wire);
 	}
 	json_add_u64(o, "bytes_queued", m->st.bytes_queued);
+	json_object_object_add(o, "compress", json_object_new_string(
+	    pcomp_name((uint32_t)m->o.compress)));
+	json_object_object_add(o, "zero_pages", json_object_new_string(
+	    m->o.zero_pages == MIG_ZERO_ELIDE ? "elide" : "send"));
+	json_add_u64(o, "bytes_data_raw", m->st.bytes_data_raw);
+	json_add_u64(o, "bytes_data", m->st.bytes_data);
 	json_object_object_add(o, "iterations",
 	    json_object_new_int64(m->st.iterations));
+	json_object_object_add(o, "iteration_stats", src_iter_json(m));
 	json_add_double(o, "total_ms", total, 1);
 	json_add_double(o, "downtime_ms", m->st.downtime_ms, 1);
 	json_add_double(o, "cpu_source_s", m->st.cpu_source_s, 3);

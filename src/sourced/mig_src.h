@@ -47,6 +47,21 @@ struct mig_opts {
 					 * hold?  (OFFER/HAVE only, no pages) */
 	uint64_t	bandwidth;	/* cap on queued bytes/s, 0 = none */
 	int		auto_converge;	/* throttle a guest that outruns us */
+	int		compress;	/* enum proto_compress of PAGE_DATA */
+	int		zero_pages;	/* MIG_ZERO_*: all-zero pages as
+					 * PAGE_ZERO or in full */
+};
+
+/* mig_opts.zero_pages */
+#define MIG_ZERO_DEFAULT	(-1)	/* send with dedup none, else elide */
+#define MIG_ZERO_SEND		0
+#define MIG_ZERO_ELIDE		1
+
+/* One iteration's figures (the stop-and-copy is the last one). */
+struct mig_iter_stat {
+	uint64_t	pages;		/* pages it sent (any kind) */
+	uint64_t	bytes;		/* bytes it queued */
+	double		ms;		/* its duration */
 };
 
 enum mig_state {
@@ -67,6 +82,8 @@ struct mig_stats {
 	uint64_t	pages_unconfirmed;	/* fills refused */
 	uint64_t	bytes_wire;
 	uint64_t	bytes_queued;
+	uint64_t	bytes_data_raw;	/* PAGE_DATA page bytes, uncompressed */
+	uint64_t	bytes_data;	/* ... as queued (compressed or raw) */
 	uint64_t	dirty_last;
 	unsigned	iterations;
 	double		total_ms;

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "prom.h"
 #include "mig_src.h"
+#include "pcomp.h"
 #include "net.h"
 #include "proto.h"
 #include "sourced.h"
@@ -446,7 +447,7 @@ static void
 cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 {
 	struct mig_opts o = sd->defaults;
-	const char *domain = NULL, *dest = NULL, *dedup = NULL;
+	const char *domain = NULL, *dest = NULL, *dedup = NULL, *word = NULL;
 	struct mig_src *m;
 	struct json_object *rep;
 	int64_t v;
@@ -464,6 +465,19 @@ cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 		ctl_reply_error(r, "dedup must be none, shared or all");
 		return;
 	}
+	if ((rc = ctl_get_str(req, "compress", &word)) < 0 ||
+	    (rc == 1 && (o.compress = pcomp_parse(word)) < 0)) {
+		ctl_reply_error(r, "compress must be none, zstd or lz4");
+		return;
+	}
+	if ((rc = ctl_get_str(req, "zero_pages", &word)) < 0 ||
+	    (rc == 1 && strcmp(word, "elide") != 0 &&
+	    strcmp(word, "send") != 0)) {
+		ctl_reply_error(r, "zero_pages must be elide or send");
+		return;
+	} else if (rc == 1)
+		o.zero_pages = strcmp(word, "elide") == 0 ? MIG_ZERO_ELIDE :
+		    MIG_ZERO_SEND;
 	if (ctl_get_bool(req, "paused", &o.paused) < 0 ||
 	    ctl_get_bool(req, "verify", &o.verify) < 0 ||
 	    ctl_get_bool(req, "auto_converge", &o.auto_converge) < 0) {
@@ -921,6 +935,10 @@ sourced_main(int argc, char **argv)
 	sd.defaults.dedup = cfg_parse_dedup(cfg.dedup);
 	if (sd.defaults.dedup < 0)
 		sd.defaults.dedup = PROTO_DEDUP_ALL;
+	sd.defaults.compress = pcomp_parse(cfg.compress);
+	if (sd.defaults.compress < 0)
+		sd.defaults.compress = PROTO_COMPRESS_NONE;
+	sd.defaults.zero_pages = MIG_ZERO_DEFAULT;
 	sd.defaults.downtime_ms = cfg.downtime_ms;
 	sd.defaults.max_iters = cfg.max_iters;
 	sd.defaults.max_bytes_factor = 3.0;

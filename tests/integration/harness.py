@@ -161,11 +161,13 @@ class Host:
                    list(args[1:]), check_rc=check_rc)
 
     def create(self, name, pages, profile="micro", share=None, rate=None,
-               seed=1, start=True):
+               seed=1, start=True, compressible=None):
         args = ["create", "--name", name, "--pages", str(pages),
                 "--profile", profile, "--seed", str(seed)]
         if share is not None:
             args += ["--share", str(share)]
+        if compressible is not None:
+            args += ["--compressible", str(compressible)]
         if rate is not None:
             args += ["--rate", str(rate)]
         self.simhv(*args)
