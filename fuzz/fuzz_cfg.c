@@ -102,6 +102,7 @@ cfg_equal(const struct cfg *a, const struct cfg *b)
 	    streq(a->tls_cert, b->tls_cert) &&
 	    streq(a->tls_key, b->tls_key) &&
 	    streq(a->tls_ca, b->tls_ca) &&
+	    streq(a->tls_pin, b->tls_pin) &&
 	    a->insecure == b->insecure &&
 	    memcmp(&a->scan_cpu, &b->scan_cpu, sizeof(a->scan_cpu)) == 0 &&
 	    a->scan_interval_ms == b->scan_interval_ms &&
@@ -137,6 +138,7 @@ check_valid(const struct cfg *c)
 	CHECK(abs_path(c->tls_cert));
 	CHECK(abs_path(c->tls_key));
 	CHECK(abs_path(c->tls_ca));
+	CHECK(c->tls_pin == NULL || cfg_pin_valid(c->tls_pin));
 	CHECK(c->insecure == 0 || c->insecure == 1);
 	CHECK(isfinite(c->scan_cpu) && c->scan_cpu > 0 && c->scan_cpu <= 1);
 	CHECK(c->scan_interval_ms >= 1 && c->scan_interval_ms <= 86400000);
