@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -128,15 +129,23 @@ tls_pin_parse(const char *s, unsigned char out[32])
 	return 0;
 }
 
-/* SHA-256 of x's SubjectPublicKeyInfo.  0 or -EPROTO. */
+/*
+ * SHA-256 of x's SubjectPublicKeyInfo in DER (what "openssl x509 -pubkey
+ * | openssl pkey -pubin -outform der | sha256sum" hashes; not
+ * X509_pubkey_digest(), which hashes only the key bits).  0 or -EPROTO.
+ */
 static int
 spki_sha256(X509 *x, unsigned char md[32])
 {
-	unsigned int n = 0;
+	unsigned char *der = NULL;
+	int n;
 
-	if (X509_pubkey_digest(x, EVP_sha256(), md, &n) != 1 || n != 32)
+	n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+	if (n <= 0)
 		return -EPROTO;
-	return 0;
+	n = SHA256(der, (size_t)n, md) != NULL ? 0 : -EPROTO;
+	OPENSSL_free(der);
+	return n;
 }
 
 int
