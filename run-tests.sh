@@ -2,7 +2,8 @@
 # The whole test suite: install what is missing, build, run every test
 # (unit tests of each module, integration tests with real daemons over
 # real TLS, the fuzz corpus replay), then the same suite again built with
-# AddressSanitizer + UndefinedBehaviorSanitizer.  Ends with one line
+# AddressSanitizer + UndefinedBehaviorSanitizer, then a short libFuzzer
+# run of every fuzz target (clang).  Ends with one line
 # "N passed, N failed".  Skipped tests count as failed.
 set -u
 cd "$(dirname "$0")"
@@ -26,6 +27,26 @@ if [ "${SHAREMIG_SKIP_ASAN:-0}" != 1 ]; then
 	    --no-rebuild --suite unit --suite fuzz --suite integration
 	python3 scripts/test-summary.py build-asan/meson-logs/testlog.json asan \
 	    >> "$SHAREMIG_TEST_SUMMARY"
+fi
+
+# libFuzzer smoke: every fuzz target built with clang runs for a bounded
+# time on a copy of its seed corpus (fuzz/smoke.py; about 1.5 minutes).
+# No clang is a failure, never a skip.
+FUZZ_BUILD=${SHAREMIG_FUZZ_BUILD:-build-fuzz}
+if ! command -v clang >/dev/null; then
+	echo "clang not found: the fuzz smoke needs it (scripts/install-deps.sh)"
+	echo "fuzz-smoke clang-missing FAIL" >> "$SHAREMIG_TEST_SUMMARY"
+elif { [ -d "$FUZZ_BUILD" ] || CC=clang meson setup "$FUZZ_BUILD" \
+    -Dfuzz=true -Dtests=false -Dman=disabled >/dev/null; } &&
+    ninja -C "$FUZZ_BUILD" fuzz/fuzz_proto fuzz/fuzz_ctl fuzz/fuzz_ctl_sock \
+    fuzz/fuzz_cfg >/dev/null; then
+	meson test -C "$FUZZ_BUILD" --print-errorlogs --num-processes 2 \
+	    --no-rebuild --suite fuzz-smoke
+	python3 scripts/test-summary.py "$FUZZ_BUILD/meson-logs/testlog.json" \
+	    fuzz >> "$SHAREMIG_TEST_SUMMARY"
+else
+	echo "fuzz build failed"
+	echo "fuzz-build FAIL" >> "$SHAREMIG_TEST_SUMMARY"
 fi
 
 python3 scripts/test-summary.py --total "$SHAREMIG_TEST_SUMMARY"

@@ -18,6 +18,7 @@ struct cfg {
 	char	*destd_control;		/* [destd] control = SOCKET */
 	char	*sourced_control;	/* [sourced] control = SOCKET */
 	char	*tls_cert, *tls_key, *tls_ca;	/* [tls] cert/key/ca */
+	char	*tls_pin;		/* [tls] pin = sha256:HEX, NULL = CA */
 	int	 insecure;		/* [tls] insecure = yes|no */
 	double	 scan_cpu;		/* [scanner] cpu_budget = 0.25 */
 	unsigned scan_interval_ms;	/* [scanner] interval_ms */
@@ -53,6 +54,8 @@ void	cfg_free(struct cfg *c);
  * value that does not fit 64 bits; *out is written only on success.
  */
 int	cfg_parse_rate(const char *s, uint64_t *out);
+/* 1 if s is "sha256:" and 64 hex digits (tls.h's pin form), else 0. */
+int	cfg_pin_valid(const char *s);
 /* Parse "none|shared|all": 0..2 or -EINVAL. */
 int	cfg_parse_dedup(const char *s);
 

@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 
 struct event_base;
+struct bufferevent;
 
 #define CTL_MAXCONN	32
 #define CTL_LINE_MAX	(64u << 10)
@@ -42,6 +43,23 @@ typedef void (*ctl_handler)(struct ctl_req *r, struct json_object *req,
  */
 int	ctl_server_new(struct event_base *base, const char *path, long gid,
 	    ctl_handler h, void *arg, struct ctl_server **out);
+/*
+ * A server without a socket: its connections come only from
+ * ctl_server_attach() (an in-process client, e.g. fuzz/fuzz_ctl.c on a
+ * bufferevent pair).  0 or -errno (*out untouched).
+ */
+int	ctl_server_new_unbound(struct event_base *base, ctl_handler h,
+	    void *arg, struct ctl_server **out);
+/*
+ * Serve one connection on bev, whose peer (already checked by the
+ * caller) has uid: the server owns bev from then on and frees it when
+ * the connection ends.  0, or -EMFILE at CTL_MAXCONN connections or
+ * -ENOMEM; on failure bev is untouched and still the caller's.
+ * The accept path of ctl_server_new() uses this after its credential
+ * check, so both paths run the same per-connection code.
+ */
+int	ctl_server_attach(struct ctl_server *s, struct bufferevent *bev,
+	    unsigned uid);
 void	ctl_server_free(struct ctl_server *s);	/* accepts NULL; unlinks */
 /*
  * Send the reply (takes ownership of obj) and release r.  Event-loop

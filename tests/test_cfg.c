@@ -60,6 +60,7 @@ test_defaults(void **state)
 	assert_string_equal(c.tls_key, "/etc/sharemig/tls/host.key");
 	assert_string_equal(c.tls_ca, "/etc/sharemig/tls/ca.pem");
 	assert_int_equal(c.insecure, 0);
+	assert_null(c.tls_pin);	/* CA mode by default */
 	assert_true(c.scan_cpu == 0.25);
 	assert_int_equal(c.scan_interval_ms, 10000);
 	assert_string_equal(c.dedup, "all");
@@ -96,6 +97,8 @@ test_full_file(void **state)
 	    "key = /etc/x/h.key\n"
 	    "ca = /etc/x/ca.pem\n"
 	    "insecure = yes\n"
+	    "pin = sha256:00112233445566778899aabbccddeeff"
+	    "00112233445566778899AABBCCDDEEFF\n"
 	    "[scanner]\n"
 	    "cpu_budget = 0.5\n"
 	    "interval_ms = 250\n"
@@ -118,6 +121,8 @@ test_full_file(void **state)
 	assert_string_equal(c.tls_key, "/etc/x/h.key");
 	assert_string_equal(c.tls_ca, "/etc/x/ca.pem");
 	assert_int_equal(c.insecure, 1);
+	assert_string_equal(c.tls_pin, "sha256:00112233445566778899aabbccddeeff"
+	    "00112233445566778899AABBCCDDEEFF");
 	assert_true(c.scan_cpu == 0.5);
 	assert_int_equal(c.scan_interval_ms, 250);
 	assert_string_equal(c.dedup, "shared");
@@ -224,6 +229,13 @@ test_errors(void **state)
 		    "aaaaaaaaaaaaaaaaaa\n", "2: control: socket path too long" },
 		{ "[tls]\ninsecure = maybe\n",
 		    "2: insecure: 'maybe' is not yes or no" },
+		{ "[tls]\npin = sha1:00\n",
+		    "2: pin: 'sha1:00' is not sha256: and 64 hex digits" },
+		{ "[tls]\npin = sha256:0123456789abcdef0123456789abcdef"
+		    "0123456789abcdef0123456789abcdeg\n",
+		    "2: pin: 'sha256:0123456789abcdef0123456789abcdef"
+		    "0123456789abcdef0123456789abcdeg' is not sha256: and 64 hex "
+		    "digits" },
 		/* inih would split a line this long and read its tail as a
 		 * line of its own ("[host]" here): refused, whole. */
 		{ "[destd]\nlisten = "

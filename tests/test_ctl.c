@@ -21,6 +21,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <json-c/json.h>
@@ -612,6 +614,81 @@ test_accessors(void **state)
 	json_object_put(req);
 }
 
+/* Run base until cond holds, at most 1000 turns. */
+#define LOOP_UNTIL(base, cond) do {					\
+	int turns_;							\
+	for (turns_ = 0; turns_ < 1000 && !(cond); turns_++)		\
+		event_base_loop((base), EVLOOP_ONCE | EVLOOP_NONBLOCK);	\
+	assert_true(cond);						\
+} while (0)
+
+/*
+ * The in-process seam (ctl_server_new_unbound(), ctl_server_attach()):
+ * a bufferevent pair gets the same per-connection code as a socket:
+ * replies in order, the peer uid given at attach, close after the
+ * client's EOF, the CTL_MAXCONN cap with the bufferevent left to the
+ * caller.
+ */
+static void
+test_attach(void **state)
+{
+	struct fixture fx = { 0 };
+	struct bufferevent *pair[2], *cli[CTL_MAXCONN];
+	struct ctl_server *s = NULL;
+	struct evbuffer *in;
+	const char *want = "{\"ok\":true,\"req\":{\"cmd\":\"echo\"},"
+	    "\"uid\":4321}\n{\"ok\":false,\"error\":\"invalid JSON\"}\n";
+	char buf[256];
+	size_t n;
+	int i;
+
+	(void)state;
+	assert_non_null(fx.base = event_base_new());
+	assert_int_equal(ctl_server_new_unbound(NULL, handler, &fx, &s),
+	    -EINVAL);
+	assert_null(s);
+	assert_int_equal(ctl_server_new_unbound(fx.base, handler, &fx, &s), 0);
+
+	for (i = 0; i < CTL_MAXCONN; i++) {
+		assert_int_equal(bufferevent_pair_new(fx.base, 0, pair), 0);
+		assert_int_equal(ctl_server_attach(s, pair[0], 4321), 0);
+		cli[i] = pair[1];
+		assert_int_equal(bufferevent_enable(cli[i], EV_READ | EV_WRITE),
+		    0);
+	}
+	/* One too many: refused, and the caller still owns its end. */
+	assert_int_equal(bufferevent_pair_new(fx.base, 0, pair), 0);
+	assert_int_equal(ctl_server_attach(s, pair[0], 4321), -EMFILE);
+	bufferevent_free(pair[0]);
+	bufferevent_free(pair[1]);
+
+	/* Two requests, then EOF: two replies in order, then closed. */
+	bufferevent_write(cli[0], "{\"cmd\":\"echo\"}\n{x\n", 18);
+	LOOP_UNTIL(fx.base, evbuffer_get_length(bufferevent_get_output(
+	    cli[0])) == 0);
+	bufferevent_flush(cli[0], EV_WRITE, BEV_FINISHED);
+	LOOP_UNTIL(fx.base, bufferevent_pair_get_partner(cli[0]) == NULL);
+	in = bufferevent_get_input(cli[0]);
+	n = evbuffer_get_length(in);
+	assert_true(n < sizeof(buf));
+	assert_int_equal(evbuffer_remove(in, buf, n), (int)n);
+	buf[n] = '\0';
+	assert_string_equal(buf, want);
+	bufferevent_free(cli[0]);
+
+	/* A slot is free again. */
+	assert_int_equal(bufferevent_pair_new(fx.base, 0, pair), 0);
+	assert_int_equal(ctl_server_attach(s, pair[0], 0), 0);
+	bufferevent_free(pair[1]);
+
+	/* The server frees what is still attached; the clients are ours. */
+	ctl_server_free(s);
+	for (i = 1; i < CTL_MAXCONN; i++)
+		bufferevent_free(cli[i]);
+	event_base_loop(fx.base, EVLOOP_NONBLOCK);
+	event_base_free(fx.base);
+}
+
 int
 main(void)
 {
@@ -626,6 +703,7 @@ main(void)
 		cmocka_unit_test(test_conn_cap),
 		cmocka_unit_test(test_socket_files),
 		cmocka_unit_test(test_credentials),
+		cmocka_unit_test(test_attach),
 	};
 
 	/* As in the daemons: libevent writes with write(2). */

@@ -99,7 +99,7 @@ static SSL_CTX *
 server_ctx(const char *name)
 {
 	char cert[64], key[64], err[512];
-	struct tls_files f;
+	struct tls_files f = { 0 };
 	SSL_CTX *ctx;
 
 	snprintf(cert, sizeof(cert), "%s.pem", name);
@@ -117,7 +117,7 @@ static SSL_CTX *
 client_ctx(const char *name)
 {
 	char cert[64], key[64], err[512];
-	struct tls_files f;
+	struct tls_files f = { 0 };
 	SSL_CTX *ctx;
 
 	snprintf(cert, sizeof(cert), "%s.pem", name);
@@ -362,7 +362,7 @@ test_bad_files(void **state)
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		for (server = 0; server < 2; server++) {
-			struct tls_files f;
+			struct tls_files f = { 0 };
 			char err[512];
 			SSL_CTX *ctx;
 
@@ -387,6 +387,153 @@ test_bad_files(void **state)
 		}
 }
 
+/* A context of host name pinned to pin (no CA). */
+static SSL_CTX *
+pinned_ctx(const char *name, const char *pin, int server, char *err,
+    size_t errlen)
+{
+	char cert[64], key[64];
+	struct tls_files f = { 0 };
+
+	snprintf(cert, sizeof(cert), "%s.pem", name);
+	snprintf(key, sizeof(key), "%s.key", name);
+	f.cert = cpath(cert);
+	f.key = cpath(key);
+	f.ca = "/nonexistent/ca.pem";	/* not used with a pin */
+	f.pin = pin;
+	return server ? tls_ctx_server(&f, err, errlen) :
+	    tls_ctx_client(&f, err, errlen);
+}
+
+/* The SPKI pin of host name, through tls_ctx_own_pin(). */
+static void
+spki_pin(const char *name, char *buf, size_t len)
+{
+	SSL_CTX *ctx = server_ctx(name);
+
+	assert_int_equal(tls_ctx_own_pin(ctx, buf, len), 0);
+	SSL_CTX_free(ctx);
+}
+
+/* The certificate pin of host name, computed here with OpenSSL. */
+static void
+cert_pin(const char *name, char *buf, size_t len)
+{
+	char file[64];
+	unsigned char md[32];
+	unsigned int n = 0, i;
+	FILE *f;
+	X509 *x;
+
+	snprintf(file, sizeof(file), "%s.pem", name);
+	assert_non_null(f = fopen(cpath(file), "r"));
+	assert_non_null(x = PEM_read_X509(f, NULL, NULL, NULL));
+	fclose(f);
+	assert_int_equal(X509_digest(x, EVP_sha256(), md, &n), 1);
+	X509_free(x);
+	assert_true(len > 7 + 64);
+	strcpy(buf, "sha256:");
+	for (i = 0; i < n; i++)
+		sprintf(buf + 7 + 2 * i, "%02X", md[i]);	/* case-blind */
+}
+
+static void
+test_pin_parse(void **state)
+{
+	static const char *bad[] = { "", "sha256:", "sha1:00",
+	    "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde",
+	    "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
+	    "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg",
+	    "sha256 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" };
+	unsigned char out[32], keep[32];
+	size_t i;
+
+	assert_int_equal(tls_pin_parse("SHA256:00112233445566778899aabbccddeeff"
+	    "00112233445566778899AABBCCDDEEFF", out), 0);
+	assert_int_equal(out[0], 0x00);
+	assert_int_equal(out[1], 0x11);
+	assert_int_equal(out[31], 0xff);
+	memcpy(keep, out, sizeof(out));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (tls_pin_parse(bad[i], out) != -EINVAL)
+			fail_msg("accepted '%s'", bad[i]);
+		assert_memory_equal(out, keep, sizeof(out));	/* untouched */
+	}
+	assert_int_equal(tls_pin_parse(NULL, out), -EINVAL);
+}
+
+/*
+ * Pinned mode: both sides accept exactly the pinned peer, SPKI or
+ * certificate form, whatever CA signed it and whatever names it has;
+ * any other peer is refused with a message that says so.
+ */
+static void
+test_pinned(void **state)
+{
+	char pa[80], pb[80], pevil[80], cwrong[80], err[512];
+	struct side srv, cli;
+
+	spki_pin("b", pb, sizeof(pb));
+	spki_pin("evil", pevil, sizeof(pevil));
+	cert_pin("wrongname", cwrong, sizeof(cwrong));
+	spki_pin("a", pa, sizeof(pa));
+	assert_int_equal(strncmp(pa, "sha256:", 7), 0);
+	assert_int_equal(strlen(pa), TLS_PIN_STRLEN);
+	assert_string_not_equal(pa, pb);
+
+	/* Server "wrongname" (no matching name) pinned by its certificate,
+	 * client "evil" (another CA) pinned by its key: accepted. */
+	memset(&srv, 0, sizeof(srv));
+	memset(&cli, 0, sizeof(cli));
+	srv.ctx = pinned_ctx("wrongname", pevil, 1, err, sizeof(err));
+	if (srv.ctx == NULL)
+		fail_msg("server: %s", err);
+	cli.ctx = pinned_ctx("evil", cwrong, 0, err, sizeof(err));
+	if (cli.ctx == NULL)
+		fail_msg("client: %s", err);
+	cli.host = "127.0.0.1";
+	handshake(&srv, &cli);
+	if (!srv.ok || !cli.ok)
+		fail_msg("right pins: server %d (%s) client %d (%s)", srv.ok,
+		    srv.err, cli.ok, cli.err);
+	assert_int_equal(srv.version, TLS1_3_VERSION);
+	SSL_CTX_free(cli.ctx);
+
+	/* Client "a" is not the pinned "evil": the server refuses it. */
+	memset(&cli, 0, sizeof(cli));
+	srv.ok = srv.handshake = 0;
+	cli.ctx = pinned_ctx("a", cwrong, 0, err, sizeof(err));
+	assert_non_null(cli.ctx);
+	cli.host = "127.0.0.1";
+	handshake(&srv, &cli);
+	assert_false(srv.handshake);
+	assert_false(cli.ok);
+	if (strstr(srv.err, "peer certificate is not the pinned one") == NULL ||
+	    strstr(srv.err, pa + 7) == NULL)
+		fail_msg("unclear server error: %s", srv.err);
+	SSL_CTX_free(srv.ctx);
+	SSL_CTX_free(cli.ctx);
+
+	/* A CA-signed server the client did not pin: the client refuses. */
+	memset(&srv, 0, sizeof(srv));
+	memset(&cli, 0, sizeof(cli));
+	srv.ctx = server_ctx("a");
+	cli.ctx = pinned_ctx("b", pb, 0, err, sizeof(err));
+	assert_non_null(cli.ctx);
+	cli.host = "127.0.0.1";
+	handshake(&srv, &cli);
+	assert_false(cli.handshake);
+	assert_non_null(strstr(cli.err, "not the pinned one"));
+	SSL_CTX_free(srv.ctx);
+	SSL_CTX_free(cli.ctx);
+
+	/* A malformed pin: no context, a clear reason. */
+	err[0] = '\0';
+	assert_null(pinned_ctx("a", "sha256:zz", 1, err, sizeof(err)));
+	assert_int_equal(errno, EINVAL);
+	assert_non_null(strstr(err, "expected sha256: and 64 hex digits"));
+}
+
 int
 main(void)
 {
@@ -398,6 +545,8 @@ main(void)
 		cmocka_unit_test(test_client_tls12),
 		cmocka_unit_test(test_wrong_name),
 		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_pin_parse),
+		cmocka_unit_test(test_pinned),
 	};
 
 	/* A refused peer may be gone before our alert is written. */

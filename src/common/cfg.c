@@ -190,8 +190,16 @@ cfg_parse_dedup(const char *s)
 	return -EINVAL;
 }
 
+int
+cfg_pin_valid(const char *s)
+{
+	return s != NULL && strncasecmp(s, "sha256:", 7) == 0 &&
+	    strlen(s) == 7 + 64 &&
+	    strspn(s + 7, "0123456789abcdefABCDEF") == 64;
+}
+
 enum key_type { K_STR, K_PATH, K_SOCKET, K_BACKEND, K_BOOL, K_CPU, K_UINT,
-	K_U64, K_DEDUP, K_RATE, K_COMPRESS };
+	K_U64, K_DEDUP, K_RATE, K_COMPRESS, K_PIN };
 
 static const struct key {
 	const char	*section, *name;
@@ -209,6 +217,7 @@ static const struct key {
 	{ "tls", "key", K_PATH, offsetof(struct cfg, tls_key), 0, 0 },
 	{ "tls", "ca", K_PATH, offsetof(struct cfg, tls_ca), 0, 0 },
 	{ "tls", "insecure", K_BOOL, offsetof(struct cfg, insecure), 0, 0 },
+	{ "tls", "pin", K_PIN, offsetof(struct cfg, tls_pin), 0, 0 },
 	{ "scanner", "cpu_budget", K_CPU, offsetof(struct cfg, scan_cpu), 0, 0 },
 	{ "scanner", "interval_ms", K_UINT,
 	    offsetof(struct cfg, scan_interval_ms), 1, 86400000 },
@@ -284,6 +293,11 @@ handler(void *user, const char *section, const char *name, const char *v)
 			return perr(p, "compress: '%s' is not none, zstd or "
 			    "lz4", v);
 		return set_str(p, dst, v);
+	case K_PIN:
+		if (!cfg_pin_valid(v))
+			return perr(p, "pin: '%s' is not sha256: and 64 hex "
+			    "digits", v);
+		return set_str(p, dst, v);
 	case K_BOOL:
 		if ((b = parse_bool(v)) < 0)
 			return perr(p, "%s: '%s' is not yes or no", name, v);
@@ -338,6 +352,7 @@ cfg_copy(struct cfg *dst, const struct cfg *src)
 	dst->tls_cert = dup_or_null(src->tls_cert);
 	dst->tls_key = dup_or_null(src->tls_key);
 	dst->tls_ca = dup_or_null(src->tls_ca);
+	dst->tls_pin = dup_or_null(src->tls_pin);
 	dst->dedup = dup_or_null(src->dedup);
 	dst->compress = dup_or_null(src->compress);
 	if ((src->backend && !dst->backend) ||
@@ -348,6 +363,7 @@ cfg_copy(struct cfg *dst, const struct cfg *src)
 	    (src->tls_cert && !dst->tls_cert) ||
 	    (src->tls_key && !dst->tls_key) ||
 	    (src->tls_ca && !dst->tls_ca) ||
+	    (src->tls_pin && !dst->tls_pin) ||
 	    (src->dedup && !dst->dedup) ||
 	    (src->compress && !dst->compress)) {
 		cfg_free(dst);
@@ -463,9 +479,11 @@ cfg_free(struct cfg *c)
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->tls_ca);
+	free(c->tls_pin);
 	free(c->dedup);
 	free(c->compress);
 	c->backend = c->state_dir = c->listen = NULL;
 	c->destd_control = c->sourced_control = NULL;
-	c->tls_cert = c->tls_key = c->tls_ca = c->dedup = c->compress = NULL;
+	c->tls_cert = c->tls_key = c->tls_ca = c->tls_pin = c->dedup = NULL;
+	c->compress = NULL;
 }

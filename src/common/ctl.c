@@ -299,14 +299,39 @@ refuse(int fd, const char *msg)
 	close(fd);
 }
 
+int
+ctl_server_attach(struct ctl_server *s, struct bufferevent *bev, unsigned uid)
+{
+	struct ctl_conn *c;
+
+	if (s->nconn >= CTL_MAXCONN)
+		return -EMFILE;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	if ((c->kick = event_new(s->base, -1, 0, conn_kick_cb, c)) == NULL) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->s = s;
+	c->uid = uid;
+	c->bev = bev;
+	TAILQ_INSERT_TAIL(&s->conns, c, entry);
+	s->nconn++;
+	bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_setwatermark(bev, EV_READ, 0, CTL_LINE_MAX + 1);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	return 0;
+}
+
 static void
 accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct ctl_server *s = arg;
-	struct ctl_conn *c;
+	struct bufferevent *bev;
 	uint32_t uid, gid;
 	int32_t pid;
+	int r;
 
 	if (net_peer_cred(fd, &uid, &gid, &pid) < 0 ||
 	    !(uid == 0 || uid == s->euid ||
@@ -314,33 +339,45 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		refuse(fd, "permission denied");
 		return;
 	}
-	if (s->nconn >= CTL_MAXCONN) {
-		refuse(fd, "too many connections");
-		return;
-	}
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
+	bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
 		refuse(fd, "out of memory");
 		return;
 	}
-	c->s = s;
-	c->uid = uid;
-	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		free(c);
-		refuse(fd, "out of memory");
-		return;
+	if ((r = ctl_server_attach(s, bev, uid)) < 0) {
+		bufferevent_setfd(bev, -1);	/* fd stays open for refuse() */
+		bufferevent_free(bev);
+		refuse(fd, r == -EMFILE ? "too many connections" :
+		    "out of memory");
 	}
-	c->kick = event_new(s->base, -1, 0, conn_kick_cb, c);
-	if (c->kick == NULL) {
-		bufferevent_free(c->bev);	/* closes fd */
-		free(c);
-		return;
-	}
-	TAILQ_INSERT_TAIL(&s->conns, c, entry);
-	s->nconn++;
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_LINE_MAX + 1);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* A server with no socket yet.  0 or -ENOMEM (*out untouched). */
+static int
+server_alloc(struct event_base *base, long gid, ctl_handler h, void *arg,
+    struct ctl_server **out)
+{
+	struct ctl_server *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return -ENOMEM;
+	TAILQ_INIT(&s->conns);
+	s->base = base;
+	s->gid = gid;
+	s->euid = geteuid();
+	s->h = h;
+	s->arg = arg;
+	*out = s;
+	return 0;
+}
+
+int
+ctl_server_new_unbound(struct event_base *base, ctl_handler h, void *arg,
+    struct ctl_server **out)
+{
+	if (base == NULL || h == NULL)
+		return -EINVAL;
+	return server_alloc(base, -1, h, arg, out);
 }
 
 int
@@ -352,14 +389,8 @@ ctl_server_new(struct event_base *base, const char *path, long gid,
 
 	if (base == NULL || path == NULL || h == NULL)
 		return -EINVAL;
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return -ENOMEM;
-	TAILQ_INIT(&s->conns);
-	s->base = base;
-	s->gid = gid;
-	s->euid = geteuid();
-	s->h = h;
-	s->arg = arg;
+	if ((r = server_alloc(base, gid, h, arg, &s)) < 0)
+		return r;
 	if ((s->path = strdup(path)) == NULL) {
 		r = -ENOMEM;
 		goto fail;

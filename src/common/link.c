@@ -480,11 +480,14 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 	} else if (what & BEV_EVENT_EOF) {
 		link_fail(l, -ECONNRESET, "peer closed the connection");
 	} else if (what & BEV_EVENT_ERROR) {
+		/* Out last comes the first error the handshake raised,
+		 * the cause ("not the pinned one" before "certificate
+		 * verify failed"); libevent adds SSL_get_error()'s code
+		 * (no library) before them. */
 		why[0] = '\0';
-		while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-			if (why[0] == '\0')
+		while ((e = bufferevent_get_openssl_error(bev)) != 0)
+			if (ERR_GET_LIB(e) != 0 || why[0] == '\0')
 				ERR_error_string_n(e, why, sizeof(why));
-		}
 		if (why[0] != '\0')
 			link_fail(l, -EPROTO, "TLS: %s", why);
 		else

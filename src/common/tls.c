@@ -2,20 +2,29 @@
  * tls.c - TLS contexts for the migration link (OpenSSL 3).  See tls.h.
  *
  * Both sides: TLS 1.3 only, a certificate chain and key of their own, a
- * CA bundle that must have signed the peer's certificate.  No
+ * CA bundle that must have signed the peer's certificate, or a pin: the
+ * SHA-256 of the peer's public key (SPKI) or certificate, checked by a
+ * verification callback that replaces the chain check.  No
  * renegotiation (TLS 1.3 has none), no compression, no session
  * resumption: every migration link is one full handshake.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "pagehash.h"
 #include "tls.h"
 
 void
@@ -53,6 +62,162 @@ tls_err_string(char *buf, size_t len)
 	}
 	if (n == 0)
 		snprintf(buf, len, "unknown TLS error");
+}
+
+/*
+ * Our own OpenSSL error library, so that a pin mismatch reads as such in
+ * the daemons' logs (link.c logs the first error of the queue).
+ */
+#define PIN_R_MISMATCH	1
+
+static pthread_once_t	 pin_once = PTHREAD_ONCE_INIT;
+static int		 pin_lib;	/* ERR library number */
+static int		 pin_idx = -1;	/* SSL_CTX ex_data: the pin */
+
+static void
+pin_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+    void *argp)
+{
+	free(ptr);
+}
+
+static void
+pin_init(void)
+{
+	static ERR_STRING_DATA strs[] = {
+		{ 0, "sharemig" },
+		{ 0, "peer certificate is not the pinned one" },
+		{ 0, NULL },
+	};
+
+	pin_lib = ERR_get_next_error_library();
+	strs[0].error = ERR_PACK(pin_lib, 0, 0);
+	strs[1].error = ERR_PACK(pin_lib, 0, PIN_R_MISMATCH);
+	ERR_load_strings(pin_lib, strs);
+	pin_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, pin_free);
+}
+
+static int
+unhex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+tls_pin_parse(const char *s, unsigned char out[32])
+{
+	unsigned char b[32];
+	size_t i, plen = strlen(TLS_PIN_PREFIX);
+	int hi, lo;
+
+	if (s == NULL || strncasecmp(s, TLS_PIN_PREFIX, plen) != 0 ||
+	    strlen(s) != TLS_PIN_STRLEN)
+		return -EINVAL;
+	s += plen;
+	for (i = 0; i < sizeof(b); i++) {
+		if ((hi = unhex(s[2 * i])) < 0 || (lo = unhex(s[2 * i + 1])) < 0)
+			return -EINVAL;
+		b[i] = (unsigned char)(hi << 4 | lo);
+	}
+	memcpy(out, b, sizeof(b));
+	return 0;
+}
+
+/*
+ * SHA-256 of x's SubjectPublicKeyInfo in DER (what "openssl x509 -pubkey
+ * | openssl pkey -pubin -outform der | sha256sum" hashes; not
+ * X509_pubkey_digest(), which hashes only the key bits).  0 or -EPROTO.
+ */
+static int
+spki_sha256(X509 *x, unsigned char md[32])
+{
+	unsigned char *der = NULL;
+	int n;
+
+	n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+	if (n <= 0)
+		return -EPROTO;
+	n = SHA256(der, (size_t)n, md) != NULL ? 0 : -EPROTO;
+	OPENSSL_free(der);
+	return n;
+}
+
+int
+tls_ctx_own_pin(SSL_CTX *ctx, char *buf, size_t len)
+{
+	unsigned char md[32];
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+
+	if (x == NULL)
+		return -ENOENT;
+	if (len < TLS_PIN_STRLEN + 1)
+		return -ENOSPC;
+	if (spki_sha256(x, md) < 0)
+		return -EPROTO;
+	memcpy(buf, TLS_PIN_PREFIX, strlen(TLS_PIN_PREFIX));
+	ph_hex(md, buf + strlen(TLS_PIN_PREFIX));
+	return 0;
+}
+
+/*
+ * The whole peer verification in pinned mode (replaces X509_verify_cert):
+ * the leaf's SPKI or certificate SHA-256 must equal the pin.  Chain,
+ * expiry and names do not count: the pin alone identifies the peer.
+ */
+static int
+pin_verify(X509_STORE_CTX *x, void *arg)
+{
+	const unsigned char *pin = arg;
+	unsigned char spki[32], cert[32];
+	unsigned int n = 0;
+	char shex[65];
+	X509 *leaf = X509_STORE_CTX_get0_cert(x);
+
+	if (leaf != NULL && spki_sha256(leaf, spki) == 0 &&
+	    X509_digest(leaf, EVP_sha256(), cert, &n) == 1 && n == 32) {
+		if (CRYPTO_memcmp(spki, pin, 32) == 0 ||
+		    CRYPTO_memcmp(cert, pin, 32) == 0) {
+			X509_STORE_CTX_set_error(x, X509_V_OK);
+			return 1;
+		}
+		ph_hex(spki, shex);
+	} else
+		snprintf(shex, sizeof(shex), "none");
+	X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REJECTED);
+	ERR_raise_data(pin_lib, PIN_R_MISMATCH, "peer SPKI sha256:%s", shex);
+	return 0;
+}
+
+/* Pinned mode on ctx.  0, or -EINVAL/-ENOMEM with err filled. */
+static int
+ctx_pin(SSL_CTX *ctx, const char *pin, char *err, size_t errlen)
+{
+	unsigned char *p;
+
+	pthread_once(&pin_once, pin_init);
+	if (pin_idx < 0 || (p = malloc(32)) == NULL) {
+		snprintf(err, errlen, "pin: out of memory");
+		return -ENOMEM;
+	}
+	if (tls_pin_parse(pin, p) < 0) {
+		free(p);
+		snprintf(err, errlen, "pin '%s': expected sha256: and 64 hex "
+		    "digits", pin);
+		return -EINVAL;
+	}
+	if (SSL_CTX_set_ex_data(ctx, pin_idx, p) != 1) {
+		free(p);
+		snprintf(err, errlen, "pin: out of memory");
+		return -ENOMEM;
+	}
+	SSL_CTX_set_cert_verify_callback(ctx, pin_verify, p);
+	return 0;
 }
 
 /* Write "what path: reason" into err, the reason from OpenSSL. */
@@ -100,7 +265,8 @@ ctx_new(const SSL_METHOD *m, const struct tls_files *f, int server,
 	ERR_clear_error();
 	if ((r = check_file("certificate", f->cert, err, errlen)) < 0 ||
 	    (r = check_file("key", f->key, err, errlen)) < 0 ||
-	    (r = check_file("CA", f->ca, err, errlen)) < 0) {
+	    (f->pin == NULL &&
+	    (r = check_file("CA", f->ca, err, errlen)) < 0)) {
 		errno = -r;
 		return NULL;
 	}
@@ -142,7 +308,13 @@ ctx_new(const SSL_METHOD *m, const struct tls_files *f, int server,
 		    f->key, f->cert, why);
 		goto fail;
 	}
-	if (SSL_CTX_load_verify_locations(ctx, f->ca, NULL) != 1) {
+	if (f->pin != NULL) {
+		if ((r = ctx_pin(ctx, f->pin, err, errlen)) < 0) {
+			SSL_CTX_free(ctx);
+			errno = -r;
+			return NULL;
+		}
+	} else if (SSL_CTX_load_verify_locations(ctx, f->ca, NULL) != 1) {
 		file_error(err, errlen, "CA", f->ca);
 		goto fail;
 	}

@@ -616,7 +616,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: sharemig-destd --backend sim|xen --state-dir DIR "
 	    "--listen ADDR:PORT --control SOCKET\n"
-	    "           [--tls-cert F --tls-key F --tls-ca F | --insecure]\n"
+	    "           [--tls-cert F --tls-key F (--tls-ca F | --tls-pin "
+	    "sha256:HEX) | --insecure]\n"
 	    "           [--config FILE] [--check-config] [--scan-cpu F]\n"
 	    "           [--scan-interval-ms N] [--max-pages N] [--timeout S]\n"
 	    "           [--metrics ADDR:PORT] [--simhv PATH] "
@@ -629,7 +630,7 @@ int
 destd_main(int argc, char **argv)
 {
 	enum { O_BACKEND = 256, O_STATE, O_LISTEN, O_CONTROL, O_CERT, O_KEY,
-	    O_CA, O_INSECURE, O_CONFIG, O_CHECK, O_SCANCPU, O_SCANINT,
+	    O_CA, O_PIN, O_INSECURE, O_CONFIG, O_CHECK, O_SCANCPU, O_SCANINT,
 	    O_MAXPAGES, O_TIMEOUT, O_SIMHV, O_HOSTNAME, O_VERBOSE, O_HELP,
 	    O_METRICS, O_VERSION, O_COMPACCEPT };
 	static const struct option opts[] = {
@@ -640,6 +641,7 @@ destd_main(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, O_CERT },
 		{ "tls-key", required_argument, NULL, O_KEY },
 		{ "tls-ca", required_argument, NULL, O_CA },
+		{ "tls-pin", required_argument, NULL, O_PIN },
 		{ "insecure", no_argument, NULL, O_INSECURE },
 		{ "config", required_argument, NULL, O_CONFIG },
 		{ "check-config", no_argument, NULL, O_CHECK },
@@ -664,7 +666,7 @@ destd_main(int argc, char **argv)
 	struct timeval tick = { 0, 50000 };
 	const char *config = NULL, *simhv = NULL, *hostname = NULL;
 	const char *metrics = NULL;
-	char err[512], *end, *journal = NULL;
+	char err[512], pin[TLS_PIN_STRLEN + 1], *end, *journal = NULL;
 	int c, check = 0, insecure_flag = 0, verbose = 0, rc, fd;
 	double d;
 
@@ -696,6 +698,7 @@ destd_main(int argc, char **argv)
 		case O_CERT: SETSTR(tls_cert); break;
 		case O_KEY: SETSTR(tls_key); break;
 		case O_CA: SETSTR(tls_ca); break;
+		case O_PIN: SETSTR(tls_pin); break;
 		case O_INSECURE: insecure_flag = 1; break;
 		case O_CONFIG: break;
 		case O_CHECK: check = 1; break;
@@ -765,6 +768,7 @@ destd_main(int argc, char **argv)
 			tf.cert = cfg.tls_cert;
 			tf.key = cfg.tls_key;
 			tf.ca = cfg.tls_ca;
+			tf.pin = cfg.tls_pin;
 			if ((dd.tls = tls_ctx_server(&tf, err,
 			    sizeof(err))) == NULL) {
 				fprintf(stderr, "sharemig-destd: TLS: %s\n",
@@ -801,8 +805,12 @@ destd_main(int argc, char **argv)
 		tf.cert = cfg.tls_cert;
 		tf.key = cfg.tls_key;
 		tf.ca = cfg.tls_ca;
+		tf.pin = cfg.tls_pin;
 		if ((dd.tls = tls_ctx_server(&tf, err, sizeof(err))) == NULL)
 			fatal("TLS: %s (or run with --insecure)", err);
+		if (tls_ctx_own_pin(dd.tls, pin, sizeof(pin)) == 0)
+			log_notice("TLS: this host's pin (for the peers' "
+			    "--tls-pin) is %s", pin);
 	}
 	/* Half-built guests of a destd that died before GO: their sources
 	 * kept running (I5); nothing else will ever finish them. */
@@ -876,7 +884,8 @@ destd_main(int argc, char **argv)
 	}
 	log_notice("ready: backend %s, state dir %s, listening on %s, "
 	    "control %s%s", dd.env.ops->name, cfg.state_dir, cfg.listen,
-	    cfg.destd_control, cfg.insecure ? ", insecure" : ", TLS 1.3");
+	    cfg.destd_control, cfg.insecure ? ", insecure" :
+	    cfg.tls_pin != NULL ? ", TLS 1.3, pinned peer" : ", TLS 1.3");
 #ifdef HAVE_LIBSYSTEMD
 	sd_notify(0, "READY=1");
 #endif

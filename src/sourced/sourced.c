@@ -778,7 +778,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: sharemig-sourced --backend sim|xen --state-dir DIR "
 	    "--control SOCKET\n"
-	    "           [--tls-cert F --tls-key F --tls-ca F | --insecure]\n"
+	    "           [--tls-cert F --tls-key F (--tls-ca F | --tls-pin "
+	    "sha256:HEX) | --insecure]\n"
 	    "           [--index SOCKET] [--config FILE] [--check-config]\n"
 	    "           [--downtime-ms N] [--max-iterations N] "
 	    "[--timeout S]\n"
@@ -804,7 +805,7 @@ int
 sourced_main(int argc, char **argv)
 {
 	enum { O_BACKEND = 256, O_STATE, O_CONTROL, O_CERT, O_KEY, O_CA,
-	    O_INSECURE, O_INDEX, O_CONFIG, O_CHECK, O_DOWNTIME, O_ITERS,
+	    O_PIN, O_INSECURE, O_INDEX, O_CONFIG, O_CHECK, O_DOWNTIME, O_ITERS,
 	    O_TIMEOUT, O_SIMHV, O_HOSTNAME, O_VERBOSE, O_HELP, O_METRICS,
 	    O_VERSION };
 	static const struct option opts[] = {
@@ -814,6 +815,7 @@ sourced_main(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, O_CERT },
 		{ "tls-key", required_argument, NULL, O_KEY },
 		{ "tls-ca", required_argument, NULL, O_CA },
+		{ "tls-pin", required_argument, NULL, O_PIN },
 		{ "insecure", no_argument, NULL, O_INSECURE },
 		{ "index", required_argument, NULL, O_INDEX },
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -835,7 +837,7 @@ sourced_main(int argc, char **argv)
 	const char *config = NULL, *index = NULL, *simhv = NULL;
 	const char *hostname = NULL, *metrics = NULL;
 	char *journal = NULL;
-	char err[512];
+	char err[512], pin[TLS_PIN_STRLEN + 1];
 	int c, check = 0, insecure_flag = 0, verbose = 0, rc;
 	char *end;
 	long v;
@@ -864,6 +866,7 @@ sourced_main(int argc, char **argv)
 		case O_CERT: SETSTR(tls_cert); break;
 		case O_KEY: SETSTR(tls_key); break;
 		case O_CA: SETSTR(tls_ca); break;
+		case O_PIN: SETSTR(tls_pin); break;
 		case O_INSECURE: insecure_flag = 1; break;
 		case O_INDEX: index = optarg; break;
 		case O_CONFIG: break;
@@ -915,6 +918,7 @@ sourced_main(int argc, char **argv)
 			tf.cert = cfg.tls_cert;
 			tf.key = cfg.tls_key;
 			tf.ca = cfg.tls_ca;
+			tf.pin = cfg.tls_pin;
 			if ((sd.env.tls = tls_ctx_client(&tf, err,
 			    sizeof(err))) == NULL) {
 				fprintf(stderr, "sharemig-sourced: TLS: %s\n",
@@ -971,8 +975,12 @@ sourced_main(int argc, char **argv)
 		tf.cert = cfg.tls_cert;
 		tf.key = cfg.tls_key;
 		tf.ca = cfg.tls_ca;
+		tf.pin = cfg.tls_pin;
 		if ((sd.env.tls = tls_ctx_client(&tf, err, sizeof(err))) == NULL)
 			fatal("TLS: %s (or run with --insecure)", err);
+		if (tls_ctx_own_pin(sd.env.tls, pin, sizeof(pin)) == 0)
+			log_notice("TLS: this host's pin (for the peers' "
+			    "--tls-pin) is %s", pin);
 	}
 	rc = ctl_server_new(sd.base, cfg.sourced_control, -1, sourced_ctl, &sd,
 	    &sd.ctl);
@@ -1010,7 +1018,8 @@ sourced_main(int argc, char **argv)
 	}
 	log_notice("ready: backend %s, state dir %s, control %s%s",
 	    sd.env.ops->name, cfg.state_dir, cfg.sourced_control,
-	    cfg.insecure ? ", insecure" : ", TLS 1.3");
+	    cfg.insecure ? ", insecure" :
+	    cfg.tls_pin != NULL ? ", TLS 1.3, pinned peer" : ", TLS 1.3");
 #ifdef HAVE_LIBSYSTEMD
 	sd_notify(0, "READY=1");
 #endif

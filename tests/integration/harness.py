@@ -78,7 +78,7 @@ def wait_for_path(path, timeout=10):
 
 class Host:
     def __init__(self, cluster, name, tls=True, destd_args=(),
-                 sourced_args=()):
+                 sourced_args=(), pin=None):
         self.cluster = cluster
         self.name = name
         self.dir = os.path.join(cluster.tmp, name)
@@ -88,6 +88,7 @@ class Host:
         self.destd_sock = os.path.join(self.dir, "destd.sock")
         self.sourced_sock = os.path.join(self.dir, "sourced.sock")
         self.tls = tls
+        self.pin = pin      # pinned TLS mode: "sha256:HEX" of the peer
         self.procs = {}
         self.logs = {}
         self.destd_args = list(destd_args)
@@ -97,9 +98,10 @@ class Host:
         if not self.tls:
             return ["--insecure"]
         c = self.cluster.certs
+        peer = (["--tls-pin", self.pin] if self.pin else
+                ["--tls-ca", os.path.join(c, "ca.pem")])
         return ["--tls-cert", os.path.join(c, key + ".pem"),
-                "--tls-key", os.path.join(c, key + ".key"),
-                "--tls-ca", os.path.join(c, "ca.pem")]
+                "--tls-key", os.path.join(c, key + ".key")] + peer
 
     def _spawn(self, what, cmd, sock):
         log = open(os.path.join(self.dir, what + ".log"), "a")

@@ -6,15 +6,19 @@
     by the source;
   - garbage bytes, plaintext sharemig, and (after a good TLS handshake)
     malformed records each end their session;
+  - pinned mode (--tls-pin, no common CA): the pinned peers migrate, a
+    peer with another certificate is refused by either side;
 each with a clear log line, the guest still running on the source, no
 half-built domain left on the destination, and the daemons serving the
 next migration, which must succeed.
 """
 
+import hashlib
 import os
 import socket
 import ssl
 import struct
+import subprocess
 import time
 
 from harness import Cluster, Runner, check
@@ -172,6 +176,63 @@ def hostile_records(c, a, b):
     still_serves(a, b, "after-hostile")
 
 
+def pin_of(c, cert, form):
+    """The --tls-pin of a test certificate, the way an operator gets it
+    with openssl: "spki" (its public key) or "cert" (the whole DER)."""
+    pem = os.path.join(c.certs, cert + ".pem")
+    if form == "spki":
+        der = subprocess.run(
+            "openssl x509 -in '%s' -pubkey -noout | openssl pkey -pubin "
+            "-outform der" % pem, shell=True, check=True,
+            stdout=subprocess.PIPE).stdout
+    else:
+        der = subprocess.run(["openssl", "x509", "-in", pem, "-outform",
+                              "der"], check=True,
+                             stdout=subprocess.PIPE).stdout
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def pinned(c):
+    """Pinned mode between hosts with no common CA: host-pa ("evil" CA)
+    and host-pb (the good CA) pin each other and migrate; a source whose
+    certificate is not pb's pin is refused by pb's destd, and a source
+    pinned to another key refuses pb; both with a clear log line."""
+    pa = c.host("host-pa", pin=pin_of(c, "b", "spki"))
+    pb = c.host("host-pb", pin=pin_of(c, "evil", "cert"))
+    pa.start("evil")
+    pb.start("b")
+    check(pin_of(c, "b", "spki") in pb.log("destd"),
+          "destd does not log its own pin: %s" % pb.log("destd")[-2000:])
+    check("pinned peer" in pb.log("destd"), "no pinned mode on the ready "
+          "line: %s" % pb.log("destd")[-2000:])
+    still_serves(pa, pb, "pinned-ok")
+
+    # A source with a CA-signed certificate pb did not pin: refused by pb.
+    pc = c.host("host-pc", pin=pin_of(c, "b", "spki"))
+    pc.start("a")
+    pc.create("pin-victim", PAGES, share=0.5, seed=3)
+    rc, out = pc.migrate("pin-victim", pb, "--dedup", "all")
+    check(rc == 1 and out["status"] == "failed", "not refused: %r" % out)
+    check(pc.status("pin-victim")["running"], "source guest not running")
+    time.sleep(0.3)
+    check("peer certificate is not the pinned one" in pb.log("destd"),
+          "no clear log line on destd: %s" % pb.log("destd")[-2000:])
+    no_incoming_left(pb)
+
+    # A source pinned to another key: it refuses pb itself.
+    pd = c.host("host-pd", pin=pin_of(c, "a", "spki"))
+    pd.start("evil")
+    pd.create("pin-other", PAGES, share=0.5, seed=3)
+    rc, out = pd.migrate("pin-other", pb, "--dedup", "all")
+    check(rc == 1 and out["status"] == "failed", "accepted: %r" % out)
+    check("pinned" in out.get("error", "") or
+          "pinned" in pd.log("sourced"), "unclear error: %r %s" % (
+              out, pd.log("sourced")[-2000:]))
+    check(pd.status("pin-other")["running"], "source guest not running")
+    no_incoming_left(pb)
+    still_serves(pa, pb, "pinned-after-refusals")
+
+
 def main():
     r = Runner("integration_hostile")
     c = Cluster("hostile")
@@ -194,6 +255,7 @@ def main():
                hostile_records, c, a, b)
         r.case("unauthenticated connections per address are capped",
                preauth_cap, c, a, b)
+        r.case("pinned certificates without a common CA", pinned, c)
     finally:
         if r.failed:
             c.dump_logs()
