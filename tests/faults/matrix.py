@@ -39,7 +39,10 @@ Every cell asserts, once the job has ended (sourced restarted if killed):
      destd ends its session within 3 x --timeout;
   5. the daemons accept and complete the next migration (A -> B,
      --verify, direct, self-check on B);
-  6. a killed destd, restarted, reports the session it lost from its
+  6. a killed sourced, restarted, reports the job from its journal (the
+     status the checks above use; "unknown" when it died before the
+     journal's first record, at the handshake); a killed destd, restarted,
+     reports the session it lost from its
      journal: "failed" with "restarted" in the error for iter0..ready;
      in the handover column, if it reports one, "ambiguous" exactly
      when the domain is on B.
@@ -89,6 +92,17 @@ def ctl_call(sock, req, timeout=10):
     finally:
         s.close()
     return json.loads(buf)
+
+
+def src_job_of(host, domain):
+    """The newest job of sourced's status for domain (after a restart:
+    the one settled from its journal), or None."""
+    try:
+        rep = ctl_call(host.sourced_sock, {"cmd": "status"})
+    except (OSError, ValueError):
+        return None
+    js = [j for j in rep.get("migrations", []) if j.get("domain") == domain]
+    return js[-1] if js else None
 
 
 def src_job(host, jid):
@@ -293,6 +307,9 @@ def run_cell(cell, c, a, b, proxy, idx):
     job = None
     if cell.fault == "kill-src":
         restart(a, "sourced")
+        # What the restarted sourced settled from its journal (nothing
+        # when it died before turning log-dirty on).
+        job = src_job_of(a, name)
     else:
         job = wait_until(lambda: (src_job(a, jid) or {}).get("status") in
                          TERMINAL and src_job(a, jid), limit, 0.05)
