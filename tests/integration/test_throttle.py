@@ -148,9 +148,13 @@ def converge(a, b):
 def throttled_job(a, b, name):
     """A migration that throttles and cannot converge: returns its id
     once the guest is throttled (seen in the domain itself)."""
-    a.create(name, 4096, profile="writer", rate=RATE, seed=4)
+    # A slow link (1 MiB/s) makes every round last over a second, so the
+    # job is still iterating when the caller acts on it: with 4 MiB/s a
+    # loaded machine (an ASan build) went from 20% to 99% and the
+    # stop-and-copy within the caller's reaction time.
+    a.create(name, 2048, profile="writer", rate=RATE, seed=4)
     jid = start(a, name, b, "--auto-converge", "--dedup", "none",
-                "--bandwidth", "4M", "--downtime-ms", "1",
+                "--bandwidth", "1M", "--downtime-ms", "1",
                 "--max-iterations", "1000")
     check(wait_until(lambda: a.status(name)["throttle_pct"] >= 20, 60,
                      0.02), "never throttled: %r %r" % (a.status(name),
