@@ -24,10 +24,10 @@ int	journal_del(const char *dir, const char *name);
  * such a file is normally left for the operator).  A leftover .tmp file
  * (a crash during journal_put) is removed.  Returns the number of
  * records seen, or -errno if dir cannot be read (0 if it does not exist).
+ * Read a record's fields with ctl_get_str() and friends (ctl.h); they
+ * take NULL as an object without the field.
  */
 int	journal_each(const char *dir, void (*fn)(const char *name,
 	    struct json_object *o, void *arg), void *arg);
-/* o[key] as a string: 0, or -EBADMSG when missing or not a string. */
-int	journal_str(struct json_object *o, const char *key, const char **out);
 
 #endif

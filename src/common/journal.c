@@ -121,15 +121,3 @@ journal_each(const char *dir, void (*fn)(const char *name,
 	closedir(dp);
 	return n;
 }
-
-int
-journal_str(struct json_object *o, const char *key, const char **out)
-{
-	struct json_object *v;
-
-	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return -EBADMSG;
-	*out = json_object_get_string(v);
-	return 0;
-}

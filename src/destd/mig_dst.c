@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 
 #include "bitmap.h"
+#include "ctl.h"
 #include "journal.h"
 #include "link.h"
 #include "log.h"
@@ -1007,9 +1008,9 @@ dst_recover_one(const char *file, struct json_object *o, void *arg)
 	char why[512];
 	int exists;
 
-	if (journal_str(o, "domain", &domain) != 0 ||
-	    journal_str(o, "peer", &peer) != 0 ||
-	    journal_str(o, "state", &state) != 0) {
+	if (ctl_get_str(o, "domain", &domain) != 1 ||
+	    ctl_get_str(o, "peer", &peer) != 1 ||
+	    ctl_get_str(o, "state", &state) != 1) {
 		log_err("journal entry %s/%s.json is unreadable; left for the "
 		    "operator", env->journal_dir, file);
 		return;

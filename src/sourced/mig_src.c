@@ -1939,9 +1939,9 @@ src_recover_one(const char *file, struct json_object *o, void *arg)
 	struct mig_src *m = NULL;
 	int rc, exists;
 
-	if (journal_str(o, "domain", &domain) != 0 ||
-	    journal_str(o, "destination", &dest) != 0 ||
-	    journal_str(o, "state", &state) != 0) {
+	if (ctl_get_str(o, "domain", &domain) != 1 ||
+	    ctl_get_str(o, "destination", &dest) != 1 ||
+	    ctl_get_str(o, "state", &state) != 1) {
 		log_err("journal entry %s/%s.json is unreadable; left for the "
 		    "operator", env->journal_dir, file);
 		return;
