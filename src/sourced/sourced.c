@@ -968,6 +968,9 @@ sourced_main(int argc, char **argv)
 	sd.env.index_socket = index;
 	hostid_get(cfg.state_dir, sd.env.host_id, sd.env.host_name,
 	    sizeof(sd.env.host_name), hostname);
+	if (cfg.streams > 1)
+		log_warn("[migration] streams = %u: this version sends each "
+		    "migration over one connection", cfg.streams);
 	if (cfg.insecure) {
 		log_warn("--insecure: migration streams are neither "
 		    "encrypted nor authenticated");
