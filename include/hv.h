@@ -169,7 +169,26 @@ struct hv_ops {
 	 * tried.
 	 */
 	int	(*reap_incoming)(struct hv *hv, char ***names, size_t *n);
+
+	/*
+	 * Of the n pfns in cand (ascending, mappable), those whose content
+	 * the guest's dirty log cannot vouch for, into out (at most max);
+	 * returns how many (0 when none, or when they cannot be read).  xen:
+	 * the xenstore and console ring pages, which dom0's xenstored and
+	 * xenconsoled write through mappings that log-dirty does not see,
+	 * and pages Xen owns that the guest placed in its physmap (shared
+	 * info, grant frames; typed XTAB), which Xen writes itself.  Xen's
+	 * own restore clears the former and its save skips the latter
+	 * (docs/XEN.md); sim: none.  --verify leaves them out of its digest
+	 * (hv_digest).
+	 */
+	size_t	(*outside_pfns)(struct hv_dom *d, const uint64_t *cand,
+		    size_t n, uint64_t *out, size_t max);
 };
+
+/* At most this many pfns are left out of a --verify digest (the rest
+ * are hashed); the same bound as the END record's list. */
+#define HV_OUTSIDE_MAX		16
 
 #define HV_MAP_BATCH_MAX	1024
 
@@ -182,12 +201,44 @@ extern const struct hv_ops hv_xen_ops;
 const struct hv_ops *hv_find(const char *name);
 
 /*
- * SHA-256 over the pages of d whose bit in set (pages bits) equals want,
- * in pfn order, holes skipped: the whole-memory digest of --verify, where
- * both ends hash the pfns the stream carried (docs/PROTOCOL.md, END).
+ * The whole-memory digest of --verify: SHA-256 over the pages of d whose
+ * bit in set (pages bits) equals want, in pfn order, holes skipped; both
+ * ends hash the pfns the stream carried (docs/PROTOCOL.md, END).  Pages
+ * the dirty log cannot vouch for are left out: with skip == NULL the
+ * backend names them (ops->outside_pfns, the source), otherwise the nskip
+ * pfns in skip (what the source named, at the destination); out->outside
+ * lists what was left out.  So that a mismatch can be traced to pages,
+ * the hashed pages are also cut into segments of HV_DIGEST_SEG pages,
+ * each with its own SHA-256, reported through seg (may be NULL) in pfn
+ * order; two ends that log their segments can be compared line by line.
  * 0 or -errno; the caller's thread must own d.
  */
+#define HV_DIGEST_SEG		1024
+
+struct hv_digest {
+	uint8_t		sha256[32];
+	uint64_t	pages;			/* hashed */
+	uint64_t	outside[HV_OUTSIDE_MAX]; /* left out, ascending */
+	size_t		noutside;
+};
+
+struct hv_digest_seg {
+	uint64_t	index;			/* 0, 1, ... */
+	uint64_t	first, last;		/* pfns hashed first and last */
+	uint64_t	pages;			/* hashed, <= HV_DIGEST_SEG */
+	uint8_t		sha256[32];
+};
+
+typedef void	hv_digest_seg_fn(void *arg, const struct hv_digest_seg *s);
+
 int	hv_digest(const struct hv_ops *ops, struct hv_dom *d,
-	    const uint64_t *set, uint64_t pages, int want, uint8_t out[32]);
+	    const uint64_t *set, uint64_t pages, int want,
+	    const uint64_t *skip, size_t nskip, struct hv_digest *out,
+	    hv_digest_seg_fn *seg, void *arg);
+/* A hv_digest_seg_fn that logs each segment at debug level; arg is the
+ * message's prefix (a C string, "migration 3: guest"). */
+void	hv_digest_log_seg(void *arg, const struct hv_digest_seg *s);
+/* Log at info level what d's digest hashed and left out. */
+void	hv_digest_log(const char *prefix, const struct hv_digest *dg);
 
 #endif

@@ -122,6 +122,9 @@ enum proto_compress {
 
 /* END / READY flags. */
 #define PROTO_END_VERIFY	0x1u	/* memory_sha256 is meaningful */
+#define PROTO_END_UNVERIFIED	0x2u	/* END only, with VERIFY: the pfns
+					   left out of the digest follow */
+#define PROTO_END_UNVERIFIED_MAX 16
 
 /* ---- decoded records (host order; arrays stay in the body) ---- */
 
@@ -228,9 +231,12 @@ struct proto_context {		/* body: u32 len, u32 reserved, blob[len] */
 	const uint8_t	*blob;
 };
 
-struct proto_end {		/* END and READY; body: u32 flags, u32 reserved, u8 sha256[32] */
+struct proto_end {		/* END and READY; body: u32 flags, u32 reserved, u8 sha256[32],
+				   with UNVERIFIED: u32 n, u32 reserved, u64 pfn[n] */
 	uint32_t	flags;
 	uint8_t		memory_sha256[32];
+	uint32_t	nunverified;	/* 1..PROTO_END_UNVERIFIED_MAX, ascending */
+	uint64_t	unverified[PROTO_END_UNVERIFIED_MAX];
 };
 
 struct proto_running {		/* body: u64 cpu_dest_us, u64 refs_filled, u64 refs_failed, u64 reserved */

@@ -4,6 +4,7 @@
  */
 #include <setjmp.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <stdarg.h>
@@ -65,6 +66,7 @@ check_complete(const struct hv_ops *o)
 		(const void *)o->context_set, (const void *)o->config_get,
 		(const void *)o->create, (const void *)o->commit,
 		(const void *)o->destroy, (const void *)o->reap_incoming,
+		(const void *)o->outside_pfns,
 	};
 	size_t i;
 
@@ -96,7 +98,8 @@ test_digest(void **state)
 	struct hv_dom_info shape = { .vcpus = 1, .pages = 64 };
 	uint64_t pfns[64], *set;
 	void *pages[64];
-	uint8_t want[32], got[32];
+	uint8_t want[32];
+	struct hv_digest got;
 	struct ph_ctx *ctx;
 	struct hv_map *map;
 	struct hv_dom *d;
@@ -123,19 +126,157 @@ test_digest(void **state)
 	ph_ctx_update(ctx, pages[3], 4096);
 	ph_ctx_update(ctx, pages[40], 4096);
 	ph_ctx_final(ctx, want);
-	assert_int_equal(hv_digest(ops, d, set, 64, 1, got), 0);
-	assert_memory_equal(want, got, 32);
+	assert_int_equal(hv_digest(ops, d, set, 64, 1, NULL, 0, &got, NULL, NULL), 0);
+	assert_memory_equal(want, got.sha256, 32);
+	assert_int_equal(got.pages, 2);
+	assert_int_equal(got.noutside, 0);
 	/* want = 0: all the others, in order. */
 	ctx = ph_ctx_new();
 	for (i = 0; i < 64; i++)
 		if (i != 3 && i != 40)
 			ph_ctx_update(ctx, pages[i], 4096);
 	ph_ctx_final(ctx, want);
-	assert_int_equal(hv_digest(ops, d, set, 64, 0, got), 0);
-	assert_memory_equal(want, got, 32);
+	assert_int_equal(hv_digest(ops, d, set, 64, 0, NULL, 0, &got, NULL, NULL), 0);
+	assert_memory_equal(want, got.sha256, 32);
+	assert_int_equal(got.pages, 62);
 	ops->unmap(d, map);
 	assert_int_equal(ops->destroy(d), 0);
 	ops->close(hv);
+	free(set);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* outside_pfns of this test's backend: pfns 5 and 1500, if offered. */
+static size_t
+two_outside(struct hv_dom *d, const uint64_t *cand, size_t n, uint64_t *out,
+    size_t max)
+{
+	size_t k = 0;
+
+	(void)d;
+	for (size_t i = 0; i < n; i++)
+		if ((cand[i] == 5 || cand[i] == 1500) && k < max)
+			out[k++] = cand[i];
+	return k;
+}
+
+struct seg_log {
+	struct hv_digest_seg	s[4];
+	size_t			n;
+};
+
+static void
+note_seg(void *arg, const struct hv_digest_seg *s)
+{
+	struct seg_log *l = arg;
+
+	assert_true(l->n < 4);
+	l->s[l->n++] = *s;
+}
+
+/*
+ * The pfns the backend names as written behind the dirty log are left
+ * out of the digest, and the segments of HV_DIGEST_SEG pages each hash
+ * their own pages, first and last pfn named.
+ */
+static void
+test_digest_outside(void **state)
+{
+	enum { NP = 2100 };
+	char dir[] = "/tmp/test_hv.XXXXXX", cmd[64];
+	struct hv_ops ops = hv_sim_ops;
+	struct hv_params hp = { 0 };
+	struct hv_dom_info shape = { .vcpus = 1, .pages = NP };
+	static uint64_t pfns[NP];
+	static void *pages[NP];
+	uint64_t *set, idx[NP];
+	uint8_t want[32];
+	struct hv_digest got;
+	struct seg_log segs = { .n = 0 };
+	struct ph_ctx *ctx, *sctx;
+	struct hv_map *map[3];
+	struct hv_dom *d;
+	struct hv *hv;
+	size_t i, k, n = 0;
+
+	(void)state;
+	ops.outside_pfns = two_outside;
+	assert_non_null(mkdtemp(dir));
+	hp.state_dir = dir;
+	assert_int_equal(ops.open(&hp, &hv), 0);
+	snprintf(shape.name, sizeof(shape.name), "d");
+	assert_int_equal(ops.create(hv, &shape, "profile=idle uid=7", 18, &d),
+	    0);
+	for (i = 0; i < NP; i++)
+		pfns[i] = i;
+	for (k = 0; k < 3; k++) {
+		size_t off = k * HV_MAP_BATCH_MAX;
+		size_t cnt = NP - off < HV_MAP_BATCH_MAX ? NP - off :
+		    HV_MAP_BATCH_MAX;
+
+		assert_int_equal(ops.map(d, pfns + off, cnt, 1, pages + off,
+		    &map[k]), 0);
+	}
+	for (i = 0; i < NP; i++) {
+		memset(pages[i], (int)(i % 251), 4096);
+		((uint64_t *)pages[i])[0] = i;
+	}
+	set = bm_alloc(NP);	/* want = 0: every pfn */
+	ctx = ph_ctx_new();
+	for (i = 0; i < NP; i++)
+		if (i != 5 && i != 1500) {
+			ph_ctx_update(ctx, pages[i], 4096);
+			idx[n++] = i;
+		}
+	ph_ctx_final(ctx, want);
+	assert_int_equal(hv_digest(&ops, d, set, NP, 0, NULL, 0, &got,
+	    note_seg, &segs), 0);
+	assert_memory_equal(want, got.sha256, 32);
+	assert_int_equal(got.pages, NP - 2);
+	assert_int_equal(got.noutside, 2);
+	assert_int_equal(got.outside[0], 5);
+	assert_int_equal(got.outside[1], 1500);
+	assert_int_equal(segs.n, 3);
+	for (k = 0; k < segs.n; k++) {
+		size_t lo = k * HV_DIGEST_SEG;
+		size_t hi = lo + HV_DIGEST_SEG < n ? lo + HV_DIGEST_SEG : n;
+
+		assert_int_equal(segs.s[k].index, k);
+		assert_int_equal(segs.s[k].pages, hi - lo);
+		assert_int_equal(segs.s[k].first, idx[lo]);
+		assert_int_equal(segs.s[k].last, idx[hi - 1]);
+		sctx = ph_ctx_new();
+		for (i = lo; i < hi; i++)
+			ph_ctx_update(sctx, pages[idx[i]], 4096);
+		ph_ctx_final(sctx, want);
+		assert_memory_equal(want, segs.s[k].sha256, 32);
+	}
+	/* The destination's way: the source's list, the backend not asked
+	 * (the sim backend would leave nothing out). */
+	{
+		const uint64_t skip[2] = { 5, 1500 };
+		struct hv_digest dst;
+
+		assert_int_equal(hv_digest(&hv_sim_ops, d, set, NP, 0, skip, 2,
+		    &dst, NULL, NULL), 0);
+		assert_memory_equal(dst.sha256, got.sha256, 32);
+		assert_int_equal(dst.pages, NP - 2);
+		assert_int_equal(dst.noutside, 2);
+		assert_int_equal(hv_digest(&hv_sim_ops, d, set, NP, 0, NULL, 0,
+		    &dst, NULL, NULL), 0);
+		assert_int_equal(dst.pages, NP);
+		assert_int_equal(dst.noutside, 0);
+		assert_int_equal(hv_digest(&hv_sim_ops, d, set, NP, 0, skip,
+		    HV_OUTSIDE_MAX + 1, &dst, NULL, NULL), -EINVAL);
+	}
+	/* The logging callback takes a prefix and any segment. */
+	hv_digest_log_seg("test", &segs.s[0]);
+	hv_digest_log("test", &got);
+	for (k = 0; k < 3; k++)
+		ops.unmap(d, map[k]);
+	assert_int_equal(ops.destroy(d), 0);
+	ops.close(hv);
 	free(set);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
@@ -148,6 +289,7 @@ main(void)
 		cmocka_unit_test(test_find),
 		cmocka_unit_test(test_complete),
 		cmocka_unit_test(test_digest),
+		cmocka_unit_test(test_digest_outside),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -232,6 +232,20 @@ enc_end(uint8_t *o, size_t cap)
 	return proto_enc_end(o, cap, REC_END, &e);
 }
 
+/* END naming the pfns left out of its digest. */
+static const uint64_t fx_unverified[3] = { 0x10, 0xfeffc, 0xfefff };
+
+static int
+enc_end_uv(uint8_t *o, size_t cap)
+{
+	struct proto_end e = fx_end();
+
+	e.flags |= PROTO_END_UNVERIFIED;
+	e.nunverified = 3;
+	memcpy(e.unverified, fx_unverified, sizeof(fx_unverified));
+	return proto_enc_end(o, cap, REC_END, &e);
+}
+
 static int
 enc_ready(uint8_t *o, size_t cap)
 {
@@ -391,6 +405,19 @@ chk_end(const struct proto_rec *r)
 
 	assert_int_equal(r->u.end.flags, PROTO_END_VERIFY);
 	assert_memory_equal(r->u.end.memory_sha256, e.memory_sha256, 32);
+}
+
+static void
+chk_end_uv(const struct proto_rec *r)
+{
+	struct proto_end e = fx_end();
+
+	assert_int_equal(r->u.end.flags,
+	    PROTO_END_VERIFY | PROTO_END_UNVERIFIED);
+	assert_memory_equal(r->u.end.memory_sha256, e.memory_sha256, 32);
+	assert_int_equal(r->u.end.nunverified, 3);
+	assert_memory_equal(r->u.end.unverified, fx_unverified,
+	    sizeof(fx_unverified));
 }
 
 static void
@@ -1249,9 +1276,9 @@ test_misc_fields(void **state)
 
 	/* END/READY: unknown flags. */
 	len = build(&cases[12]);
-	set32(b, 2);
+	set32(b, 4);
 	assert_int_equal(dec(&cases[12], len, &lim_full, &r), -EBADMSG);
-	e.flags = 2;
+	e.flags = 4;
 	assert_int_equal(proto_enc_end(buf, BUFSZ, REC_END, &e), -EINVAL);
 	e.flags = 0;
 	assert_int_equal(proto_enc_end(buf, BUFSZ, REC_GO, &e), -EINVAL);
@@ -1839,6 +1866,83 @@ test_domain_info_compress(void **state)
 	assert_int_equal(proto_enc_domain_info(buf, BUFSZ, &di), -EINVAL);
 }
 
+/*
+ * END's list of unverified pfns: only in END, only with VERIFY, 1..16
+ * entries, strictly ascending, its count matching the body.
+ */
+static void
+test_end_unverified(void **state)
+{
+	struct proto_end e = fx_end();
+	struct proto_rec r;
+	uint8_t *b = buf + 8;
+	uint32_t len;
+
+	(void)state;
+	/* Round trip, and the layout of docs/PROTOCOL.md. */
+	len = (uint32_t)enc_end_uv(buf, BUFSZ);
+	assert_int_equal(len, 8 + 48 + 3 * 8);
+	assert_int_equal(le32(buf + 4), 48 + 3 * 8);
+	assert_int_equal(le32(b), 3);
+	assert_int_equal(le32(b + 40), 3);
+	assert_int_equal(le32(b + 44), 0);
+	assert_true(le64(b + 48) == 0x10);
+	assert_true(le64(b + 64) == 0xfefff);
+	assert_int_equal(proto_decode(REC_END, b, le32(buf + 4), &lim_full,
+	    &r), 0);
+	chk_end_uv(&r);
+
+	e.flags |= PROTO_END_UNVERIFIED;
+	e.nunverified = PROTO_END_UNVERIFIED_MAX;
+	for (uint32_t i = 0; i < e.nunverified; i++)
+		e.unverified[i] = 7 + 3 * (uint64_t)i;
+	assert_true(proto_enc_end(buf, BUFSZ, REC_END, &e) > 0);
+	len = le32(buf + 4);
+	assert_int_equal(len, 48 + 8 * PROTO_END_UNVERIFIED_MAX);
+	assert_int_equal(proto_decode(REC_END, b, len, &lim_full, &r), 0);
+	assert_int_equal(r.u.end.nunverified, PROTO_END_UNVERIFIED_MAX);
+	assert_true(r.u.end.unverified[15] == 7 + 45);
+	/* The count must match the body, and stay within the maximum. */
+	set32(b + 40, PROTO_END_UNVERIFIED_MAX - 1);
+	assert_int_equal(proto_decode(REC_END, b, len, &lim_full, &r),
+	    -EBADMSG);
+	set32(b + 40, 0);
+	assert_int_equal(proto_decode(REC_END, b, 48, &lim_full, &r),
+	    -EBADMSG);
+	set32(b + 40, PROTO_END_UNVERIFIED_MAX + 1);
+	assert_int_equal(proto_decode(REC_END, b, len + 8, &lim_full, &r),
+	    -EBADMSG);
+	set32(b + 40, PROTO_END_UNVERIFIED_MAX);
+	/* Not ascending. */
+	set64(b + 48 + 8, 7);
+	assert_int_equal(proto_decode(REC_END, b, len, &lim_full, &r),
+	    -EBADMSG);
+	set64(b + 48 + 8, 10);
+	assert_int_equal(proto_decode(REC_END, b, len, &lim_full, &r), 0);
+	/* The flag without VERIFY, or in READY. */
+	set32(b, PROTO_END_UNVERIFIED);
+	assert_int_equal(proto_decode(REC_END, b, len, &lim_full, &r),
+	    -EBADMSG);
+	set32(b, PROTO_END_VERIFY | PROTO_END_UNVERIFIED);
+	assert_int_equal(proto_decode(REC_READY, b, len, &lim_full, &r),
+	    -EBADMSG);
+	/* Too short to hold the count. */
+	assert_int_equal(proto_decode(REC_END, b, 44, &lim_full, &r),
+	    -EBADMSG);
+	/* The encoder refuses what the decoder refuses. */
+	assert_int_equal(proto_enc_end(buf, BUFSZ, REC_READY, &e), -EINVAL);
+	e.nunverified = 0;
+	assert_int_equal(proto_enc_end(buf, BUFSZ, REC_END, &e), -EINVAL);
+	e.nunverified = PROTO_END_UNVERIFIED_MAX + 1;
+	assert_int_equal(proto_enc_end(buf, BUFSZ, REC_END, &e), -EINVAL);
+	e.nunverified = 2;
+	e.unverified[1] = e.unverified[0];
+	assert_int_equal(proto_enc_end(buf, BUFSZ, REC_END, &e), -EINVAL);
+	e.flags = PROTO_END_UNVERIFIED;
+	e.unverified[1] = 99;
+	assert_int_equal(proto_enc_end(buf, BUFSZ, REC_END, &e), -EINVAL);
+}
+
 /* ---- the fuzz seed corpus ---- */
 
 /*
@@ -1944,6 +2048,22 @@ write_corpus(const char *dir)
 		if (fclose(f) != 0)
 			return 1;
 	}
+	/* END with the pfns left out of its digest. */
+	snprintf(path, sizeof(path), "%s/%02zu-END-unverified", dir,
+	    NCASES + 7);
+	if ((f = fopen(path, "wb")) == NULL)
+		return 1;
+	set32(buf, PH_LIVE | 2u << 4);
+	fwrite(buf, 1, 4, f);
+	{
+		int n = enc_end_uv(buf, BUFSZ);
+
+		if (n < 0)
+			return 1;
+		fwrite(buf, 1, (size_t)n, f);
+	}
+	if (fclose(f) != 0)
+		return 1;
 	/* One multi-record input: a whole session, S2D side. */
 	snprintf(path, sizeof(path), "%s/%02zu-session", dir, NCASES);
 	if ((f = fopen(path, "wb")) == NULL)
@@ -1985,6 +2105,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_stream_hdr),
 		cmocka_unit_test(test_page_data_z),
 		cmocka_unit_test(test_domain_info_compress),
+		cmocka_unit_test(test_end_unverified),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0)

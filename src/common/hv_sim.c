@@ -339,6 +339,19 @@ sim_reap_incoming(struct hv *hv, char ***names, size_t *n)
 	return sd_reap_incoming(hv->dir, names, n);
 }
 
+/* Nothing but the guest process writes a sim guest's memory. */
+static size_t
+sim_outside_pfns(struct hv_dom *d, const uint64_t *cand, size_t n,
+    uint64_t *out, size_t max)
+{
+	(void)d;
+	(void)cand;
+	(void)n;
+	(void)out;
+	(void)max;
+	return 0;
+}
+
 const struct hv_ops hv_sim_ops = {
 	.name = "sim",
 	.open = sim_open,
@@ -362,4 +375,5 @@ const struct hv_ops hv_sim_ops = {
 	.commit = sim_commit,
 	.destroy = sim_destroy,
 	.reap_incoming = sim_reap_incoming,
+	.outside_pfns = sim_outside_pfns,
 };

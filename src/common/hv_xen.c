@@ -1186,21 +1186,75 @@ suspend_guest(struct hv_dom *d)
 	}
 }
 
+/* The xenstore and console ring pfns (the HVM params), in that order. */
+static unsigned int
+ring_pfns(struct hv_dom *d, uint64_t pfns[2])
+{
+	const uint32_t which[2] = { HVM_PARAM_STORE_PFN, HVM_PARAM_CONSOLE_PFN };
+	uint64_t v;
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < 2; i++)
+		if (xc_hvm_param_get(d->hv->xch, d->domid, which[i], &v) == 0 &&
+		    v != 0 && v < d->pages)
+			pfns[n++] = v;
+	return n;
+}
+
 /*
- * Stop the guest for the last round.  A guest with PV drivers is asked
- * to suspend itself first (see suspend_guest()), so that on the
- * destination it wakes from its suspend hypercall with 0 and re-binds its
- * event channels, xenstore and console and re-registers its shared
- * pages: a guest merely paused keeps the source host's bindings and its
- * timers and console stay dead after the move (docs/XEN.md).  A guest
- * without PV drivers, or one that does not acknowledge within
- * HV_XEN_SUSPEND_ACK_MS, is paused without its knowledge.  Either way the
- * domain is then paused with xc_domain_pause(), which returns once every
- * vCPU is descheduled (a shutdown alone pauses vCPUs asynchronously).
- * Idempotent: a paused domain is left as it is.  Blocks for as long as
- * the guest takes to suspend (up to HV_XEN_SUSPEND_ACK_MS +
- * HV_XEN_SUSPEND_DONE_MS).
+ * Exported by libxenctrl 4.17 (VERS_4.17.0) but declared only in its
+ * private xc_private.h: the page-type query Xen's own save code uses
+ * (XEN_DOMCTL_getpageframeinfo3, types replace the pfns in arr).
  */
+int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num,
+    xen_pfn_t *arr);
+
+/*
+ * The ring pages, and the pfns typed XTAB although they map: pages Xen
+ * owns that the guest placed in its physmap (shared info, grant-table
+ * frames), which Xen writes itself (event-channel bits, grant flags)
+ * without logging and its save code does not send (xg_sr_save.c maps no
+ * XTAB pfn).  One type query per call; a failed query names the rings
+ * only.
+ */
+static size_t
+xen_outside_pfns(struct hv_dom *d, const uint64_t *cand, size_t n,
+    uint64_t *out, size_t max)
+{
+	xen_pfn_t *t = NULL;
+	uint64_t ring[2];
+	unsigned int nring;
+	size_t k = 0;
+
+	if (d == NULL || cand == NULL || out == NULL || n == 0 ||
+	    n > HV_MAP_BATCH_MAX)
+		return 0;
+	nring = ring_pfns(d, ring);
+	if ((t = malloc(n * sizeof(*t))) != NULL) {
+		for (size_t i = 0; i < n; i++)
+			t[i] = (xen_pfn_t)cand[i];
+		if (xc_get_pfn_type_batch(d->hv->xch, d->domid,
+		    (unsigned int)n, t) != 0) {
+			free(t);
+			t = NULL;
+		}
+	}
+	for (size_t i = 0; i < n && k < max; i++) {
+		int hit = 0;
+
+		for (unsigned int r = 0; r < nring; r++)
+			if (cand[i] == ring[r])
+				hit = 1;
+		if (t != NULL && (t[i] & XEN_DOMCTL_PFINFO_LTAB_MASK) ==
+		    XEN_DOMCTL_PFINFO_XTAB)
+			hit = 1;
+		if (hit)
+			out[k++] = cand[i];
+	}
+	free(t);
+	return k;
+}
+
 /*
  * The guest's xenstore and console rings are written by dom0's xenstored
  * and xenconsoled through long-lived mappings, and Xen's log-dirty does
@@ -1217,23 +1271,18 @@ suspend_guest(struct hv_dom *d)
 static void
 settle_rings(struct hv_dom *d)
 {
-	const uint32_t which[2] = { HVM_PARAM_STORE_PFN, HVM_PARAM_CONSOLE_PFN };
 	xen_pfn_t pfns[2];
 	int err[2];
 	uint8_t *prev = NULL, *addr;
-	uint64_t v, start, stable;
-	unsigned int n = 0;
+	uint64_t start, stable;
+	unsigned int n;
 
-	d->nring = 0;
-	for (unsigned int i = 0; i < 2; i++)
-		if (xc_hvm_param_get(d->hv->xch, d->domid, which[i], &v) == 0 &&
-		    v != 0 && v < d->pages)
-			pfns[n++] = (xen_pfn_t)v;
-	for (unsigned int i = 0; i < n; i++)
-		d->ring[i] = pfns[i];
+	n = ring_pfns(d, d->ring);
 	d->nring = n;
 	if (n == 0)
 		return;
+	for (unsigned int i = 0; i < n; i++)
+		pfns[i] = (xen_pfn_t)d->ring[i];
 	addr = xenforeignmemory_map(d->hv->fmem, d->domid, PROT_READ, n, pfns,
 	    err);
 	if (addr == NULL)
@@ -1262,6 +1311,21 @@ out:
 	xenforeignmemory_unmap(d->hv->fmem, addr, n);
 }
 
+/*
+ * Stop the guest for the last round.  A guest with PV drivers is asked
+ * to suspend itself first (see suspend_guest()), so that on the
+ * destination it wakes from its suspend hypercall with 0 and re-binds its
+ * event channels, xenstore and console and re-registers its shared
+ * pages: a guest merely paused keeps the source host's bindings and its
+ * timers and console stay dead after the move (docs/XEN.md).  A guest
+ * without PV drivers, or one that does not acknowledge within
+ * HV_XEN_SUSPEND_ACK_MS, is paused without its knowledge.  Either way the
+ * domain is then paused with xc_domain_pause(), which returns once every
+ * vCPU is descheduled (a shutdown alone pauses vCPUs asynchronously).
+ * Idempotent: a paused domain is left as it is.  Blocks for as long as
+ * the guest takes to suspend (up to HV_XEN_SUSPEND_ACK_MS +
+ * HV_XEN_SUSPEND_DONE_MS).
+ */
 static int
 xen_pause(struct hv_dom *d)
 {
@@ -1823,4 +1887,5 @@ const struct hv_ops hv_xen_ops = {
 	.commit = xen_commit,
 	.destroy = xen_destroy,
 	.reap_incoming = xen_reap_incoming,
+	.outside_pfns = xen_outside_pfns,
 };

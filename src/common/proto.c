@@ -126,8 +126,13 @@ _Static_assert(IE_DIRTY + 8 == IE_LEN, "ITER_END body size");
 #define END_RESERVED	4
 #define END_SHA		8
 #define END_LEN		40
-#define END_FLAGS_KNOWN	PROTO_END_VERIFY
+#define END_FLAGS_KNOWN	(PROTO_END_VERIFY | PROTO_END_UNVERIFIED)
 _Static_assert(END_SHA + PROTO_DIGEST_LEN == END_LEN, "END body size");
+/* END with UNVERIFIED: then u32 n, u32 reserved, u64 pfn[n]. */
+#define END_UV_N	40
+#define END_UV_RESERVED	44
+#define END_UV_PFNS	48
+#define END_UV_LEN(n)	(END_UV_PFNS + 8 * (size_t)(n))
 
 /* GO: 8 reserved bytes. */
 #define GO_LEN		8
@@ -719,16 +724,46 @@ dec_context(const uint8_t *b, size_t len, struct proto_context *c)
 	return 0;
 }
 
+/*
+ * The unverified list is only meaningful in END with VERIFY; it is short
+ * (at most PROTO_END_UNVERIFIED_MAX), non-empty and strictly ascending,
+ * so that each list has exactly one encoding.
+ */
 static int
-dec_end(const uint8_t *b, size_t len, struct proto_end *e)
+end_list_ok(uint32_t type, const struct proto_end *e)
 {
-	if (len != END_LEN)
+	if (!(e->flags & PROTO_END_UNVERIFIED))
+		return 1;
+	if (type != REC_END || !(e->flags & PROTO_END_VERIFY) ||
+	    e->nunverified == 0 || e->nunverified > PROTO_END_UNVERIFIED_MAX)
+		return 0;
+	for (uint32_t i = 1; i < e->nunverified; i++)
+		if (e->unverified[i] <= e->unverified[i - 1])
+			return 0;
+	return 1;
+}
+
+static int
+dec_end(uint32_t type, const uint8_t *b, size_t len, struct proto_end *e)
+{
+	if (len < END_LEN)
 		return -EBADMSG;
 	e->flags = get32(b + END_FLAGS);
 	if (e->flags & ~END_FLAGS_KNOWN)
 		return -EBADMSG;
 	memcpy(e->memory_sha256, b + END_SHA, sizeof(e->memory_sha256));
-	return 0;
+	e->nunverified = 0;
+	if (!(e->flags & PROTO_END_UNVERIFIED))
+		return len == END_LEN ? 0 : -EBADMSG;
+	if (len < END_UV_PFNS)
+		return -EBADMSG;
+	e->nunverified = get32(b + END_UV_N);
+	if (e->nunverified == 0 || e->nunverified > PROTO_END_UNVERIFIED_MAX ||
+	    len != END_UV_LEN(e->nunverified))
+		return -EBADMSG;
+	for (uint32_t i = 0; i < e->nunverified; i++)
+		e->unverified[i] = get64(b + END_UV_PFNS + 8 * (size_t)i);
+	return end_list_ok(type, e) ? 0 : -EBADMSG;
 }
 
 static int
@@ -818,7 +853,7 @@ proto_decode(uint32_t type, const uint8_t *body, size_t len,
 		break;
 	case REC_END:
 	case REC_READY:
-		ret = dec_end(body, len, &r.u.end);
+		ret = dec_end(type, body, len, &r.u.end);
 		break;
 	case REC_GO:
 		ret = len == GO_LEN ? 0 : -EBADMSG;
@@ -1220,14 +1255,24 @@ proto_enc_end(uint8_t *out, size_t cap, uint32_t type,
 	uint8_t	*b;
 	int	 err;
 
+	size_t	 len;
+
 	if ((type != REC_END && type != REC_READY) || e == NULL ||
-	    (e->flags & ~END_FLAGS_KNOWN))
+	    (e->flags & ~END_FLAGS_KNOWN) || !end_list_ok(type, e))
 		return -EINVAL;
-	if ((b = rec_start(out, cap, type, END_LEN, &err)) == NULL)
+	len = e->flags & PROTO_END_UNVERIFIED ? END_UV_LEN(e->nunverified) :
+	    END_LEN;
+	if ((b = rec_start(out, cap, type, len, &err)) == NULL)
 		return err;
 	put32(b + END_FLAGS, e->flags);
 	memcpy(b + END_SHA, e->memory_sha256, PROTO_DIGEST_LEN);
-	return (int)proto_rec_size(END_LEN);
+	if (e->flags & PROTO_END_UNVERIFIED) {
+		put32(b + END_UV_N, e->nunverified);
+		for (uint32_t i = 0; i < e->nunverified; i++)
+			put64(b + END_UV_PFNS + 8 * (size_t)i,
+			    e->unverified[i]);
+	}
+	return (int)proto_rec_size(len);
 }
 
 int

@@ -59,6 +59,8 @@ struct mig_dst {
 	struct dst_src_dom	 src[DST_SRC_DOMS];
 	unsigned		 src_next;
 	int			 end_seen;
+	uint64_t		 unverified[PROTO_END_UNVERIFIED_MAX];
+	uint32_t		 nunverified;	/* END's list, for --verify */
 	int			 committed;
 	int			 journaled;	/* a journal record exists */
 	int			 advise;	/* dry run: OFFER/HAVE only */
@@ -698,11 +700,19 @@ dst_try_ready(struct mig_dst *s)
 		return;
 	memset(&e, 0, sizeof(e));
 	if (s->flags & PROTO_DI_VERIFY) {
+		struct hv_digest dg;
+		char pfx[HV_NAME_MAX + 32];
+
+		snprintf(pfx, sizeof(pfx), "session %u: %s", s->id, s->domain);
+		/* Without the pages the source could not vouch for. */
 		if ((rc = hv_digest(s->env->ops, s->dom, s->recvd,
-		    s->pages, 1, e.memory_sha256)) != 0) {
+		    s->pages, 1, s->unverified, s->nunverified, &dg,
+		    hv_digest_log_seg, pfx)) != 0) {
 			dst_fail(s, "verify: %s", strerror(-rc));
 			return;
 		}
+		hv_digest_log(pfx, &dg);
+		memcpy(e.memory_sha256, dg.sha256, 32);
 		e.flags = PROTO_END_VERIFY;
 	}
 	if (dst_send(s, buf, proto_enc_end(buf, sizeof(buf), REC_READY,
@@ -733,6 +743,11 @@ dst_on_end(struct mig_dst *s, const struct proto_end *e)
 		return;
 	}
 	s->end_seen = 1;
+	if (e->flags & PROTO_END_UNVERIFIED) {
+		s->nunverified = e->nunverified;
+		memcpy(s->unverified, e->unverified,
+		    e->nunverified * sizeof(e->unverified[0]));
+	}
 	s->state = DS_FINAL;
 	link_set_phase(s->link, PH_FINAL);
 	if (s->n_unresolved > 0)

@@ -146,6 +146,7 @@ struct mig_src {
 	uint8_t			*zrec;		/* the encoded record */
 	uint8_t			 sha_src[32], sha_dst[32];
 	int			 have_sha_src, have_sha_dst;
+	struct hv_digest	 dg;		/* sha_src's pages and exceptions */
 };
 
 static void	src_on_up(struct link *l, void *arg);
@@ -1125,16 +1126,30 @@ src_send_final(struct mig_src *m)
 		 * found to be a hole), in pfn order, paused; the destination
 		 * hashes the pfns it received.  Holes stay out of the
 		 * downtime: a Xen PVH guest's pfn space is mostly holes.
+		 * Each segment's digest goes to the debug log, to be set
+		 * beside the destination's when the digests differ.
 		 */
+		char pfx[HV_NAME_MAX + 32];
+
+		snprintf(pfx, sizeof(pfx), "migration %u: %s", m->id,
+		    m->domain);
 		if ((rc = hv_digest(m->env->ops, m->dom, m->holes, m->pages,
-		    0, m->sha_src)) != 0) {
+		    0, NULL, 0, &m->dg, hv_digest_log_seg, pfx)) != 0) {
 			src_fail(m, "verify: cannot hash the memory: %s",
 			    strerror(-rc));
 			goto out;
 		}
+		hv_digest_log(pfx, &m->dg);
+		memcpy(m->sha_src, m->dg.sha256, 32);
 		m->have_sha_src = 1;
 		e.flags = PROTO_END_VERIFY;
 		memcpy(e.memory_sha256, m->sha_src, 32);
+		if (m->dg.noutside > 0) {
+			e.flags |= PROTO_END_UNVERIFIED;
+			e.nunverified = (uint32_t)m->dg.noutside;
+			memcpy(e.unverified, m->dg.outside,
+			    m->dg.noutside * sizeof(e.unverified[0]));
+		}
 	}
 	len = proto_enc_end(buf, cap, REC_END, &e);
 	if ((rc = src_send(m, buf, len)) != 0) {
@@ -2208,9 +2223,16 @@ mig_src_json(const struct mig_src *m)
 	    json_object_new_int64(m->st.throttle_max));
 	if (m->o.verify) {
 		if (m->have_sha_src) {
+			struct json_object *a = json_object_new_array();
+
 			ph_hex(m->sha_src, hex);
 			json_object_object_add(o, "memory_sha256_source",
 			    json_object_new_string(hex));
+			json_add_u64(o, "memory_pages_verified", m->dg.pages);
+			for (size_t i = 0; i < m->dg.noutside; i++)
+				json_object_array_add(a, json_object_new_int64(
+				    (int64_t)m->dg.outside[i]));
+			json_object_object_add(o, "memory_pfns_unverified", a);
 		}
 		if (m->have_sha_dst) {
 			ph_hex(m->sha_dst, hex);

@@ -43,6 +43,10 @@ def migrate_running(a, b, name, dedup):
     check(out["memory_sha256_source"] == out["memory_sha256_dest"],
           "I1: digests differ: %r" % out)
     check(out["pages_total"] == PAGES, "pages_total %r" % out)
+    # The sim backend vouches for every page: all of them are hashed.
+    check(out.get("memory_pages_verified") == PAGES and
+          out.get("memory_pfns_unverified") == [],
+          "verify did not cover every page: %r" % out)
     sent = out["pages_data"] + out["pages_ref"] + out["pages_zero"]
     check(sent >= PAGES, "only %d pages sent of %d" % (sent, PAGES))
     if dedup == "none":
