@@ -67,7 +67,12 @@ def main():
             s, d = j.get("memory_sha256_source"), j.get("memory_sha256_dest")
             check("%s (%s): memory_sha256_source == memory_sha256_dest" %
                   (what, g), bool(s) and s == d,
-                  "%s / %s" % ((s or "-")[:16], (d or "-")[:16]))
+                  "%s / %s over %s pages, pfns left out: %s" % (
+                      (s or "-")[:16], (d or "-")[:16],
+                      j.get("memory_pages_verified", "-"),
+                      " ".join("%#x" % p for p in
+                               j.get("memory_pfns_unverified", [])) or
+                      "none"))
         check("%s (%s): gone from host A" % (what, g), m.get("gone") == "1")
         check("%s (%s): runs on host B (console advances)" % (what, g),
               " PASS " in runs.get(g, ""), runs.get(g, "no line"))
