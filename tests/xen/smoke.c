@@ -38,6 +38,10 @@
 int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num,
     xen_pfn_t *arr);
 
+/* hv_xen.c's pure helper: the cap throttle(percent) must set. */
+uint16_t hv_xen_throttle_cap(uint16_t own_cap, uint32_t vcpus,
+    unsigned percent);
+
 /* Xen's save code (xg_sr_save.c) maps no XTAB, BROKEN or XALLOC pfn. */
 static int
 type_populated(xen_pfn_t t)
@@ -261,6 +265,31 @@ unmap_marks(struct hv_dom *d, struct marks *mk)
 		ops->unmap(d, mk->map[b]);
 		mk->map[b] = NULL;
 	}
+}
+
+/*
+ * The domain's scheduler cap, read with libxc directly (credit2, Debian's
+ * default, else credit): what throttle() is checked against.
+ */
+static int
+sched_cap_of(uint32_t domid, uint16_t *cap)
+{
+	xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+	struct xen_domctl_sched_credit2 c2;
+	struct xen_domctl_sched_credit c1;
+	int rc = -1;
+
+	if (xch == NULL)
+		return -1;
+	if (xc_sched_credit2_domain_get(xch, domid, &c2) == 0) {
+		*cap = c2.cap;
+		rc = 0;
+	} else if (xc_sched_credit_domain_get(xch, domid, &c1) == 0) {
+		*cap = c1.cap;
+		rc = 0;
+	}
+	xc_interface_close(xch);
+	return rc;
 }
 
 static void
@@ -518,6 +547,39 @@ main(int argc, char **argv)
 		r1 = wait_console(pat, r0, 3);
 		printf("smoke: unpaused: console rounds %d -> %d\n", r0, r1);
 		CHECK(r1 >= r0 + 3, "guest console stopped after unpause");
+	}
+
+	{
+		/*
+		 * Auto-converge's throttle: the scheduler cap is set from the
+		 * domain's own cap at each step (not compounded), the guest
+		 * still runs under it, and percent 0 gives the own cap back.
+		 */
+		uint64_t saved = 0;
+		uint16_t own, cap;
+
+		CHECK(sched_cap_of(info.domid, &own) == 0, "read the cap");
+		rc = ops->throttle(d, 50, &saved);
+		CHECK(rc == 0, "throttle 50: %s", strerror(-rc));
+		CHECK(saved != 0, "throttle kept no record of the own cap");
+		CHECK(sched_cap_of(info.domid, &cap) == 0 &&
+		    cap == hv_xen_throttle_cap(own, info.vcpus, 50),
+		    "throttle 50: cap %u", cap);
+		rc = ops->throttle(d, 80, &saved);
+		CHECK(rc == 0, "throttle 80: %s", strerror(-rc));
+		CHECK(sched_cap_of(info.domid, &cap) == 0 &&
+		    cap == hv_xen_throttle_cap(own, info.vcpus, 80),
+		    "throttle 80: cap %u", cap);
+		printf("smoke: throttle: own cap %u, 50%% -> %u, 80%% -> %u\n",
+		    own, hv_xen_throttle_cap(own, info.vcpus, 50), cap);
+		rounds(&mk, snap);
+		c = wait_changes(&mk, snap, cur, MARK_PAGES);
+		printf("smoke: throttled 80%%: %zu marker pages changed\n", c);
+		CHECK(c == MARK_PAGES, "throttled guest stopped");
+		rc = ops->throttle(d, 0, &saved);
+		CHECK(rc == 0, "throttle 0: %s", strerror(-rc));
+		CHECK(sched_cap_of(info.domid, &cap) == 0 && cap == own,
+		    "throttle 0: cap %u, own %u", cap, own);
 	}
 
 	rc = ops->logdirty_disable(d);
