@@ -1,6 +1,12 @@
 /*
  * pagehash.c - SHA-256 (OpenSSL 3 EVP) and XXH3-64 (libxxhash) of pages.
  *
+ * XXH3 goes through libxxhash's own x86 dispatcher (xxh_x86dispatch.h:
+ * AVX2/AVX-512 when the CPU has them; the same values as the portable
+ * code, which test_pagehash pins): the scanner's re-pass of unchanged
+ * pages is XXH3-bound, and went from 5.9 to 10.1 GB/s per core with it
+ * (SHAREMIG_BENCH=1024 test_scan, docs/BENCHMARKS.md).
+ *
  * The SHA-256 EVP_MD is fetched once (pthread_once) and each thread keeps
  * one EVP_MD_CTX in thread-local storage, so hashing a page allocates
  * nothing.  OpenSSL picks the SHA-NI code path by itself when the CPU has
@@ -13,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#if defined(__x86_64__)
+#include <xxh_x86dispatch.h>
+#endif
 
 #include "pagehash.h"
 
@@ -93,7 +102,11 @@ ph_sha256(const void *page, uint8_t out[PH_DIGEST_LEN])
 uint64_t
 ph_xxh3(const void *page)
 {
+#if defined(__x86_64__)
+	return XXH3_64bits_dispatch(page, PH_PAGE_SIZE);
+#else
 	return XXH3_64bits(page, PH_PAGE_SIZE);
+#endif
 }
 
 /*
