@@ -29,8 +29,13 @@ def main():
     src, dst, out = sys.argv[1:4]
     mig, js, runs, common = {}, {}, {}, None
     last = None
+    retries = []
     for ln in lines(src):
-        if ln.startswith("SHAREMIG-PAIR-MIGRATE:"):
+        if ln.startswith("SHAREMIG-PAIR-RETRY:"):
+            # A guest died under the emulator; its run was repeated and
+            # the later lines of that guest replace these.
+            retries.append(ln.split(":", 1)[1].strip())
+        elif ln.startswith("SHAREMIG-PAIR-MIGRATE:"):
             f = kv(ln)
             last = f.get("guest")
             mig[last] = f
@@ -47,6 +52,8 @@ def main():
             common = kv(ln)
 
     failed = 0
+    for r in retries:
+        print("RETRY %s" % r)
 
     def check(label, ok, detail=""):
         nonlocal failed
@@ -124,7 +131,7 @@ def main():
                common["pct_nonzero"]))
     with open(out, "w") as f:
         json.dump({"migrate": mig, "json": js, "runs": runs,
-                   "common": common}, f, indent=1)
+                   "retries": retries, "common": common}, f, indent=1)
     print("\n%d check(s) failed" % failed if failed else "\nall checks passed")
     return 1 if failed else 0
 
