@@ -27,7 +27,8 @@ _migratectl()
 	    index-sync"
 	local globals="--control --json --help --version"
 	local migrate_opts="--dedup --paused --verify --wait --downtime-ms
-	    --max-iterations --bandwidth --auto-converge --compress --zero-pages"
+	    --max-iterations --bandwidth --auto-converge --compress --zero-pages
+	    --streams"
 
 	case $prev in
 	--control)
@@ -50,6 +51,10 @@ _migratectl()
 	--downtime-ms|--max-iterations)
 		return
 		;;
+	--streams)
+		COMPREPLY=($(compgen -W "1 2 3 4 5 6 7 8" -- "$cur"))
+		return
+		;;
 	--bandwidth)
 		# RATE: bytes per second, K/M/G = binary multiples.
 		COMPREPLY=($(compgen -W "0 1M 10M 100M 1G" -- "$cur"))
@@ -69,7 +74,7 @@ _migratectl()
 		--control=*)
 			ctl=("${words[i]}")
 			;;
-		--dedup|--downtime-ms|--max-iterations|--bandwidth|--compress|--zero-pages)
+		--dedup|--downtime-ms|--max-iterations|--bandwidth|--compress|--zero-pages|--streams)
 			((i++))
 			;;
 		-*)

@@ -91,10 +91,19 @@ rec_equal(const struct proto_rec *a, const struct proto_rec *b)
 		    memcmp(x->uuid, y->uuid, 16) == 0 &&
 		    strcmp(x->name, y->name) == 0 &&
 		    x->config_len == y->config_len &&
-		    same_bytes(x->config, y->config, x->config_len);
+		    same_bytes(x->config, y->config, x->config_len) &&
+		    x->streams == y->streams;
 	}
 	case REC_DOMAIN_ACK:
-		return a->u.domain_ack.domid == b->u.domain_ack.domid;
+		return a->u.domain_ack.domid == b->u.domain_ack.domid &&
+		    a->u.domain_ack.streams == b->u.domain_ack.streams &&
+		    (a->u.domain_ack.streams < 2 ||
+		    memcmp(a->u.domain_ack.token, b->u.domain_ack.token,
+		    PROTO_TOKEN_LEN) == 0);
+	case REC_JOIN:
+		return a->u.join.index == b->u.join.index &&
+		    memcmp(a->u.join.token, b->u.join.token,
+		    PROTO_TOKEN_LEN) == 0;
 	case REC_OFFER:
 		if (a->u.offer.batch != b->u.offer.batch ||
 		    a->u.offer.count != b->u.offer.count ||
@@ -198,8 +207,10 @@ reencode(const struct proto_rec *r)
 		return proto_enc_domain_info(enc, sizeof(enc),
 		    &r->u.domain_info);
 	case REC_DOMAIN_ACK:
-		return proto_enc_domain_ack(enc, sizeof(enc),
-		    r->u.domain_ack.domid);
+		return proto_enc_domain_ack_streams(enc, sizeof(enc),
+		    &r->u.domain_ack);
+	case REC_JOIN:
+		return proto_enc_join(enc, sizeof(enc), &r->u.join);
 	case REC_OFFER: {
 		/* The bitmap is rebuilt from the decoded pfn list, so the
 		 * byte comparison in rec_equal() also checks

@@ -28,7 +28,8 @@ struct cfg {
 	unsigned max_iters;		/* [migration] max_iterations */
 	uint64_t bandwidth;		/* [migration] bandwidth = bytes/s, 0 = none */
 	int	 auto_converge;		/* [migration] auto_converge = yes|no */
-	unsigned streams;		/* [migration] streams */
+	unsigned streams;		/* [migration] streams = 1..8 */
+	unsigned max_streams;		/* [destd] max_streams = 1..8 */
 };
 
 /* Defaults into c (strings malloc'd or NULL). */

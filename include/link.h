@@ -61,6 +61,21 @@ void	link_set_handshake_timeout(struct link *l, unsigned seconds);
 /* Seconds of input silence that end the session (0 = none). */
 void	link_set_read_timeout(struct link *l, unsigned seconds);
 
+/*
+ * Hand the link to another owner: later callbacks (the rest of the
+ * current read too) go to cbs/arg.  May be called inside on_record.
+ */
+void	link_set_cbs(struct link *l, const struct link_cbs *cbs, void *arg);
+/*
+ * Stop handing records to the owner: the record being handled (when
+ * called inside on_record) is the last until link_resume(); reading
+ * stops, so the peer's sending stalls on TCP flow control (no read
+ * timeout while paused).  link_resume() hands over what is buffered from
+ * the loop, then reads again.
+ */
+void	link_pause(struct link *l);
+void	link_resume(struct link *l);
+
 /* Queue bytes (one or more whole encoded records).  0 or -errno. */
 int	link_send(struct link *l, const void *buf, size_t len);
 /* Queue an ERROR record (best effort; errors ignored). */

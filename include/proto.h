@@ -60,6 +60,7 @@ enum proto_type {
 	REC_READY	= 14,	/* D->S */
 	REC_GO		= 15,	/* S->D */
 	REC_RUNNING	= 16,	/* D->S */
+	REC_JOIN	= 17,	/* S->D, first record of a data stream */
 	REC_KEEPALIVE	= PROTO_OPTIONAL | 1,	/* both, any phase, empty */
 };
 
@@ -96,12 +97,34 @@ enum proto_phase {
 #define PROTO_CAP_VERIFY	0x4ull
 #define PROTO_CAP_ZSTD		0x8ull	/* accepts zstd PAGE_DATA */
 #define PROTO_CAP_LZ4		0x10ull	/* accepts lz4 PAGE_DATA */
+#define PROTO_CAP_STREAMS	0x20ull	/* several streams: DOMAIN_INFO
+					 * STREAMS, DOMAIN_ACK grant, JOIN */
+
+/*
+ * Several TCP streams per session (docs/PROTOCOL.md "Several streams"):
+ * stream 0 is the main connection, streams 1..n-1 carry PAGE_DATA and
+ * ITER_END only.  PAGE_DATA of pfn p goes on stream proto_stream_of(p, n)
+ * while pages stream (LIVE); ITER_END/END are barriers across all.
+ */
+#define PROTO_STREAMS_MAX	8u
+#define PROTO_TOKEN_LEN		16u
+#define PROTO_STREAM_CHUNK_SHIFT 6	/* runs of 64 pfns share a stream */
+
+static inline unsigned
+proto_stream_of(uint64_t pfn, unsigned streams)
+{
+	return streams <= 1 ? 0 :
+	    (unsigned)((pfn >> PROTO_STREAM_CHUNK_SHIFT) % streams);
+}
 
 /* DOMAIN_INFO flags. */
 #define PROTO_DI_PAUSED		0x1u	/* leave the guest paused at the end */
 #define PROTO_DI_VERIFY		0x2u	/* compare whole-memory digests */
 #define PROTO_DI_ADVISE		0x4u	/* dry run: only OFFER/HAVE, no domain,
 					 * no pages (placement advice) */
+#define PROTO_DI_STREAMS	0x8u	/* u32 streams, u32 reserved follow
+					 * the config (set by the encoder
+					 * when streams > 1) */
 
 enum proto_dedup {
 	PROTO_DEDUP_NONE	= 0,
@@ -154,10 +177,23 @@ struct proto_domain_info {	/* body: 48 bytes fixed + name + config */
 	char		name[PROTO_NAME_MAX + 1];	/* NUL-terminated copy */
 	const uint8_t	*config;	/* points into the body */
 	uint32_t	config_len;
+	uint32_t	streams;	/* streams asked for: 1 (no
+					 * STREAMS flag) or 2..PROTO_STREAMS_MAX */
 };
 
-struct proto_domain_ack {	/* body: u32 domid, u32 reserved */
+/* body: u32 domid, u32 streams (was reserved: 0 or 1 = one stream),
+ * and with streams >= 2: u8 token[16] (24 bytes) */
+struct proto_domain_ack {
 	uint32_t	domid;
+	uint32_t	streams;	/* granted, 1..PROTO_STREAMS_MAX */
+	uint8_t		token[PROTO_TOKEN_LEN];	/* streams >= 2 only */
+};
+
+/* JOIN: the first record on a data stream, after HELLO.
+ * body: u8 token[16], u32 index (1..PROTO_STREAMS_MAX - 1), u32 reserved */
+struct proto_join {
+	uint8_t		token[PROTO_TOKEN_LEN];
+	uint32_t	index;
 };
 
 /*
@@ -252,6 +288,7 @@ struct proto_rec {
 		struct proto_error	error;
 		struct proto_domain_info domain_info;
 		struct proto_domain_ack	domain_ack;
+		struct proto_join	join;
 		struct proto_offer	offer;
 		struct proto_have	have;
 		struct proto_page_data	page_data;
@@ -344,6 +381,11 @@ int	proto_enc_error(uint8_t *out, size_t cap, uint32_t code, const char *msg);
 int	proto_enc_domain_info(uint8_t *out, size_t cap,
 	    const struct proto_domain_info *di);
 int	proto_enc_domain_ack(uint8_t *out, size_t cap, uint32_t domid);
+/* DOMAIN_ACK granting a->streams (1: the 8-byte form above, token
+ * unused; 2..PROTO_STREAMS_MAX: with a->token). */
+int	proto_enc_domain_ack_streams(uint8_t *out, size_t cap,
+	    const struct proto_domain_ack *a);
+int	proto_enc_join(uint8_t *out, size_t cap, const struct proto_join *j);
 /* OFFER: bitmap[span/64] (host u64 words) with exactly count bits set,
  * prefixes[count] in pfn order. */
 int	proto_enc_offer(uint8_t *out, size_t cap, uint32_t batch,

@@ -157,7 +157,9 @@ test_each_key(void **state)
 		    offsetof(struct cfg, bandwidth) },
 		{ "[migration]\nbandwidth = 8M\n",
 		    offsetof(struct cfg, bandwidth) },
-		{ "[migration]\nstreams = 64\n", offsetof(struct cfg, streams) },
+		{ "[migration]\nstreams = 8\n", offsetof(struct cfg, streams) },
+		{ "[destd]\nmax_streams = 2\n",
+		    offsetof(struct cfg, max_streams) },
 		{ "[destd]\nlisten = host.example:1 ; inline comment\n",
 		    offsetof(struct cfg, listen) },
 		{ "", 0 },
@@ -194,7 +196,11 @@ test_each_key(void **state)
 			assert_true(c.bandwidth == (strstr(cases[i].text,
 			    "8M") ? 8ull << 20 : UINT64_MAX));
 		if (cases[i].off == offsetof(struct cfg, streams))
-			assert_int_equal(c.streams, 64);
+			assert_int_equal(c.streams, 8);
+		if (cases[i].off == offsetof(struct cfg, max_streams))
+			assert_int_equal(c.max_streams, 2);
+		else
+			assert_int_equal(c.max_streams, 8);
 		if (cases[i].off == offsetof(struct cfg, listen))
 			assert_string_equal(c.listen, "host.example:1");
 		if (cases[i].off == 0)
@@ -271,10 +277,12 @@ test_errors(void **state)
 		    "per second (an integer, optionally with K, M or G)" },
 		{ "[migration]\nauto_converge = maybe\n",
 		    "2: auto_converge: 'maybe' is not yes or no" },
-		{ "[migration]\nstreams = 65\n",
-		    "2: streams: '65' is not an integer in [1, 64]" },
+		{ "[migration]\nstreams = 9\n",
+		    "2: streams: '9' is not an integer in [1, 8]" },
 		{ "[migration]\nstreams = +2\n",
-		    "2: streams: '+2' is not an integer in [1, 64]" },
+		    "2: streams: '+2' is not an integer in [1, 8]" },
+		{ "[destd]\nmax_streams = 0\n",
+		    "2: max_streams: '0' is not an integer in [1, 8]" },
 		{ "[host]\nbackend sim\n", "2: syntax error" },
 		{ "[host\nbackend = sim\n", "1: syntax error" },
 		/* The first error wins. */

@@ -30,6 +30,8 @@
 static uint8_t	buf[BUFSZ];
 static uint8_t	buf2[BUFSZ];
 
+static const struct proto_limits lim_preauth = { 0, PROTO_REC_MAX_PREAUTH,
+    0 };
 static const struct proto_limits lim_full = { NPAGES, PROTO_REC_MAX,
     PROTO_COMPRESS_NONE };
 
@@ -155,6 +157,38 @@ static int
 enc_ack(uint8_t *o, size_t cap)
 {
 	return proto_enc_domain_ack(o, cap, 0x12345678);
+}
+
+static const struct proto_domain_ack fx_ack_st = {
+	.domid = 7, .streams = 4,
+	.token = { 0x10, 0x21, 0x32, 0x43, 0x54, 0x65, 0x76, 0x87, 0x98, 0xa9,
+	    0xba, 0xcb, 0xdc, 0xed, 0xfe, 0x0f },
+};
+
+/* DOMAIN_ACK granting 4 streams, with the session's token. */
+static int
+enc_ack_st(uint8_t *o, size_t cap)
+{
+	return proto_enc_domain_ack_streams(o, cap, &fx_ack_st);
+}
+
+/* DOMAIN_INFO asking for 6 streams. */
+static int
+enc_di_st(uint8_t *o, size_t cap)
+{
+	struct proto_domain_info di = fx_di();
+
+	di.streams = 6;
+	return proto_enc_domain_info(o, cap, &di);
+}
+
+static int
+enc_join(uint8_t *o, size_t cap)
+{
+	struct proto_join j = { .index = 3 };
+
+	memcpy(j.token, fx_ack_st.token, PROTO_TOKEN_LEN);
+	return proto_enc_join(o, cap, &j);
 }
 
 static int
@@ -312,6 +346,36 @@ static void
 chk_ack(const struct proto_rec *r)
 {
 	assert_int_equal(r->u.domain_ack.domid, 0x12345678);
+	assert_int_equal(r->u.domain_ack.streams, 1);
+}
+
+static void
+chk_ack_st(const struct proto_rec *r)
+{
+	assert_int_equal(r->u.domain_ack.domid, 7);
+	assert_int_equal(r->u.domain_ack.streams, 4);
+	assert_memory_equal(r->u.domain_ack.token, fx_ack_st.token,
+	    PROTO_TOKEN_LEN);
+}
+
+static void
+chk_di_st(const struct proto_rec *r)
+{
+	struct proto_rec c = *r;
+
+	/* The decoder reports the flag it found; the rest is chk_di's. */
+	assert_int_equal(r->u.domain_info.flags & PROTO_DI_STREAMS,
+	    PROTO_DI_STREAMS);
+	c.u.domain_info.flags &= ~PROTO_DI_STREAMS;
+	chk_di(&c);
+	assert_int_equal(r->u.domain_info.streams, 6);
+}
+
+static void
+chk_join(const struct proto_rec *r)
+{
+	assert_int_equal(r->u.join.index, 3);
+	assert_memory_equal(r->u.join.token, fx_ack_st.token, PROTO_TOKEN_LEN);
 }
 
 static void
@@ -490,6 +554,12 @@ static const struct rec_case cases[] = {
 	    PH_HANDOVER },
 	{ "KEEPALIVE", REC_KEEPALIVE, enc_keepalive, chk_none, -1, 0,
 	    PROTO_D2S, PH_READY },
+	/* Several streams (added last: the indices above are used). */
+	{ "DOMAIN_ACK", REC_DOMAIN_ACK, enc_ack_st, chk_ack_st, -1, 0,
+	    PROTO_D2S, PH_INFO },
+	{ "DOMAIN_INFO", REC_DOMAIN_INFO, enc_di_st, chk_di_st, -1, 0,
+	    PROTO_S2D, PH_INFO },
+	{ "JOIN", REC_JOIN, enc_join, chk_join, -1, 0, PROTO_S2D, PH_INFO },
 };
 #define NCASES	(sizeof(cases) / sizeof(cases[0]))
 
@@ -1307,9 +1377,14 @@ test_misc_fields(void **state)
 	len = build(&cases[7]);			/* PAGE_ZERO */
 	memset(b + 4, 0xff, 4);
 	assert_int_equal(dec(&cases[7], len, &lim_full, &r), 0);
+	/* DOMAIN_ACK's second field was reserved; now it counts streams:
+	 * 0 (what older destinations send) and 1 mean one. */
 	len = build(&cases[3]);			/* DOMAIN_ACK */
-	memset(b + 4, 0xff, 4);
+	set32(b + 4, 1);
 	assert_int_equal(dec(&cases[3], len, &lim_full, &r), 0);
+	assert_int_equal(r.u.domain_ack.streams, 1);
+	memset(b + 4, 0xff, 4);
+	assert_int_equal(dec(&cases[3], len, &lim_full, &r), -EBADMSG);
 }
 
 static void
@@ -1320,7 +1395,7 @@ test_unknown_types(void **state)
 		int		ret;
 	} t[] = {
 		{ 0, -ENOTSUP },
-		{ 17, -ENOTSUP },
+		{ 18, -ENOTSUP },
 		{ 0x7fffffff, -ENOTSUP },
 		{ PROTO_OPTIONAL, -ENOENT },
 		{ PROTO_OPTIONAL | 2, -ENOENT },
@@ -1584,6 +1659,7 @@ test_legal_exhaustive(void **state)
 		{ REC_READY,	   2, 1u << PH_FINAL },
 		{ REC_GO,	   1, 1u << PH_READY },
 		{ REC_RUNNING,	   2, 1u << PH_HANDOVER },
+		{ REC_JOIN,	   1, 1u << PH_INFO },
 		{ REC_KEEPALIVE,   3, 0x3f },
 	};
 	unsigned int nlegal = 0;
@@ -1599,7 +1675,7 @@ test_legal_exhaustive(void **state)
 				nlegal += want;
 			}
 	assert_int_equal(nlegal, 2 + 12 + 1 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2 +
-	    1 + 1 + 1 + 1 + 1 + 12);
+	    1 + 1 + 1 + 1 + 1 + 1 + 12);
 }
 
 #undef S
@@ -1867,6 +1943,119 @@ test_domain_info_compress(void **state)
 }
 
 /*
+ * Several streams: DOMAIN_INFO's STREAMS tail, DOMAIN_ACK's grant and
+ * token, JOIN; the layouts of docs/PROTOCOL.md and every malformed form.
+ */
+static void
+test_streams(void **state)
+{
+	struct proto_domain_info di = fx_di();
+	struct proto_domain_ack a = fx_ack_st;
+	struct proto_join j = { .index = 1 };
+	struct proto_rec r;
+	uint8_t *b = buf + 8;
+	uint32_t len, tail;
+
+	(void)state;
+	/* DOMAIN_INFO: the flag and 8 octets after the config. */
+	len = build(&cases[18]);
+	assert_int_equal(len, 48 + 14 + 100 + 8);
+	assert_int_equal(le32(b + 12), PROTO_DI_PAUSED | PROTO_DI_VERIFY |
+	    PROTO_DI_STREAMS);
+	tail = 48 + 14 + 100;
+	assert_int_equal(le32(b + tail), 6);
+	assert_int_equal(le32(b + tail + 4), 0);
+	set32(b + tail + 4, 0xffffffff);	/* reserved */
+	assert_int_equal(dec(&cases[18], len, &lim_full, &r), 0);
+	set32(b + tail, 1);			/* 1 is said by leaving it out */
+	assert_int_equal(dec(&cases[18], len, &lim_full, &r), -EBADMSG);
+	set32(b + tail, PROTO_STREAMS_MAX + 1);
+	assert_int_equal(dec(&cases[18], len, &lim_full, &r), -EBADMSG);
+	set32(b + tail, PROTO_STREAMS_MAX);
+	assert_int_equal(dec(&cases[18], len, &lim_full, &r), 0);
+	assert_int_equal(r.u.domain_info.streams, PROTO_STREAMS_MAX);
+	/* The flag without the tail, the tail without the flag. */
+	assert_int_equal(dec(&cases[18], len - 8, &lim_full, &r), -EBADMSG);
+	set32(b + 12, PROTO_DI_PAUSED);
+	assert_int_equal(dec(&cases[18], len, &lim_full, &r), -EBADMSG);
+	/* Not with ADVISE. */
+	set32(b + 12, PROTO_DI_STREAMS | PROTO_DI_ADVISE);
+	assert_int_equal(dec(&cases[18], len, &lim_full, &r), -EBADMSG);
+	/* One stream: no flag, no tail, the bytes of before. */
+	di.streams = 1;
+	assert_int_equal(proto_enc_domain_info(buf, BUFSZ, &di),
+	    (int)proto_rec_size(48 + 14 + 100));
+	assert_int_equal(le32(b + 12), PROTO_DI_PAUSED | PROTO_DI_VERIFY);
+	assert_int_equal(dec(&cases[2], 48 + 14 + 100, &lim_full, &r), 0);
+	assert_int_equal(r.u.domain_info.streams, 1);
+	/* The encoder derives the flag and checks the count. */
+	di.flags |= PROTO_DI_STREAMS;
+	assert_true(proto_enc_domain_info(buf, BUFSZ, &di) > 0);
+	assert_int_equal(le32(b + 12), PROTO_DI_PAUSED | PROTO_DI_VERIFY);
+	di.streams = PROTO_STREAMS_MAX + 1;
+	assert_int_equal(proto_enc_domain_info(buf, BUFSZ, &di), -EINVAL);
+	di.streams = 2;
+	di.flags = PROTO_DI_ADVISE;
+	assert_int_equal(proto_enc_domain_info(buf, BUFSZ, &di), -EINVAL);
+
+	/* DOMAIN_ACK: domid, streams, token. */
+	len = build(&cases[17]);
+	assert_int_equal(len, 24);
+	assert_int_equal(le32(b), 7);
+	assert_int_equal(le32(b + 4), 4);
+	assert_memory_equal(b + 8, fx_ack_st.token, PROTO_TOKEN_LEN);
+	set32(b + 4, 1);		/* a token needs two streams or more */
+	assert_int_equal(dec(&cases[17], len, &lim_full, &r), -EBADMSG);
+	set32(b + 4, 0);
+	assert_int_equal(dec(&cases[17], len, &lim_full, &r), -EBADMSG);
+	set32(b + 4, PROTO_STREAMS_MAX + 1);
+	assert_int_equal(dec(&cases[17], len, &lim_full, &r), -EBADMSG);
+	set32(b + 4, 2);		/* two streams need the token */
+	assert_int_equal(dec(&cases[17], 8, &lim_full, &r), -EBADMSG);
+	assert_int_equal(dec(&cases[17], 16, &lim_full, &r), -EBADMSG);
+	/* One stream is the 8-octet form with 0, as before. */
+	a.streams = 1;
+	assert_int_equal(proto_enc_domain_ack_streams(buf, BUFSZ, &a), 16);
+	assert_int_equal(le32(b + 4), 0);
+	a.streams = 0;
+	assert_int_equal(proto_enc_domain_ack_streams(buf, BUFSZ, &a), -EINVAL);
+	a.streams = PROTO_STREAMS_MAX + 1;
+	assert_int_equal(proto_enc_domain_ack_streams(buf, BUFSZ, &a), -EINVAL);
+
+	/* JOIN: token, index 1..MAX-1, reserved. */
+	len = build(&cases[19]);
+	assert_int_equal(len, 24);
+	assert_memory_equal(b, fx_ack_st.token, PROTO_TOKEN_LEN);
+	assert_int_equal(le32(b + 16), 3);
+	set32(b + 20, 0xffffffff);
+	assert_int_equal(dec(&cases[19], len, &lim_full, &r), 0);
+	set32(b + 16, 0);		/* stream 0 is the main connection */
+	assert_int_equal(dec(&cases[19], len, &lim_full, &r), -EBADMSG);
+	set32(b + 16, PROTO_STREAMS_MAX);
+	assert_int_equal(dec(&cases[19], len, &lim_full, &r), -EBADMSG);
+	set32(b + 16, PROTO_STREAMS_MAX - 1);
+	assert_int_equal(dec(&cases[19], len, &lim_full, &r), 0);
+	j.index = 0;
+	assert_int_equal(proto_enc_join(buf, BUFSZ, &j), -EINVAL);
+	j.index = PROTO_STREAMS_MAX;
+	assert_int_equal(proto_enc_join(buf, BUFSZ, &j), -EINVAL);
+	assert_int_equal(proto_enc_join(buf, BUFSZ, NULL), -EINVAL);
+	/* JOIN fits before authentication; legal only before DOMAIN_INFO. */
+	assert_int_equal(dec(&cases[19], build(&cases[19]), &lim_preauth, &r), 0);
+	assert_int_equal(proto_legal(REC_JOIN, PROTO_S2D, PH_INFO), 1);
+	assert_int_equal(proto_legal(REC_JOIN, PROTO_S2D, PH_LIVE), 0);
+	assert_int_equal(proto_legal(REC_JOIN, PROTO_D2S, PH_INFO), 0);
+
+	/* The stream of a pfn: runs of 64 pfns, round robin. */
+	assert_int_equal(proto_stream_of(0, 1), 0);
+	assert_int_equal(proto_stream_of(12345, 1), 0);
+	assert_int_equal(proto_stream_of(63, 4), 0);
+	assert_int_equal(proto_stream_of(64, 4), 1);
+	assert_int_equal(proto_stream_of(64 * 4 + 5, 4), 0);
+	assert_int_equal(proto_stream_of(64 * 7, 4), 3);
+}
+
+/*
  * END's list of unverified pfns: only in END, only with VERIFY, 1..16
  * entries, strictly ascending, its count matching the body.
  */
@@ -2106,6 +2295,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_page_data_z),
 		cmocka_unit_test(test_domain_info_compress),
 		cmocka_unit_test(test_end_unverified),
+		cmocka_unit_test(test_streams),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0)

@@ -211,6 +211,8 @@ static const struct key {
 	{ "host", "state_dir", K_PATH, offsetof(struct cfg, state_dir), 0, 0 },
 	{ "destd", "listen", K_STR, offsetof(struct cfg, listen), 0, 0 },
 	{ "destd", "control", K_SOCKET, offsetof(struct cfg, destd_control), 0, 0 },
+	{ "destd", "max_streams", K_UINT, offsetof(struct cfg, max_streams),
+	    1, 8 },
 	{ "sourced", "control", K_SOCKET,
 	    offsetof(struct cfg, sourced_control), 0, 0 },
 	{ "tls", "cert", K_PATH, offsetof(struct cfg, tls_cert), 0, 0 },
@@ -233,7 +235,7 @@ static const struct key {
 	{ "migration", "auto_converge", K_BOOL,
 	    offsetof(struct cfg, auto_converge), 0, 0 },
 	{ "migration", "streams", K_UINT, offsetof(struct cfg, streams),
-	    1, 64 },
+	    1, 8 },
 };
 
 /* inih handler: one "name = value" in section.  1 ok, 0 error. */
@@ -393,6 +395,7 @@ cfg_defaults(struct cfg *c)
 	c->max_iters = 30;
 	c->bandwidth = 0;
 	c->streams = 1;
+	c->max_streams = 8;
 }
 
 int

@@ -36,6 +36,7 @@ struct link {
 	int			 in_cb;		/* inside a callback */
 	int			 free_pending;
 	int			 closing;	/* link_close(): flushing */
+	int			 paused;	/* link_pause(): no records */
 	struct event		*ev_hs;		/* handshake deadline */
 	unsigned		 hs_timeout;
 	size_t			 drain_mark;
@@ -84,7 +85,7 @@ link_up(struct link *l)
 		link_fail(l, -ENOMEM, "cannot queue the stream header");
 		return;
 	}
-	bufferevent_enable(l->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(l->bev, l->paused ? EV_WRITE : EV_READ | EV_WRITE);
 	l->cbs->on_up(l, l->arg);
 	/* Input that arrived before we were up has not been looked at. */
 	if (!l->dead &&
@@ -209,6 +210,38 @@ link_hs_cb(evutil_socket_t fd, short what, void *arg)
 	link_fail(l, -ETIMEDOUT, "connection and TLS handshake not finished "
 	    "within %u s", l->hs_timeout);
 	link_cb_done(l);
+}
+
+void
+link_set_cbs(struct link *l, const struct link_cbs *cbs, void *arg)
+{
+	l->cbs = cbs;
+	l->arg = arg;
+}
+
+void
+link_pause(struct link *l)
+{
+	if (l->paused || l->dead)
+		return;
+	l->paused = 1;
+	bufferevent_disable(l->bev, EV_READ);
+}
+
+void
+link_resume(struct link *l)
+{
+	if (!l->paused || l->dead)
+		return;
+	l->paused = 0;
+	if (!l->up)
+		return;		/* link_up() enables reading */
+	bufferevent_enable(l->bev, EV_READ);
+	/* Records buffered while paused: from the loop, not from here (the
+	 * caller may be inside another link's callback). */
+	if (evbuffer_get_length(bufferevent_get_input(l->bev)) > 0)
+		bufferevent_trigger(l->bev, EV_READ,
+		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 void
@@ -356,10 +389,10 @@ link_read_cb(struct bufferevent *bev, void *arg)
 	uint8_t *p;
 	int rc;
 
-	if (!l->up)
-		return;		/* link_up() looks at it */
+	if (!l->up || l->paused)
+		return;		/* link_up() / link_resume() look at it */
 	l->in_cb++;
-	while (!l->dead) {
+	while (!l->dead && !l->paused) {
 		if (!l->got_hdr) {
 			if (evbuffer_get_length(in) < PROTO_STREAM_HDR_LEN)
 				break;

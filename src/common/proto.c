@@ -62,12 +62,28 @@ _Static_assert(sizeof(((struct proto_hello *)0)->host_name) ==
 _Static_assert(DI_UUID + 16 == DI_FIXED, "DOMAIN_INFO fixed part size");
 /* The largest page count accepted: 2^40 pfns = 52-bit physical addresses. */
 #define DI_PAGES_MAX	(1ull << 40)
-#define DI_FLAGS_KNOWN	(PROTO_DI_PAUSED | PROTO_DI_VERIFY | PROTO_DI_ADVISE)
+#define DI_FLAGS_KNOWN	(PROTO_DI_PAUSED | PROTO_DI_VERIFY | PROTO_DI_ADVISE | \
+			    PROTO_DI_STREAMS)
+/* With STREAMS, after the config: u32 streams, u32 reserved. */
+#define DI_ST_STREAMS	0
+#define DI_ST_RESERVED	4
+#define DI_ST_LEN	8
 
-/* DOMAIN_ACK. */
+/* DOMAIN_ACK: u32 domid, u32 streams; with streams >= 2 a token. */
 #define ACK_DOMID	0
-#define ACK_RESERVED	4
+#define ACK_STREAMS	4
 #define ACK_LEN		8
+#define ACK_TOKEN	8
+#define ACK_ST_LEN	(ACK_TOKEN + PROTO_TOKEN_LEN)
+_Static_assert(ACK_ST_LEN == 24, "DOMAIN_ACK with a token");
+
+/* JOIN: u8 token[16], u32 index, u32 reserved. */
+#define JOIN_TOKEN	0
+#define JOIN_INDEX	16
+#define JOIN_RESERVED	20
+#define JOIN_LEN	24
+_Static_assert(JOIN_TOKEN + PROTO_TOKEN_LEN == JOIN_INDEX, "JOIN layout");
+_Static_assert(JOIN_LEN <= PROTO_REC_MAX_PREAUTH, "JOIN is small");
 
 /*
  * OFFER: u32 batch, u32 count, u64 base_pfn, u32 span, u32 reserved,
@@ -158,8 +174,8 @@ _Static_assert(PL_FIXED + (uint64_t)PROTO_PFN_BATCH_MAX * REFE_LEN <=
     PROTO_REC_MAX, "full PAGE_REF fits");
 _Static_assert(CTX_FIXED + (uint64_t)PROTO_CONTEXT_MAX <= PROTO_REC_MAX,
     "full CONTEXT fits");
-_Static_assert(DI_FIXED + PROTO_NAME_MAX + (uint64_t)PROTO_CONFIG_MAX <=
-    PROTO_REC_MAX, "full DOMAIN_INFO fits");
+_Static_assert(DI_FIXED + PROTO_NAME_MAX + (uint64_t)PROTO_CONFIG_MAX +
+    DI_ST_LEN <= PROTO_REC_MAX, "full DOMAIN_INFO fits");
 _Static_assert(ERR_FIXED + PROTO_ERRMSG_MAX <= PROTO_REC_MAX_PREAUTH,
     "ERROR fits before authentication");
 _Static_assert(HELLO_LEN <= PROTO_REC_MAX_PREAUTH,
@@ -229,6 +245,7 @@ static const struct rec_desc mandatory[] = {
 	[REC_READY] =		{ "READY",	 DIR_D,		PHB(PH_FINAL) },
 	[REC_GO] =		{ "GO",		 DIR_S,		PHB(PH_READY) },
 	[REC_RUNNING] =		{ "RUNNING",	 DIR_D,		PHB(PH_HANDOVER) },
+	[REC_JOIN] =		{ "JOIN",	 DIR_S,		PHB(PH_INFO) },
 };
 
 static const struct rec_desc optional[] = {
@@ -450,6 +467,7 @@ static int
 dec_domain_info(const uint8_t *b, size_t len, struct proto_domain_info *di)
 {
 	uint32_t nl, cl;
+	size_t tail;
 
 	if (len < DI_FIXED)
 		return -EBADMSG;
@@ -465,13 +483,23 @@ dec_domain_info(const uint8_t *b, size_t len, struct proto_domain_info *di)
 		return -EBADMSG;
 	if (di->flags & ~DI_FLAGS_KNOWN)
 		return -EBADMSG;
+	/* An advice session has no pages to spread over streams. */
+	if ((di->flags & PROTO_DI_STREAMS) && (di->flags & PROTO_DI_ADVISE))
+		return -EBADMSG;
 	if (di->dedup > PROTO_DEDUP_ALL)
 		return -EBADMSG;
 	if (nl > PROTO_NAME_MAX || cl > PROTO_CONFIG_MAX)
 		return -EMSGSIZE;
-	/* Both bounded above, so the sum cannot overflow. */
-	if ((size_t)nl + cl != len - DI_FIXED)
+	tail = (di->flags & PROTO_DI_STREAMS) ? DI_ST_LEN : 0;
+	/* All bounded above, so the sum cannot overflow. */
+	if ((size_t)nl + cl + tail != len - DI_FIXED)
 		return -EBADMSG;
+	di->streams = 1;
+	if (tail) {
+		di->streams = get32(b + DI_FIXED + nl + cl + DI_ST_STREAMS);
+		if (di->streams < 2 || di->streams > PROTO_STREAMS_MAX)
+			return -EBADMSG;
+	}
 	if (!name_valid(b + DI_FIXED, nl))
 		return -EBADMSG;
 	memcpy(di->name, b + DI_FIXED, nl);
@@ -481,12 +509,36 @@ dec_domain_info(const uint8_t *b, size_t len, struct proto_domain_info *di)
 	return 0;
 }
 
+/* 8 bytes (streams 0 or 1: one stream; 0 is what older destinations
+ * sent in the then reserved field) or 24 with streams 2..MAX and a token. */
 static int
 dec_domain_ack(const uint8_t *b, size_t len, struct proto_domain_ack *a)
 {
-	if (len != ACK_LEN)
+	if (len != ACK_LEN && len != ACK_ST_LEN)
 		return -EBADMSG;
 	a->domid = get32(b + ACK_DOMID);
+	a->streams = get32(b + ACK_STREAMS);
+	if (len == ACK_LEN) {
+		if (a->streams > 1)
+			return -EBADMSG;
+		a->streams = 1;
+		return 0;
+	}
+	if (a->streams < 2 || a->streams > PROTO_STREAMS_MAX)
+		return -EBADMSG;
+	memcpy(a->token, b + ACK_TOKEN, PROTO_TOKEN_LEN);
+	return 0;
+}
+
+static int
+dec_join(const uint8_t *b, size_t len, struct proto_join *j)
+{
+	if (len != JOIN_LEN)
+		return -EBADMSG;
+	memcpy(j->token, b + JOIN_TOKEN, PROTO_TOKEN_LEN);
+	j->index = get32(b + JOIN_INDEX);
+	if (j->index < 1 || j->index >= PROTO_STREAMS_MAX)
+		return -EBADMSG;
 	return 0;
 }
 
@@ -829,6 +881,9 @@ proto_decode(uint32_t type, const uint8_t *body, size_t len,
 	case REC_DOMAIN_ACK:
 		ret = dec_domain_ack(body, len, &r.u.domain_ack);
 		break;
+	case REC_JOIN:
+		ret = dec_join(body, len, &r.u.join);
+		break;
 	case REC_OFFER:
 		ret = dec_offer(body, len, lim, &r.u.offer);
 		break;
@@ -1007,7 +1062,8 @@ proto_enc_domain_info(uint8_t *out, size_t cap,
     const struct proto_domain_info *di)
 {
 	uint8_t	*b;
-	size_t	 nl, body;
+	size_t	 nl, body, tail;
+	uint32_t flags;
 	int	 err;
 
 	if (di == NULL)
@@ -1019,14 +1075,23 @@ proto_enc_domain_info(uint8_t *out, size_t cap,
 	    (di->flags & ~DI_FLAGS_KNOWN) || di->dedup > PROTO_DEDUP_ALL ||
 	    di->compress > PROTO_COMPRESS_MAX ||
 	    di->config_len > PROTO_CONFIG_MAX ||
-	    (di->config == NULL && di->config_len != 0))
+	    (di->config == NULL && di->config_len != 0) ||
+	    di->streams > PROTO_STREAMS_MAX ||
+	    (di->streams > 1 && (di->flags & PROTO_DI_ADVISE)))
 		return -EINVAL;
-	body = DI_FIXED + nl + di->config_len;
+	/* The flag says whether the tail is there: derived, not taken. */
+	flags = di->flags & ~PROTO_DI_STREAMS;
+	tail = 0;
+	if (di->streams > 1) {
+		flags |= PROTO_DI_STREAMS;
+		tail = DI_ST_LEN;
+	}
+	body = DI_FIXED + nl + di->config_len + tail;
 	if ((b = rec_start(out, cap, REC_DOMAIN_INFO, body, &err)) == NULL)
 		return err;
 	put64(b + DI_PAGES, di->pages);
 	put32(b + DI_VCPUS, di->vcpus);
-	put32(b + DI_FLAGS, di->flags);
+	put32(b + DI_FLAGS, flags);
 	put32(b + DI_DEDUP, di->dedup);
 	put32(b + DI_COMPRESS, di->compress);
 	put32(b + DI_NAMELEN, (uint32_t)nl);
@@ -1035,19 +1100,55 @@ proto_enc_domain_info(uint8_t *out, size_t cap,
 	memcpy(b + DI_FIXED, di->name, nl);
 	if (di->config_len)
 		memcpy(b + DI_FIXED + nl, di->config, di->config_len);
+	if (tail)
+		put32(b + DI_FIXED + nl + di->config_len + DI_ST_STREAMS,
+		    di->streams);
 	return (int)proto_rec_size(body);
 }
 
 int
 proto_enc_domain_ack(uint8_t *out, size_t cap, uint32_t domid)
 {
+	struct proto_domain_ack a = { .domid = domid, .streams = 1 };
+
+	return proto_enc_domain_ack_streams(out, cap, &a);
+}
+
+int
+proto_enc_domain_ack_streams(uint8_t *out, size_t cap,
+    const struct proto_domain_ack *a)
+{
+	uint8_t	*b;
+	size_t	 len;
+	int	 err;
+
+	if (a == NULL || a->streams < 1 || a->streams > PROTO_STREAMS_MAX)
+		return -EINVAL;
+	len = a->streams > 1 ? ACK_ST_LEN : ACK_LEN;
+	if ((b = rec_start(out, cap, REC_DOMAIN_ACK, len, &err)) == NULL)
+		return err;
+	put32(b + ACK_DOMID, a->domid);
+	/* One stream: the field stays 0, as it was when reserved. */
+	if (a->streams > 1) {
+		put32(b + ACK_STREAMS, a->streams);
+		memcpy(b + ACK_TOKEN, a->token, PROTO_TOKEN_LEN);
+	}
+	return (int)proto_rec_size(len);
+}
+
+int
+proto_enc_join(uint8_t *out, size_t cap, const struct proto_join *j)
+{
 	uint8_t	*b;
 	int	 err;
 
-	if ((b = rec_start(out, cap, REC_DOMAIN_ACK, ACK_LEN, &err)) == NULL)
+	if (j == NULL || j->index < 1 || j->index >= PROTO_STREAMS_MAX)
+		return -EINVAL;
+	if ((b = rec_start(out, cap, REC_JOIN, JOIN_LEN, &err)) == NULL)
 		return err;
-	put32(b + ACK_DOMID, domid);
-	return (int)proto_rec_size(ACK_LEN);
+	memcpy(b + JOIN_TOKEN, j->token, PROTO_TOKEN_LEN);
+	put32(b + JOIN_INDEX, j->index);
+	return (int)proto_rec_size(JOIN_LEN);
 }
 
 static bool

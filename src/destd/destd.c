@@ -124,21 +124,37 @@ sessions_live(struct destd *dd)
 	return n;
 }
 
-/* Forget the oldest finished sessions so the table has room. */
+/* Free session i and close the gap in the table. */
+static void
+session_drop(struct destd *dd, size_t i)
+{
+	mig_dst_free(dd->sess[i]);
+	memmove(&dd->sess[i], &dd->sess[i + 1],
+	    (dd->nsess - i - 1) * sizeof(dd->sess[0]));
+	dd->nsess--;
+}
+
+/*
+ * Forget the connections that joined another session as its data
+ * streams, and the oldest finished sessions so the table has room.
+ */
 static void
 sessions_gc(struct destd *dd, size_t keep)
 {
-	size_t i, done = dd->nsess - sessions_live(dd);
+	size_t i, done;
 
+	for (i = 0; i < dd->nsess;)
+		if (mig_dst_joined(dd->sess[i]))
+			session_drop(dd, i);
+		else
+			i++;
+	done = dd->nsess - sessions_live(dd);
 	for (i = 0; i < dd->nsess && done > keep;) {
 		if (!mig_dst_terminal(dd->sess[i])) {
 			i++;
 			continue;
 		}
-		mig_dst_free(dd->sess[i]);
-		memmove(&dd->sess[i], &dd->sess[i + 1],
-		    (dd->nsess - i - 1) * sizeof(dd->sess[0]));
-		dd->nsess--;
+		session_drop(dd, i);
 		done--;
 	}
 }
@@ -149,9 +165,12 @@ static void
 session_done(struct mig_dst *s, void *arg)
 {
 	struct destd *dd = arg;
-	struct json_object *j = mig_dst_json(s), *v;
+	struct json_object *j, *v;
 	size_t i;
 
+	if (mig_dst_joined(s))
+		return;		/* a data stream of another session */
+	j = mig_dst_json(s);
 	if (json_object_object_get_ex(j, "status", &v) &&
 	    strcmp(json_object_get_string(v), "completed") == 0)
 		dd->completed++;
@@ -161,6 +180,19 @@ session_done(struct mig_dst *s, void *arg)
 		dd->ended[i] += json_u64(j, dst_counter_fields[i]);
 	json_object_put(j);
 	notify_status(dd, sessions_live(dd));
+}
+
+/* JOIN: the live session waiting for streams with this token. */
+static struct mig_dst *
+find_token(void *arg, const uint8_t *token)
+{
+	struct destd *dd = arg;
+	size_t i;
+
+	for (i = 0; i < dd->nsess; i++)
+		if (mig_dst_has_token(dd->sess[i], token))
+			return dd->sess[i];
+	return NULL;
 }
 
 /* A session settled from the journal of a previous run: in status. */
@@ -291,7 +323,8 @@ cmd_status(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	size_t i;
 
 	for (i = 0; i < dd->nsess; i++)
-		json_object_array_add(arr, mig_dst_json(dd->sess[i]));
+		if (!mig_dst_joined(dd->sess[i]))
+			json_object_array_add(arr, mig_dst_json(dd->sess[i]));
 	json_object_object_add(o, "sessions", arr);
 	ctl_reply(r, o);
 }
@@ -622,7 +655,7 @@ usage(FILE *f)
 	    "           [--scan-interval-ms N] [--max-pages N] [--timeout S]\n"
 	    "           [--metrics ADDR:PORT] [--simhv PATH] "
 	    "[--host-name NAME] [--verbose]\n"
-	    "           [--compress-accept none|zstd,lz4]\n"
+	    "           [--compress-accept none|zstd,lz4] [--max-streams N]\n"
 	    "       %s --version\n", "sharemig-destd");
 }
 
@@ -632,7 +665,7 @@ destd_main(int argc, char **argv)
 	enum { O_BACKEND = 256, O_STATE, O_LISTEN, O_CONTROL, O_CERT, O_KEY,
 	    O_CA, O_PIN, O_INSECURE, O_CONFIG, O_CHECK, O_SCANCPU, O_SCANINT,
 	    O_MAXPAGES, O_TIMEOUT, O_SIMHV, O_HOSTNAME, O_VERBOSE, O_HELP,
-	    O_METRICS, O_VERSION, O_COMPACCEPT };
+	    O_METRICS, O_VERSION, O_COMPACCEPT, O_MAXSTREAMS };
 	static const struct option opts[] = {
 		{ "backend", required_argument, NULL, O_BACKEND },
 		{ "state-dir", required_argument, NULL, O_STATE },
@@ -656,6 +689,7 @@ destd_main(int argc, char **argv)
 		{ "metrics", required_argument, NULL, O_METRICS },
 		{ "version", no_argument, NULL, O_VERSION },
 		{ "compress-accept", required_argument, NULL, O_COMPACCEPT },
+		{ "max-streams", required_argument, NULL, O_MAXSTREAMS },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct destd dd;
@@ -687,6 +721,9 @@ destd_main(int argc, char **argv)
 	dd.env.max_pages = 16ull << 20;		/* 64 GiB */
 	dd.env.compress_caps = PROTO_CAP_ZSTD | PROTO_CAP_LZ4;
 	dd.env.timeout_s = 30;
+	dd.env.max_streams = cfg.max_streams;
+	dd.env.find_token = find_token;
+	dd.env.find_arg = &dd;
 #define SETSTR(field) do { free(cfg.field); cfg.field = strdup(optarg); } \
 	while (0)
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -736,6 +773,18 @@ destd_main(int argc, char **argv)
 				    "list of zstd, lz4\n", optarg);
 				return 2;
 			}
+			break;
+		case O_MAXSTREAMS:
+			errno = 0;
+			d = (double)strtoull(optarg, &end, 10);
+			if (errno || *end || *optarg < '0' || *optarg > '9' ||
+			    d < 1 || d > PROTO_STREAMS_MAX) {
+				fprintf(stderr, "sharemig-destd: --max-streams "
+				    "'%s' is not an integer in [1, %u]\n",
+				    optarg, PROTO_STREAMS_MAX);
+				return 2;
+			}
+			dd.env.max_streams = (unsigned)d;
 			break;
 		case O_SIMHV: simhv = optarg; break;
 		case O_HOSTNAME: hostname = optarg; break;

@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 
 #include "bitmap.h"
 #include "ctl.h"
@@ -32,6 +34,15 @@
 struct dst_src_dom {
 	uint32_t	 domid;
 	struct hv_dom	*dom;
+};
+
+/* One connection of a session: [0] is the main one (its link is
+ * mig_dst.link), [1..streams-1] the data streams that JOINed. */
+struct dst_stream {
+	struct mig_dst	*s;
+	struct link	*link;		/* data streams only */
+	unsigned	 idx;
+	int		 arrived;	/* at the current barrier, paused */
 };
 
 struct mig_dst {
@@ -67,6 +78,24 @@ struct mig_dst {
 	uint32_t		 compress;	/* PAGE_DATA method (0: raw) */
 	struct pcomp		*pc;		/* its decompressor */
 	uint8_t			*zbuf;		/* one record's pages */
+	char			 cn[128];	/* peer certificate name */
+
+	/*
+	 * Several streams (docs/PROTOCOL.md "Several streams").  Each
+	 * connection stops at ITER_END(epoch) (main: also END) until all
+	 * have: records of different iterations are applied in the order
+	 * the source sent them.
+	 */
+	unsigned		 streams;	/* granted; 1 = main only */
+	uint8_t			 token[PROTO_TOKEN_LEN];
+	struct dst_stream	 ds[PROTO_STREAMS_MAX];
+	unsigned		 njoined;	/* data streams attached */
+	uint32_t		 epoch;		/* barriers passed */
+	unsigned		 narrived;
+	int			 end_pending;	/* END waits for the barrier */
+	struct proto_end	 end_rec;
+	struct event		*ev_barrier;	/* a stalled barrier's deadline */
+	uint64_t		 progress, progress_seen;	/* records */
 
 	/* Statistics. */
 	uint64_t		 pages_data, pages_zero, pages_ref;
@@ -84,11 +113,25 @@ static void	dst_on_record(struct link *l, const struct proto_rec *r,
 static void	dst_on_error(struct link *l, int err, const char *why,
 		    void *arg);
 
+static void	dst_on_stream_up(struct link *l, void *arg);
+static void	dst_on_stream_record(struct link *l,
+		    const struct proto_rec *r, void *arg);
+static void	dst_on_stream_error(struct link *l, int err, const char *why,
+		    void *arg);
+
 static const struct link_cbs dst_link_cbs = {
 	.on_up = dst_on_up,
 	.on_record = dst_on_record,
 	.on_drain = NULL,
 	.on_error = dst_on_error,
+};
+
+/* A data stream's link, once JOIN handed it to its session. */
+static const struct link_cbs dst_stream_cbs = {
+	.on_up = dst_on_stream_up,
+	.on_record = dst_on_stream_record,
+	.on_drain = NULL,
+	.on_error = dst_on_stream_error,
 };
 
 static double
@@ -151,6 +194,8 @@ dst_finish(struct mig_dst *s, enum dst_state st)
 		return;
 	if (s->ev_ka != NULL)
 		event_del(s->ev_ka);
+	if (s->ev_barrier != NULL)
+		event_del(s->ev_barrier);
 	if (st == DS_FAILED && s->dom != NULL && !s->committed) {
 		rc = s->env->ops->destroy(s->dom);
 		s->dom = NULL;
@@ -182,6 +227,15 @@ dst_finish(struct mig_dst *s, enum dst_state st)
 	if (s->link != NULL) {
 		link_close(s->link);
 		s->link = NULL;
+	}
+	/* Every data stream goes with the session. */
+	for (i = 1; i < PROTO_STREAMS_MAX; i++) {
+		if (s->ds[i].link == NULL)
+			continue;
+		if (st == DS_FAILED)
+			link_send_error(s->ds[i].link, EIO, s->error);
+		link_close(s->ds[i].link);
+		s->ds[i].link = NULL;
 	}
 	s->state = st;
 	if (s->done != NULL)
@@ -233,6 +287,7 @@ dst_on_up(struct link *l, void *arg)
 	char cn[128];
 
 	link_peer_name(l, cn, sizeof(cn));
+	snprintf(s->cn, sizeof(s->cn), "%s", cn);
 	snprintf(s->peer, sizeof(s->peer), "%s%s%s%s", link_peer_addr(l),
 	    cn[0] ? " (" : "", cn, cn[0] ? ")" : "");
 	log_info("session %u: connection from %s%s", s->id, s->peer,
@@ -241,7 +296,8 @@ dst_on_up(struct link *l, void *arg)
 	h.version_min = PROTO_VERSION;
 	h.version_max = PROTO_VERSION;
 	h.caps = PROTO_CAP_REF | PROTO_CAP_ZERO | PROTO_CAP_VERIFY |
-	    s->env->compress_caps;
+	    s->env->compress_caps |
+	    (s->env->max_streams > 1 ? PROTO_CAP_STREAMS : 0);
 	memcpy(h.host_id, s->env->host_id, sizeof(h.host_id));
 	snprintf(h.host_name, sizeof(h.host_name), "%s", s->env->host_name);
 	if (dst_send(s, buf, proto_enc_hello(buf, sizeof(buf), &h)) != 0) {
@@ -263,10 +319,37 @@ dst_on_hello(struct mig_dst *s, const struct proto_hello *h)
 	link_set_phase(s->link, PH_INFO);
 }
 
+static void	dst_barrier_cb(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Grant at most env->max_streams of the streams asked for; with two or
+ * more, draw the session's token (the data streams' JOIN names it).
+ */
+static int
+dst_grant_streams(struct mig_dst *s, uint32_t asked)
+{
+	unsigned i;
+
+	s->streams = asked < s->env->max_streams ? asked : s->env->max_streams;
+	if (s->streams < 1)
+		s->streams = 1;
+	for (i = 0; i < PROTO_STREAMS_MAX; i++) {
+		s->ds[i].s = s;
+		s->ds[i].idx = i;
+	}
+	if (s->streams == 1)
+		return 0;
+	if (getrandom(s->token, sizeof(s->token), 0) !=
+	    (ssize_t)sizeof(s->token))
+		return -errno ? -errno : -EIO;
+	return s->ev_barrier != NULL ? 0 : -ENOMEM;
+}
+
 /* Build the empty, paused domain the pages will go into. */
 static void
 dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 {
+	struct proto_domain_ack ack;
 	struct hv_dom_info shape;
 	uint8_t buf[64];
 	int rc;
@@ -343,7 +426,16 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 	s->dedup = di->dedup;
 	dst_journal(s, "building");
 	s->journaled = 1;
-	if (dst_send(s, buf, proto_enc_domain_ack(buf, sizeof(buf), 0)) != 0) {
+	if ((rc = dst_grant_streams(s, di->streams)) != 0) {
+		dst_fail(s, "cannot set up %u streams: %s", di->streams,
+		    strerror(-rc));
+		return;
+	}
+	ack.domid = 0;
+	ack.streams = s->streams;
+	memcpy(ack.token, s->token, sizeof(ack.token));
+	if (dst_send(s, buf, proto_enc_domain_ack_streams(buf, sizeof(buf),
+	    &ack)) != 0) {
 		dst_fail(s, "cannot send DOMAIN_ACK");
 		return;
 	}
@@ -351,10 +443,12 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 	link_set_phase(s->link, PH_LIVE);
 	link_set_pages(s->link, s->pages);
 	link_set_compress(s->link, s->compress);
-	log_info("session %u from %s: receiving %s, %llu pages%s%s", s->id,
-	    s->peer, s->domain, (unsigned long long)s->pages,
+	log_info("session %u from %s: receiving %s, %llu pages%s%s, %u "
+	    "stream%s (%u asked)", s->id, s->peer, s->domain,
+	    (unsigned long long)s->pages,
 	    s->compress ? ", compressed with " : "",
-	    s->compress ? pcomp_name(s->compress) : "");
+	    s->compress ? pcomp_name(s->compress) : "", s->streams,
+	    s->streams == 1 ? "" : "s", di->streams);
 }
 
 static void
@@ -808,11 +902,228 @@ dst_on_go(struct mig_dst *s)
 	dst_finish(s, DS_DONE);
 }
 
+/* ---- several streams ---- */
+
+static struct link *
+dst_link_of(struct mig_dst *s, unsigned i)
+{
+	return i == 0 ? s->link : s->ds[i].link;
+}
+
+/*
+ * Connection i reached the barrier of the current iteration (ITER_END,
+ * or END on the main connection): it stops until every connection has.
+ * Then all go on together, and a waiting END is handled: nothing of a
+ * later iteration is applied before everything of an earlier one.
+ */
+static void
+dst_arrive(struct mig_dst *s, unsigned i)
+{
+	struct timeval tv = { .tv_sec = s->env->timeout_s, .tv_usec = 0 };
+
+	s->ds[i].arrived = 1;
+	s->narrived++;
+	link_pause(dst_link_of(s, i));
+	if (s->narrived < s->streams) {
+		if (!evtimer_pending(s->ev_barrier, NULL)) {
+			s->progress_seen = s->progress;
+			evtimer_add(s->ev_barrier, &tv);
+		}
+		return;
+	}
+	evtimer_del(s->ev_barrier);
+	log_debug("session %u: %s: barrier %u passed on %u streams", s->id,
+	    s->domain, s->epoch, s->streams);
+	s->epoch++;
+	s->narrived = 0;
+	for (i = 0; i < s->streams; i++) {
+		s->ds[i].arrived = 0;
+		link_resume(dst_link_of(s, i));
+	}
+	if (s->end_pending) {
+		s->end_pending = 0;
+		dst_on_end(s, &s->end_rec);
+	}
+}
+
+/* A barrier is waited for only while records keep coming. */
+static void
+dst_barrier_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig_dst *s = arg;
+	struct timeval tv = { .tv_sec = s->env->timeout_s, .tv_usec = 0 };
+	char missing[64] = "";
+	size_t off = 0;
+	unsigned i;
+
+	if (mig_dst_terminal(s))
+		return;
+	if (s->progress != s->progress_seen) {
+		s->progress_seen = s->progress;
+		evtimer_add(s->ev_barrier, &tv);
+		return;
+	}
+	for (i = 0; i < s->streams && off < sizeof(missing) - 4; i++)
+		if (!s->ds[i].arrived)
+			off += (size_t)snprintf(missing + off,
+			    sizeof(missing) - off, "%s%u", off ? "," : "", i);
+	dst_fail(s, "iteration %u: stream %s sent nothing for %u s (%u of "
+	    "%u streams joined)", s->epoch, missing, s->env->timeout_s,
+	    s->njoined + 1, s->streams);
+}
+
+/* While pages stream, PAGE_DATA of a pfn comes on that pfn's stream. */
+static int
+dst_pinned(struct mig_dst *s, const struct proto_page_data *pd, unsigned i)
+{
+	uint32_t k;
+
+	if (s->streams == 1 || s->state != DS_LIVE)
+		return 1;
+	for (k = 0; k < pd->count; k++)
+		if (proto_stream_of(proto_pfn_at(pd->pfns, k), s->streams) !=
+		    i) {
+			dst_fail(s, "PAGE_DATA for pfn %llu on stream %u, its "
+			    "stream is %u", (unsigned long long)
+			    proto_pfn_at(pd->pfns, k), i,
+			    proto_stream_of(proto_pfn_at(pd->pfns, k),
+			    s->streams));
+			return 0;
+		}
+	return 1;
+}
+
+/* ITER_END on connection i: the barrier of iteration s->epoch. */
+static void
+dst_on_iter_end(struct mig_dst *s, unsigned i, const struct proto_iter_end *ie)
+{
+	if (i == 0)
+		log_debug("session %u: %s: iteration %u ended, %llu dirty",
+		    s->id, s->domain, ie->iteration,
+		    (unsigned long long)ie->dirty);
+	if (s->streams == 1)
+		return;
+	if (s->state != DS_LIVE || ie->iteration != s->epoch) {
+		dst_fail(s, "stream %u: ITER_END of iteration %u, expected %u",
+		    i, ie->iteration, s->epoch);
+		return;
+	}
+	dst_arrive(s, i);
+}
+
+/*
+ * JOIN on a connection of its own (this session s has no domain): hand
+ * the connection to the session whose token it names, as its data
+ * stream j->index.  Refused (ERROR, this connection closed, the named
+ * session untouched): an unknown token, a session not waiting for
+ * streams, an index out of range or taken, another certificate.
+ */
+static void
+dst_on_join(struct mig_dst *s, const struct proto_join *j)
+{
+	struct mig_dst *o = NULL;
+	struct link *l = s->link;
+	struct dst_stream *d;
+
+	if (s->env->find_token != NULL)
+		o = s->env->find_token(s->env->find_arg, j->token);
+	if (o == NULL || o == s) {
+		dst_fail(s, "JOIN refused: no session waits for streams with "
+		    "this token");
+		return;
+	}
+	if (o->njoined + 1 >= o->streams || j->index >= o->streams ||
+	    o->ds[j->index].link != NULL) {
+		dst_fail(s, "JOIN refused: session %u has %u streams, stream "
+		    "%u is %s", o->id, o->streams, j->index,
+		    j->index >= o->streams ? "not one of them" :
+		    "already attached");
+		return;
+	}
+	if (strcmp(o->cn, s->cn) != 0) {
+		dst_fail(s, "JOIN refused: certificate '%s' is not session "
+		    "%u's ('%s')", s->cn, o->id, o->cn);
+		return;
+	}
+	d = &o->ds[j->index];
+	d->link = l;
+	o->njoined++;
+	s->link = NULL;
+	link_set_cbs(l, &dst_stream_cbs, d);
+	link_set_phase(l, PH_LIVE);
+	link_set_pages(l, o->pages);
+	link_set_compress(l, o->compress);
+	link_set_read_timeout(l, o->env->timeout_s);
+	log_info("session %u from %s: %s: stream %u of %u joined (%s)", o->id,
+	    o->peer, o->domain, j->index, o->streams, s->peer);
+	/* Nothing is left of this session but its place in the table. */
+	if (s->ev_ka != NULL)
+		event_del(s->ev_ka);
+	s->state = DS_JOINED;
+	if (s->done != NULL)
+		s->done(s, s->done_arg);
+}
+
+static void
+dst_on_stream_up(struct link *l, void *arg)
+{
+	/* A data stream is up before it joins. */
+}
+
+static void
+dst_on_stream_error(struct link *l, int err, const char *why, void *arg)
+{
+	struct dst_stream *d = arg;
+	struct mig_dst *s = d->s;
+
+	/* Past the last barrier a data stream has nothing left to say. */
+	if (s->state != DS_LIVE && !mig_dst_terminal(s)) {
+		log_debug("session %u: %s: stream %u closed after END: %s",
+		    s->id, s->domain, d->idx, why);
+		link_free(l);
+		d->link = NULL;
+		return;
+	}
+	dst_fail(s, "stream %u: %s", d->idx, why);
+}
+
+/* Data stream records: PAGE_DATA of its pfns, ITER_END barriers. */
+static void
+dst_on_stream_record(struct link *l, const struct proto_rec *r, void *arg)
+{
+	struct dst_stream *d = arg;
+	struct mig_dst *s = d->s;
+
+	s->progress++;
+	switch (r->type) {
+	case REC_ERROR:
+		dst_fail(s, "source aborted (stream %u): %s", d->idx,
+		    r->u.error.msg);
+		break;
+	case REC_PAGE_DATA:
+		if (s->state != DS_LIVE) {
+			dst_fail(s, "stream %u: PAGE_DATA after END", d->idx);
+			break;
+		}
+		if (dst_pinned(s, &r->u.page_data, d->idx))
+			dst_on_page_data(s, &r->u.page_data);
+		break;
+	case REC_ITER_END:
+		dst_on_iter_end(s, d->idx, &r->u.iter_end);
+		break;
+	default:
+		dst_fail(s, "unexpected %s record on stream %u",
+		    proto_type_name(r->type), d->idx);
+		break;
+	}
+}
+
 static void
 dst_on_record(struct link *l, const struct proto_rec *r, void *arg)
 {
 	struct mig_dst *s = arg;
 
+	s->progress++;
 	if (s->advise && (r->type == REC_PAGE_DATA ||
 	    r->type == REC_PAGE_ZERO || r->type == REC_PAGE_REF ||
 	    r->type == REC_CONTEXT || r->type == REC_GO)) {
@@ -834,6 +1145,8 @@ dst_on_record(struct link *l, const struct proto_rec *r, void *arg)
 		dst_on_offer(s, &r->u.offer);
 		break;
 	case REC_PAGE_DATA:
+		if (!dst_pinned(s, &r->u.page_data, 0))
+			break;
 		dst_on_page_data(s, &r->u.page_data);
 		if (s->state == DS_FINAL)
 			dst_try_ready(s);
@@ -845,15 +1158,23 @@ dst_on_record(struct link *l, const struct proto_rec *r, void *arg)
 		dst_on_page_ref(s, &r->u.page_ref);
 		break;
 	case REC_ITER_END:
-		log_debug("session %u: %s: iteration %u ended, %llu dirty",
-		    s->id, s->domain, r->u.iter_end.iteration,
-		    (unsigned long long)r->u.iter_end.dirty);
+		dst_on_iter_end(s, 0, &r->u.iter_end);
 		break;
 	case REC_CONTEXT:
 		dst_on_context(s, &r->u.context);
 		break;
 	case REC_END:
+		if (s->streams > 1) {
+			/* The last barrier: END waits for every stream. */
+			s->end_rec = r->u.end;
+			s->end_pending = 1;
+			dst_arrive(s, 0);
+			break;
+		}
 		dst_on_end(s, &r->u.end);
+		break;
+	case REC_JOIN:
+		dst_on_join(s, &r->u.join);
 		break;
 	case REC_GO:
 		dst_on_go(s);
@@ -875,10 +1196,18 @@ dst_keepalive(evutil_socket_t fd, short what, void *arg)
 	struct mig_dst *s = arg;
 	uint8_t buf[16];
 
+	unsigned i;
+	int n;
+
 	if (s->link == NULL || mig_dst_terminal(s) ||
 	    (s->state != DS_LIVE && s->state != DS_FINAL))
 		return;
-	(void)dst_send(s, buf, proto_enc_keepalive(buf, sizeof(buf)));
+	n = proto_enc_keepalive(buf, sizeof(buf));
+	(void)dst_send(s, buf, n);
+	/* The data streams hear nothing else from us. */
+	for (i = 1; i < PROTO_STREAMS_MAX; i++)
+		if (s->ds[i].link != NULL && n > 0)
+			(void)link_send(s->ds[i].link, buf, (size_t)n);
 }
 
 struct mig_dst *
@@ -908,6 +1237,9 @@ mig_dst_new(struct dst_env *env, uint32_t id, struct bufferevent *bev,
 	/* Stricter before authentication: 10 s at most to finish TLS. */
 	link_set_handshake_timeout(s->link, env->timeout_s < 10 ?
 	    env->timeout_s : 10);
+	s->streams = 1;
+	s->ev_barrier = evtimer_new(bufferevent_get_base(bev), dst_barrier_cb,
+	    s);
 	s->ev_ka = event_new(bufferevent_get_base(bev), -1, EV_PERSIST,
 	    dst_keepalive, s);
 	if (s->ev_ka != NULL) {
@@ -928,8 +1260,12 @@ mig_dst_free(struct mig_dst *s)
 		return;
 	if (s->ev_ka != NULL)
 		event_free(s->ev_ka);
+	if (s->ev_barrier != NULL)
+		event_free(s->ev_barrier);
 	if (s->link != NULL)
 		link_free(s->link);
+	for (i = 1; i < PROTO_STREAMS_MAX; i++)
+		link_free(s->ds[i].link);
 	if (s->dom != NULL) {
 		if (!s->committed && !mig_dst_terminal(s)) {
 			(void)s->env->ops->destroy(s->dom);
@@ -960,7 +1296,20 @@ int
 mig_dst_terminal(const struct mig_dst *s)
 {
 	return s->state == DS_DONE || s->state == DS_FAILED ||
-	    s->state == DS_AMBIGUOUS;
+	    s->state == DS_AMBIGUOUS || s->state == DS_JOINED;
+}
+
+int
+mig_dst_joined(const struct mig_dst *s)
+{
+	return s->state == DS_JOINED;
+}
+
+int
+mig_dst_has_token(const struct mig_dst *s, const uint8_t *token)
+{
+	return s->state == DS_LIVE && s->streams > 1 &&
+	    CRYPTO_memcmp(s->token, token, PROTO_TOKEN_LEN) == 0;
 }
 
 struct json_object *
@@ -971,7 +1320,7 @@ mig_dst_json(const struct mig_dst *s)
 		[DS_INFO] = "domain-info", [DS_LIVE] = "receiving",
 		[DS_FINAL] = "final", [DS_READY] = "ready",
 		[DS_DONE] = "completed", [DS_FAILED] = "failed",
-		[DS_AMBIGUOUS] = "ambiguous",
+		[DS_AMBIGUOUS] = "ambiguous", [DS_JOINED] = "joined",
 	};
 	struct json_object *o = json_object_new_object();
 
@@ -994,6 +1343,8 @@ mig_dst_json(const struct mig_dst *s)
 	    pcomp_name(s->compress)));
 	json_object_object_add(o, "bytes_data", json_object_new_uint64(
 	    s->bytes_data));
+	json_object_object_add(o, "streams", json_object_new_int64(
+	    s->streams ? s->streams : 1));
 	if (s->error[0])
 		json_object_object_add(o, "error",
 		    json_object_new_string(s->error));

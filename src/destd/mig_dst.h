@@ -32,12 +32,20 @@ struct dst_env {
 	uint64_t		 max_pages;	/* largest domain accepted */
 	const char		*journal_dir;	/* in-flight records, or NULL */
 	uint64_t		 compress_caps;	/* PROTO_CAP_ZSTD/LZ4 accepted */
+	unsigned		 max_streams;	/* streams granted a session, at
+						 * most (1..PROTO_STREAMS_MAX) */
+	/* The live session whose token this is (a JOIN names it), or
+	 * NULL; mig_dst_has_token() is the test. */
+	struct mig_dst		*(*find_token)(void *arg, const uint8_t *token);
+	void			*find_arg;
 };
 
 enum dst_state {
 	DS_HANDSHAKE, DS_HELLO, DS_INFO, DS_LIVE, DS_FINAL, DS_READY,
 	DS_DONE, DS_FAILED,
 	DS_AMBIGUOUS,	/* from the journal: GO seen, RUNNING maybe not sent */
+	DS_JOINED,	/* the connection became a data stream of another
+			 * session (JOIN): nothing left here */
 };
 
 typedef void (*dst_done_cb)(struct mig_dst *s, void *arg);
@@ -48,6 +56,12 @@ struct mig_dst *mig_dst_new(struct dst_env *env, uint32_t id,
 	    void *arg);
 void	mig_dst_free(struct mig_dst *s);	/* accepts NULL */
 int	mig_dst_terminal(const struct mig_dst *s);
+/* The connection was handed to another session by JOIN: not a session
+ * of its own (left out of status and counters). */
+int	mig_dst_joined(const struct mig_dst *s);
+/* A live session waiting for data streams with this token (16 bytes,
+ * compared in constant time)? */
+int	mig_dst_has_token(const struct mig_dst *s, const uint8_t *token);
 /* Not authenticated yet (TCP accepted, TLS/HELLO not done) and from the
  * peer address ip (numeric, no port)? */
 int	mig_dst_preauth_from(const struct mig_dst *s, const char *ip);

@@ -83,7 +83,8 @@ static const struct command commands[] = {
 	    "DOMAIN HOST:PORT [--dedup none|shared|all] [--paused] [--verify] "
 	    "[--wait] [--downtime-ms N] [--max-iterations N] "
 	    "[--bandwidth RATE] [--auto-converge] "
-	    "[--compress none|zstd|lz4] [--zero-pages elide|send]",
+	    "[--compress none|zstd|lz4] [--zero-pages elide|send] "
+	    "[--streams N]",
 	    "start a migration (--wait: until it ends)" },
 	{ "status", cmd_status, D_SOURCED, 0, "[ID]",
 	    "one migration, or all" },
@@ -405,6 +406,8 @@ print_mig(struct json_object *m)
 	if (strcmp(jstr(m, "compress"), "none") != 0 && *jstr(m, "compress"))
 		printf("  %s: %s page bytes sent as %s\n", jstr(m, "compress"),
 		    jstr(m, "bytes_data_raw"), jstr(m, "bytes_data"));
+	if (ju64(m, "streams") > 1)
+		printf("  %s TCP streams\n", jstr(m, "streams"));
 	printf("  total %s ms, downtime %s ms, cpu source %s s, dest %s s\n",
 	    jstr(m, "total_ms"), jstr(m, "downtime_ms"),
 	    jstr(m, "cpu_source_s"), jstr(m, "cpu_dest_s"));
@@ -663,6 +666,7 @@ cmd_migrate(struct ctx *c, int argc, char **argv)
 	} nums[] = {
 		{ "--downtime-ms", "downtime_ms", 1, 600000 },
 		{ "--max-iterations", "max_iterations", 1, 1000 },
+		{ "--streams", "streams", 1, 8 },
 	};
 	static const char *const dedups[] = { "none", "shared", "all", NULL };
 	static const char *const comps[] = { "none", "zstd", "lz4", NULL };

@@ -78,8 +78,30 @@ struct mig_src {
 	char			 error[512];
 	struct hv_dom		*dom;
 	struct hv_dom_info	 info;
-	struct link		*link;
+	struct net_addr		 addr;		/* the destination's */
+	struct link		*link;		/* the main connection */
 	struct event		*ev_pump;
+
+	/*
+	 * Several streams (docs/PROTOCOL.md "Several streams"): the data
+	 * connections 1..nstreams-1 (ss[0] is unused: m->link), opened one
+	 * after the other once DOMAIN_ACK granted them.  PAGE_DATA of pfn
+	 * p goes on stream proto_stream_of(p) while pages stream; ITER_END
+	 * goes on every one.
+	 */
+	unsigned		 nstreams;	/* granted; 1 until DOMAIN_ACK */
+	struct src_stream {
+		struct mig_src	*m;
+		struct link	*link;
+		unsigned	 idx;
+		int		 joined;	/* JOIN queued */
+	}			 ss[PROTO_STREAMS_MAX];
+	uint8_t			 token[PROTO_TOKEN_LEN];
+	struct event		*ev_ka;		/* keepalives on data streams */
+	uint64_t		*fresh;		/* DATA on a data stream since the
+						 * last barrier: no REF hint */
+	uint64_t		 wire_closed;	/* bytes_wire of streams closed
+						 * before the job ended */
 	int			 logdirty;	/* log-dirty is on */
 	int			 paused;	/* we paused the guest */
 	int			 go_sent;
@@ -160,11 +182,26 @@ static void	src_start_iteration(struct mig_src *m);
 static void	src_stop_and_copy(struct mig_src *m);
 static void	src_hold_hot(struct mig_src *m);
 
+static void	src_st_on_up(struct link *l, void *arg);
+static void	src_st_on_record(struct link *l, const struct proto_rec *r,
+		    void *arg);
+static void	src_st_on_drain(struct link *l, void *arg);
+static void	src_st_on_error(struct link *l, int err, const char *why,
+		    void *arg);
+static void	src_go_live(struct mig_src *m);
+
 static const struct link_cbs src_link_cbs = {
 	.on_up = src_on_up,
 	.on_record = src_on_record,
 	.on_drain = src_on_drain,
 	.on_error = src_on_error,
+};
+
+static const struct link_cbs src_stream_cbs = {
+	.on_up = src_st_on_up,
+	.on_record = src_st_on_record,
+	.on_drain = src_st_on_drain,
+	.on_error = src_st_on_error,
 };
 
 static const char *const state_names[] = {
@@ -211,26 +248,85 @@ dedup_name(int d)
 	    d == PROTO_DEDUP_SHARED ? "shared" : "all";
 }
 
-/* Queue an encoded record; a failure here is fatal for the session. */
+/* Connection i: 0 the main one, else a data stream. */
+static struct link *
+src_link(const struct mig_src *m, unsigned i)
+{
+	return i == 0 ? m->link : m->ss[i].link;
+}
+
+/* Queue an encoded record on connection l; a failure here is fatal for
+ * the session.  bytes_queued (and so the bandwidth cap) counts every
+ * connection. */
 static int
-src_send(struct mig_src *m, const void *buf, int n)
+src_send_on(struct mig_src *m, struct link *l, const void *buf, int n)
 {
 	if (n < 0)
 		return n;
 	m->st.bytes_queued += (uint64_t)n;
-	return link_send(m->link, buf, (size_t)n);
+	return link_send(l, buf, (size_t)n);
 }
 
-/* Update wire byte counters from the socket (TLS framing included). */
+static int
+src_send(struct mig_src *m, const void *buf, int n)
+{
+	return src_send_on(m, m->link, buf, n);
+}
+
+/* The fullest output buffer of all connections: production waits for
+ * the slowest stream (a pfn's stream is fixed). */
+static size_t
+src_outq_max(const struct mig_src *m)
+{
+	size_t q, max = 0;
+	unsigned i;
+
+	for (i = 0; i < m->nstreams; i++)
+		if (src_link(m, i) != NULL &&
+		    (q = link_outq(src_link(m, i))) > max)
+			max = q;
+	return max;
+}
+
+static void
+src_set_drain_mark(struct mig_src *m, size_t bytes)
+{
+	unsigned i;
+
+	for (i = 0; i < m->nstreams; i++)
+		if (src_link(m, i) != NULL)
+			link_set_drain_mark(src_link(m, i), bytes);
+}
+
+/* Bytes on the wire of all connections (TLS framing included), read
+ * from the sockets now; 0 with *ok = 0 when none can be read. */
+static uint64_t
+src_wire_now(const struct mig_src *m, int *ok)
+{
+	uint64_t sent, rcvd, sum = m->wire_closed;
+	unsigned i;
+
+	*ok = 0;
+	for (i = 0; i < m->nstreams; i++) {
+		if (src_link(m, i) == NULL || link_fd(src_link(m, i)) < 0 ||
+		    net_tcp_bytes(link_fd(src_link(m, i)), &sent, &rcvd) != 0)
+			continue;
+		sum += sent + rcvd;
+		*ok = 1;
+	}
+	return sum;
+}
+
+/* Update wire byte counters from the sockets. */
 static void
 src_sample_wire(struct mig_src *m)
 {
-	uint64_t sent, rcvd;
+	uint64_t w;
+	int ok;
 
-	if (m->link == NULL || link_fd(m->link) < 0)
-		return;
-	if (net_tcp_bytes(link_fd(m->link), &sent, &rcvd) == 0)
-		m->st.bytes_wire = sent + rcvd;
+	w = src_wire_now(m, &ok);
+	if (ok)
+		m->st.bytes_wire = w;
 }
 
 /* ---- the in-flight journal ----
@@ -349,6 +445,7 @@ static void
 src_finish(struct mig_src *m, enum mig_state st)
 {
 	struct timespec now;
+	unsigned i;
 	int rc;
 
 	if (mig_src_terminal(m))
@@ -382,12 +479,21 @@ src_finish(struct mig_src *m, enum mig_state st)
 			    "copy: %s", m->id, m->domain, strerror(-rc));
 		m->paused = 0;
 	}
-	if (st != MS_COMPLETED && m->link != NULL && !m->go_sent)
-		link_send_error(m->link, st == MS_CANCELLED ? ECANCELED : EIO,
-		    m->error);
-	if (m->link != NULL) {
-		link_close(m->link);
-		m->link = NULL;
+	if (m->ev_ka != NULL)
+		event_del(m->ev_ka);
+	for (i = 0; i < m->nstreams; i++) {
+		struct link *l = src_link(m, i);
+
+		if (l == NULL)
+			continue;
+		if (st != MS_COMPLETED && !m->go_sent)
+			link_send_error(l, st == MS_CANCELLED ? ECANCELED :
+			    EIO, m->error);
+		link_close(l);
+		if (i == 0)
+			m->link = NULL;
+		else
+			m->ss[i].link = NULL;
 	}
 	m->state = st;
 	if (st == MS_AMBIGUOUS)
@@ -452,29 +558,215 @@ src_on_error(struct link *l, int err, const char *why, void *arg)
 	src_fail(m, "link to %s: %s", m->dest, why);
 }
 
-static void
-src_on_up(struct link *l, void *arg)
+/* Stream header is out: say HELLO on connection l. */
+static int
+src_send_hello(struct mig_src *m, struct link *l)
 {
-	struct mig_src *m = arg;
 	struct proto_hello h;
 	uint8_t buf[256];
-	char peer[128];
 
-	link_peer_name(l, peer, sizeof(peer));
-	log_info("migration %u: %s: connected to %s%s%s", m->id, m->domain,
-	    m->dest, peer[0] ? " as " : " (insecure, no TLS)", peer);
 	memset(&h, 0, sizeof(h));
 	h.version_min = PROTO_VERSION;
 	h.version_max = PROTO_VERSION;
 	h.caps = PROTO_CAP_REF | PROTO_CAP_ZERO | PROTO_CAP_VERIFY;
 	memcpy(h.host_id, m->env->host_id, sizeof(h.host_id));
 	snprintf(h.host_name, sizeof(h.host_name), "%s", m->env->host_name);
-	if (src_send(m, buf, proto_enc_hello(buf, sizeof(buf), &h)) != 0) {
+	link_set_read_timeout(l, m->env->timeout_s);
+	return src_send_on(m, l, buf, proto_enc_hello(buf, sizeof(buf), &h));
+}
+
+static void
+src_on_up(struct link *l, void *arg)
+{
+	struct mig_src *m = arg;
+	char peer[128];
+
+	link_peer_name(l, peer, sizeof(peer));
+	log_info("migration %u: %s: connected to %s%s%s", m->id, m->domain,
+	    m->dest, peer[0] ? " as " : " (insecure, no TLS)", peer);
+	if (src_send_hello(m, l) != 0) {
 		src_fail(m, "cannot send HELLO");
 		return;
 	}
 	m->state = MS_HELLO;
-	link_set_read_timeout(l, m->env->timeout_s);
+}
+
+/*
+ * Open a connection to the destination (TLS unless --insecure) whose
+ * link calls cbs with arg.  0 or -errno with a reason in err.
+ */
+static int
+src_connect(struct mig_src *m, const struct link_cbs *cbs, void *arg,
+    struct link **out, char *err, size_t errlen)
+{
+	struct src_env *env = m->env;
+	struct bufferevent *bev = NULL;
+	struct timeval tv = { .tv_sec = env->timeout_s, .tv_usec = 0 };
+	struct link *l;
+	SSL *ssl;
+	int rc, fd;
+
+	if (env->tls != NULL) {
+		if ((ssl = tls_client_ssl(env->tls, m->addr.host)) == NULL) {
+			snprintf(err, errlen, "TLS setup failed");
+			return -EPROTO;
+		}
+		bev = bufferevent_openssl_socket_new(env->base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		if (bev == NULL)
+			SSL_free(ssl);
+	} else {
+		bev = bufferevent_socket_new(env->base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (bev == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (bufferevent_socket_connect(bev, (struct sockaddr *)&m->addr.ss,
+	    (int)m->addr.len) != 0) {
+		rc = -errno ? -errno : -ECONNREFUSED;
+		snprintf(err, errlen, "cannot connect to %s: %s", m->dest,
+		    strerror(-rc));
+		bufferevent_free(bev);
+		return rc;
+	}
+	if ((fd = bufferevent_getfd(bev)) >= 0)
+		(void)net_link_opts(fd, 10, 5, 3, env->timeout_s * 1000);
+	if (env->tls != NULL)
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	/* A plain socket still connecting reports CONNECTED too. */
+	if ((l = link_new(bev, PROTO_D2S, 1, cbs, arg)) == NULL) {
+		bufferevent_free(bev);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	link_set_handshake_timeout(l, env->timeout_s);
+	*out = l;
+	return 0;
+}
+
+/* ---- data streams ---- */
+
+/* Open data stream i (they go one after the other: a destination lets
+ * an address have few connections before authentication). */
+static void
+src_stream_open(struct mig_src *m, unsigned i)
+{
+	char err[256];
+	int rc;
+
+	m->ss[i].m = m;
+	m->ss[i].idx = i;
+	if ((rc = src_connect(m, &src_stream_cbs, &m->ss[i], &m->ss[i].link,
+	    err, sizeof(err))) != 0)
+		src_fail(m, "stream %u: %s", i, err);
+}
+
+static void
+src_st_on_up(struct link *l, void *arg)
+{
+	struct src_stream *ss = arg;
+
+	if (src_send_hello(ss->m, l) != 0)
+		src_fail(ss->m, "stream %u: cannot send HELLO", ss->idx);
+}
+
+/* The destination's HELLO on a data stream: JOIN, then the next one;
+ * when all have joined, the pages can go. */
+static void
+src_st_on_hello(struct mig_src *m, struct src_stream *ss,
+    const struct proto_hello *h)
+{
+	struct proto_join j;
+	uint8_t buf[64];
+
+	if (h->version_min > PROTO_VERSION || h->version_max < PROTO_VERSION) {
+		src_fail(m, "stream %u: destination speaks protocol %u..%u",
+		    ss->idx, h->version_min, h->version_max);
+		return;
+	}
+	/* Nothing but KEEPALIVE and ERROR comes back on a data stream. */
+	link_set_phase(ss->link, PH_LIVE);
+	memset(&j, 0, sizeof(j));
+	memcpy(j.token, m->token, sizeof(j.token));
+	j.index = ss->idx;
+	if (src_send_on(m, ss->link, buf, proto_enc_join(buf, sizeof(buf),
+	    &j)) != 0) {
+		src_fail(m, "stream %u: cannot send JOIN", ss->idx);
+		return;
+	}
+	ss->joined = 1;
+	log_debug("migration %u: %s: stream %u of %u joined", m->id,
+	    m->domain, ss->idx, m->nstreams);
+	if (ss->idx + 1 < m->nstreams)
+		src_stream_open(m, ss->idx + 1);
+	else
+		src_go_live(m);
+}
+
+static void
+src_st_on_record(struct link *l, const struct proto_rec *r, void *arg)
+{
+	struct src_stream *ss = arg;
+	struct mig_src *m = ss->m;
+
+	if (r->type == REC_HELLO && !ss->joined)
+		src_st_on_hello(m, ss, &r->u.hello);
+	else if (r->type == REC_ERROR)
+		src_fail(m, "destination refused stream %u: %s", ss->idx,
+		    r->u.error.msg);
+	else
+		src_fail(m, "unexpected %s record on stream %u",
+		    proto_type_name(r->type), ss->idx);
+}
+
+static void
+src_st_on_drain(struct link *l, void *arg)
+{
+	struct src_stream *ss = arg;
+
+	src_on_drain(ss->m->link, ss->m);
+}
+
+static void
+src_st_on_error(struct link *l, int err, const char *why, void *arg)
+{
+	struct src_stream *ss = arg;
+	struct mig_src *m = ss->m;
+
+	/* After END a data stream has carried all it will: the main
+	 * connection's READY says whether its pages arrived. */
+	if (m->state >= MS_FINAL) {
+		uint64_t sent, rcvd;
+
+		log_debug("migration %u: %s: stream %u closed after END: %s",
+		    m->id, m->domain, ss->idx, why);
+		if (link_fd(l) >= 0 &&
+		    net_tcp_bytes(link_fd(l), &sent, &rcvd) == 0)
+			m->wire_closed += sent + rcvd;
+		link_free(l);
+		ss->link = NULL;
+		ss->joined = 0;
+		return;
+	}
+	src_fail(m, "stream %u to %s: %s", ss->idx, m->dest, why);
+}
+
+/* The destination reads every stream: the data streams hear KEEPALIVE
+ * from us when they carry nothing else for a while. */
+static void
+src_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig_src *m = arg;
+	uint8_t buf[16];
+	unsigned i;
+	int n = proto_enc_keepalive(buf, sizeof(buf));
+
+	for (i = 1; i < m->nstreams && !mig_src_terminal(m); i++)
+		if (m->ss[i].joined && link_outq(m->ss[i].link) == 0)
+			(void)src_send_on(m, m->ss[i].link, buf, n);
 }
 
 static void
@@ -514,6 +806,12 @@ src_on_hello(struct mig_src *m, const struct proto_hello *h)
 	    (m->o.advise ? PROTO_DI_ADVISE : 0);
 	di.dedup = (uint32_t)m->o.dedup;
 	di.compress = (uint32_t)m->o.compress;
+	if (m->o.streams > 1 && !(h->caps & PROTO_CAP_STREAMS)) {
+		log_info("migration %u: %s: %s takes one stream (an older "
+		    "destd, or --max-streams 1)", m->id, m->domain, m->dest);
+		m->o.streams = 1;
+	}
+	di.streams = m->o.streams;
 	memcpy(di.uuid, m->info.uuid, sizeof(di.uuid));
 	snprintf(di.name, sizeof(di.name), "%s", m->info.name);
 	di.config = config;
@@ -535,11 +833,50 @@ out:
 }
 
 /*
- * The destination built an empty domain.  Turn log-dirty on before any
- * page is read (I2), then negotiate hashes or go straight to iteration 0.
+ * The destination built an empty domain and granted streams: open the
+ * data streams, if any, then go live.
  */
 static void
-src_on_domain_ack(struct mig_src *m)
+src_on_domain_ack(struct mig_src *m, const struct proto_domain_ack *a)
+{
+	struct timeval tv = { .tv_sec = m->env->timeout_s / 3 ?
+	    m->env->timeout_s / 3 : 1, .tv_usec = 0 };
+
+	link_set_phase(m->link, PH_LIVE);
+	link_set_pages(m->link, m->pages);
+	if (a->streams > m->o.streams) {
+		src_fail(m, "destination granted %u streams, %u asked",
+		    a->streams, m->o.streams);
+		return;
+	}
+	m->nstreams = a->streams;
+	if (m->nstreams == 1) {
+		src_go_live(m);
+		return;
+	}
+	memcpy(m->token, a->token, sizeof(m->token));
+	if (m->o.dedup != PROTO_DEDUP_NONE &&
+	    (m->fresh = bm_alloc(m->pages)) == NULL) {
+		src_fail(m, "out of memory");
+		return;
+	}
+	m->ev_ka = event_new(m->env->base, -1, EV_PERSIST, src_keepalive, m);
+	if (m->ev_ka == NULL) {
+		src_fail(m, "out of memory");
+		return;
+	}
+	event_add(m->ev_ka, &tv);
+	log_info("migration %u: %s: %u streams granted (%u asked)", m->id,
+	    m->domain, m->nstreams, m->o.streams);
+	src_stream_open(m, 1);
+}
+
+/*
+ * Every stream is there.  Turn log-dirty on before any page is read
+ * (I2), then negotiate hashes or go straight to iteration 0.
+ */
+static void
+src_go_live(struct mig_src *m)
 {
 	int rc;
 
@@ -550,13 +887,11 @@ src_on_domain_ack(struct mig_src *m)
 	}
 	m->logdirty = !m->o.advise;
 	(void)journal_write(m, "logdirty");
-	link_set_phase(m->link, PH_LIVE);
-	link_set_pages(m->link, m->pages);
 	/* The destination sends KEEPALIVE while pages stream, so silence
 	 * means a dead or stalled peer in every phase; the write side has
 	 * TCP_USER_TIMEOUT. */
 	link_set_read_timeout(m->link, m->env->timeout_s);
-	link_set_drain_mark(m->link, SRC_OUT_LOW);
+	src_set_drain_mark(m, SRC_OUT_LOW);
 	/* With dedup, offers run ahead of iteration 0 (src_offer_safe). */
 	m->offering = m->o.dedup != PROTO_DEDUP_NONE && m->cand != NULL;
 	m->ocursor = 0;
@@ -823,6 +1158,12 @@ src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
 		d = dg;
 	}
 	if (dmap_get(m->known, d, &hint)) {
+		/* A hint sent as DATA on another stream in this iteration
+		 * may not be there yet when the REF is filled: send the
+		 * content instead of a REF that would come back as NEED. */
+		if (m->fresh != NULL && hint != PROTO_PFN_NONE &&
+		    bm_test(m->fresh, hint))
+			goto data;
 		b->ref[b->nref] = pfn;
 		b->hint[b->nref] = hint;
 		memcpy(b->digest[b->nref], d, 32);
@@ -849,7 +1190,7 @@ zero:
  * they do not shrink (the caller sends them raw), else 0 or -errno.
  */
 static int
-src_send_data_z(struct mig_src *m, const uint64_t *pfns,
+src_send_data_z(struct mig_src *m, struct link *l, const uint64_t *pfns,
     const void *const *ptrs, uint32_t n)
 {
 	size_t raw = (size_t)n * PROTO_PAGE_SIZE;
@@ -866,27 +1207,27 @@ src_send_data_z(struct mig_src *m, const uint64_t *pfns,
 	    n, pfns, (uint32_t)m->o.compress, m->zout, (uint32_t)clen);
 	if (len < 0)
 		return len;
-	if (evbuffer_add(link_output(m->link), m->zrec, (size_t)len) != 0)
+	if (evbuffer_add(link_output(l), m->zrec, (size_t)len) != 0)
 		return -ENOMEM;
 	m->st.bytes_queued += (uint64_t)len;
 	m->st.bytes_data += (uint64_t)clen;
 	return 0;
 }
 
-/* Queue a PAGE_DATA record for n mapped pages, compressed if asked and
- * if they shrink. */
+/* Queue a PAGE_DATA record for n mapped pages on connection l,
+ * compressed if asked and if they shrink. */
 static int
-src_send_data(struct mig_src *m, const uint64_t *pfns, const void *const *ptrs,
-    uint32_t n)
+src_send_data_on(struct mig_src *m, struct link *l, const uint64_t *pfns,
+    const void *const *ptrs, uint32_t n)
 {
 	uint8_t head[PROTO_REC_HDR_LEN + 8 + 8 * PROTO_PAGE_BATCH_MAX];
-	struct evbuffer *out = link_output(m->link);
+	struct evbuffer *out = link_output(l);
 	uint32_t i;
 	int len, rc = 1;
 
 	if (n == 0)
 		return 0;
-	if (m->pc != NULL && (rc = src_send_data_z(m, pfns, ptrs, n)) < 0)
+	if (m->pc != NULL && (rc = src_send_data_z(m, l, pfns, ptrs, n)) < 0)
 		return rc;
 	if (rc == 1) {
 		len = proto_enc_page_data_head(head, sizeof(head), n, pfns);
@@ -904,6 +1245,41 @@ src_send_data(struct mig_src *m, const uint64_t *pfns, const void *const *ptrs,
 	m->data_bytes += (uint64_t)n * PROTO_PAGE_SIZE;
 	m->st.bytes_data_raw += (uint64_t)n * PROTO_PAGE_SIZE;
 	m->st.pages_data += n;
+	return 0;
+}
+
+/*
+ * Queue PAGE_DATA for n mapped pages: while pages stream, each on its
+ * pfn's stream (the destination applies a pfn's records in the order of
+ * one connection, and iterations in order across them); after END, the
+ * answers to NEED go on the main connection, behind every stream's last
+ * barrier.
+ */
+static int
+src_send_data(struct mig_src *m, const uint64_t *pfns, const void *const *ptrs,
+    uint32_t n)
+{
+	uint64_t sp[PROTO_PAGE_BATCH_MAX];
+	const void *sptr[PROTO_PAGE_BATCH_MAX];
+	uint32_t i, k;
+	unsigned j;
+	int rc;
+
+	if (m->nstreams == 1 || m->state >= MS_FINAL)
+		return src_send_data_on(m, m->link, pfns, ptrs, n);
+	for (j = 0; j < m->nstreams; j++) {
+		for (i = k = 0; i < n; i++) {
+			if (proto_stream_of(pfns[i], m->nstreams) != j)
+				continue;
+			sp[k] = pfns[i];
+			sptr[k++] = ptrs[i];
+			if (j != 0 && m->fresh != NULL)
+				bm_set(m->fresh, pfns[i]);
+		}
+		if ((rc = src_send_data_on(m, src_link(m, j), sp, sptr,
+		    k)) != 0)
+			return rc;
+	}
 	return 0;
 }
 
@@ -1093,6 +1469,26 @@ src_start_iteration(struct mig_src *m)
 }
 
 /*
+ * The barrier of an iteration on the data streams: ITER_END on each (the
+ * main connection gets its own ITER_END, or END after the last one).
+ * A hint sent as DATA before it is safe after it.
+ */
+static int
+src_send_barrier(struct mig_src *m, const struct proto_iter_end *ie)
+{
+	uint8_t buf[64];
+	unsigned i;
+	int rc, n = proto_enc_iter_end(buf, sizeof(buf), ie);
+
+	for (i = 1; i < m->nstreams; i++)
+		if ((rc = src_send_on(m, m->ss[i].link, buf, n)) != 0)
+			return rc;
+	if (m->fresh != NULL)
+		bm_zero(m->fresh, m->pages);
+	return 0;
+}
+
+/*
  * After the last dirty pages went out while paused: the vCPU context,
  * then END (with the whole-memory digest for --verify).
  */
@@ -1105,6 +1501,19 @@ src_send_final(struct mig_src *m)
 	size_t blen = 0, cap;
 	int rc, len;
 
+	memset(&e, 0, sizeof(e));
+	{
+		struct proto_iter_end ie = {
+			.iteration = m->st.iterations - 1,
+			.pages_sent = m->iters[m->st.iterations - 1].pages,
+		};
+
+		if ((rc = src_send_barrier(m, &ie)) != 0) {
+			src_fail(m, "cannot end the streams: %s",
+			    strerror(-rc));
+			return;
+		}
+	}
 	if ((rc = m->env->ops->context_get(m->dom, &blob, &blen)) != 0) {
 		src_fail(m, "cannot read the vCPU context: %s", strerror(-rc));
 		return;
@@ -1159,7 +1568,7 @@ src_send_final(struct mig_src *m)
 	m->state = MS_FINAL;
 	link_set_phase(m->link, PH_FINAL);
 	log_debug("migration %u: %s: END queued, %zu bytes to flush", m->id,
-	    m->domain, link_outq(m->link));
+	    m->domain, src_outq_max(m));
 	link_set_read_timeout(m->link, m->env->timeout_s);
 out:
 	free(buf);
@@ -1256,6 +1665,11 @@ src_iter_done(struct mig_src *m)
 	ie.iteration = m->st.iterations - 1;
 	ie.pages_sent = m->iters[ie.iteration].pages;
 	ie.dirty = dirty;
+	if ((rc = src_send_barrier(m, &ie)) != 0) {
+		src_fail(m, "cannot end iteration %u on the streams: %s",
+		    ie.iteration, strerror(-rc));
+		return;
+	}
 	(void)src_send(m, buf, proto_enc_iter_end(buf, sizeof(buf), &ie));
 	est_ms = (double)dirty * PROTO_PAGE_SIZE * 1e3 / bw;
 	if (m->st.iterations > 1 && dirty * 10 >= m->dirty_prev * 9)
@@ -1332,7 +1746,7 @@ src_pump_advise(struct mig_src *m)
 	struct proto_end e;
 	int rc;
 
-	if (m->ocursor < m->pages && link_outq(m->link) < SRC_OUT_HIGH &&
+	if (m->ocursor < m->pages && src_outq_max(m) < SRC_OUT_HIGH &&
 	    m->batches - m->batches_answered < SRC_OFFER_INFLIGHT) {
 		/* One batch per loop turn; more when this one is out. */
 		if ((rc = src_offer_batch(m)) != 0) {
@@ -1398,7 +1812,7 @@ src_pump_iter(struct mig_src *m)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (m->iter_flushing) {
-		if (link_outq(m->link) == 0)
+		if (src_outq_max(m) == 0)
 			src_iter_done(m);
 		return;
 	}
@@ -1422,7 +1836,7 @@ src_pump_iter(struct mig_src *m)
 		    m->batches - m->batches_answered < SRC_OFFER_INFLIGHT &&
 		    (m->batches - m->batches_answered < SRC_OFFER_EAGER ||
 		    m->cursor >= limit ||
-		    link_outq(m->link) >= SRC_OUT_HIGH)) {
+		    src_outq_max(m) >= SRC_OUT_HIGH)) {
 			if ((rc = src_offer_batch(m)) != 0) {
 				src_fail(m, "hashing pages for the offer: %s",
 				    strerror(-rc));
@@ -1433,7 +1847,7 @@ src_pump_iter(struct mig_src *m)
 		if (m->offering && m->ocursor >= m->pages &&
 		    m->batches_answered == m->batches)
 			m->offering = 0;
-		if (link_outq(m->link) < SRC_OUT_HIGH && m->cursor < limit) {
+		if (src_outq_max(m) < SRC_OUT_HIGH && m->cursor < limit) {
 			if ((rc = src_iter_batch(m, limit)) != 0) {
 				src_fail(m, "sending pages: %s", strerror(-rc));
 				return;
@@ -1448,7 +1862,7 @@ src_pump_iter(struct mig_src *m)
 		}
 		if (!progress) {
 			if (m->offering && m->cursor >= limit &&
-			    link_outq(m->link) < SRC_OUT_HIGH && !m->waiting) {
+			    src_outq_max(m) < SRC_OUT_HIGH && !m->waiting) {
 				m->waiting = 1;
 				clock_gettime(CLOCK_MONOTONIC, &m->t_wait);
 			}
@@ -1470,8 +1884,8 @@ src_pump_iter(struct mig_src *m)
 			src_iter_done(m);
 			return;
 		}
-		link_set_drain_mark(m->link, 0);
-		if (link_outq(m->link) == 0)
+		src_set_drain_mark(m, 0);
+		if (src_outq_max(m) == 0)
 			src_kick(m);
 	}
 }
@@ -1489,7 +1903,7 @@ src_pump_cb(evutil_socket_t fd, short what, void *arg)
 		src_pump_iter(m);
 		if (!mig_src_terminal(m) && m->state != MS_FINAL &&
 		    !m->iter_flushing)
-			link_set_drain_mark(m->link, SRC_OUT_LOW);
+			src_set_drain_mark(m, SRC_OUT_LOW);
 		break;
 	default:
 		break;
@@ -1627,7 +2041,7 @@ src_on_record(struct link *l, const struct proto_rec *r, void *arg)
 			src_fail(m, "unexpected DOMAIN_ACK");
 			break;
 		}
-		src_on_domain_ack(m);
+		src_on_domain_ack(m, &r->u.domain_ack);
 		break;
 	case REC_HAVE:
 		src_on_have(m, &r->u.have);
@@ -1752,10 +2166,7 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
     struct mig_src **out, char *err, size_t errlen)
 {
 	struct mig_src *m;
-	struct net_addr addr;
-	struct bufferevent *bev = NULL;
-	SSL *ssl = NULL;
-	int rc, fd = -1;
+	int rc;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -1772,7 +2183,17 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 	clock_gettime(CLOCK_MONOTONIC, &m->t_start);
 	m->cpu_start = thread_cpu_s();
 
-	if ((rc = net_parse_addr(dest, 8002, &addr)) != 0) {
+	m->nstreams = 1;
+	if (m->o.streams < 1)
+		m->o.streams = 1;
+	if (m->o.streams > PROTO_STREAMS_MAX) {
+		snprintf(err, errlen, "streams: 1 to %u", PROTO_STREAMS_MAX);
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (m->o.advise)
+		m->o.streams = 1;	/* hashes only: one connection */
+	if ((rc = net_parse_addr(dest, 8002, &m->addr)) != 0) {
 		snprintf(err, errlen, "bad destination '%s': %s", dest,
 		    rc == -EINVAL ? "expected HOST:PORT" : "cannot resolve");
 		goto fail;
@@ -1829,64 +2250,21 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 		goto fail;
 	}
 
-	if (env->tls != NULL) {
-		if ((ssl = tls_client_ssl(env->tls, addr.host)) == NULL) {
-			snprintf(err, errlen, "TLS setup failed");
-			rc = -EPROTO;
-			goto fail;
-		}
-		bev = bufferevent_openssl_socket_new(env->base, -1, ssl,
-		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-		if (bev == NULL)
-			SSL_free(ssl);
-	} else {
-		bev = bufferevent_socket_new(env->base, -1,
-		    BEV_OPT_CLOSE_ON_FREE);
-	}
-	if (bev == NULL) {
-		snprintf(err, errlen, "out of memory");
-		rc = -ENOMEM;
+	if ((rc = src_connect(m, &src_link_cbs, m, &m->link, err,
+	    errlen)) != 0)
 		goto fail;
-	}
-	if (bufferevent_socket_connect(bev, (struct sockaddr *)&addr.ss,
-	    (int)addr.len) != 0) {
-		rc = -errno ? -errno : -ECONNREFUSED;
-		snprintf(err, errlen, "cannot connect to %s: %s", dest,
-		    strerror(-rc));
-		bufferevent_free(bev);
-		goto fail;
-	}
-	if ((fd = bufferevent_getfd(bev)) >= 0)
-		(void)net_link_opts(fd, 10, 5, 3, env->timeout_s * 1000);
-	fd = -1;
-	if (env->tls != NULL)
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	/* A plain socket still connecting reports CONNECTED too. */
-	m->link = link_new(bev, PROTO_D2S, 1, &src_link_cbs, m);
-	if (m->link == NULL) {
-		bufferevent_free(bev);
-		snprintf(err, errlen, "out of memory");
-		rc = -ENOMEM;
-		goto fail;
-	}
-	{
-		struct timeval tv = { .tv_sec = env->timeout_s, .tv_usec = 0 };
-
-		bufferevent_set_timeouts(bev, &tv, &tv);
-	}
-	link_set_handshake_timeout(m->link, env->timeout_s);
 	log_info("migration %u: %s -> %s started (dedup %s, compress %s, "
-	    "zero pages %s%s%s%s, bandwidth %llu bytes/s)", id, domain, dest,
+	    "zero pages %s%s%s%s, bandwidth %llu bytes/s, %u stream%s)", id,
+	    domain, dest,
 	    dedup_name(m->o.dedup), pcomp_name((uint32_t)m->o.compress),
 	    m->o.zero_pages == MIG_ZERO_ELIDE ? "elided" : "sent",
 	    o->verify ? ", verify" : "", o->paused ? ", paused" : "",
 	    o->auto_converge ? ", auto-converge" : "",
-	    (unsigned long long)m->bucket.rate);
+	    (unsigned long long)m->bucket.rate, m->o.streams,
+	    m->o.streams == 1 ? "" : "s");
 	*out = m;
 	return 0;
 fail:
-	if (fd >= 0)
-		close(fd);
 	m->state = MS_FAILED;
 	mig_src_free(m);
 	return rc;
@@ -2066,6 +2444,11 @@ mig_src_free(struct mig_src *m)
 	if (m == NULL)
 		return;
 	link_free(m->link);
+	for (unsigned i = 1; i < PROTO_STREAMS_MAX; i++)
+		link_free(m->ss[i].link);
+	if (m->ev_ka != NULL)
+		event_free(m->ev_ka);
+	free(m->fresh);
 	if (m->ev_pump != NULL)
 		event_free(m->ev_pump);
 	if (m->dom != NULL)
@@ -2191,15 +2574,21 @@ mig_src_json(const struct mig_src *m)
 	json_add_u64(o, "pages_unconfirmed", m->st.pages_unconfirmed);
 	json_add_u64(o, "dirty_pages", m->st.dirty_last);
 	{
-		uint64_t sent, rcvd, wire = m->st.bytes_wire;
+		uint64_t wire = m->st.bytes_wire, now_w;
+		int ok = 0;
 
-		/* While it runs, read the socket's counters now. */
-		if (!mig_src_terminal(m) && m->link != NULL &&
-		    link_fd(m->link) >= 0 &&
-		    net_tcp_bytes(link_fd(m->link), &sent, &rcvd) == 0)
-			wire = sent + rcvd;
+		/* While it runs, read the sockets' counters now. */
+		if (!mig_src_terminal(m)) {
+			now_w = src_wire_now(m, &ok);
+			if (ok)
+				wire = now_w;
+		}
 		json_add_u64(o, "bytes_wire", wire);
 	}
+	/* Granted once the destination answered; asked for until then. */
+	json_object_object_add(o, "streams", json_object_new_int64(
+	    m->nstreams > 1 || (m->state > MS_INFO && m->nstreams == 1) ?
+	    m->nstreams : m->o.streams ? m->o.streams : 1));
 	json_add_u64(o, "bytes_queued", m->st.bytes_queued);
 	json_object_object_add(o, "compress", json_object_new_string(
 	    pcomp_name((uint32_t)m->o.compress)));

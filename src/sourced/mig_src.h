@@ -50,6 +50,8 @@ struct mig_opts {
 	int		compress;	/* enum proto_compress of PAGE_DATA */
 	int		zero_pages;	/* MIG_ZERO_*: all-zero pages as
 					 * PAGE_ZERO or in full */
+	unsigned	streams;	/* TCP streams asked for, 1..
+					 * PROTO_STREAMS_MAX (0 = 1) */
 };
 
 /* mig_opts.zero_pages */

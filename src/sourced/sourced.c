@@ -498,6 +498,12 @@ cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 		return;
 	} else if (rc == 1)
 		o.downtime_ms = (unsigned)v;
+	if ((rc = ctl_get_int(req, "streams", &v)) < 0 ||
+	    (rc == 1 && (v < 1 || v > PROTO_STREAMS_MAX))) {
+		ctl_reply_error(r, "streams must be 1..%u", PROTO_STREAMS_MAX);
+		return;
+	} else if (rc == 1)
+		o.streams = (unsigned)v;
 	if ((rc = ctl_get_int(req, "max_iterations", &v)) < 0 ||
 	    (rc == 1 && (v < 1 || v > 1000))) {
 		ctl_reply_error(r, "max_iterations must be 1..1000");
@@ -948,6 +954,7 @@ sourced_main(int argc, char **argv)
 	sd.defaults.max_bytes_factor = 3.0;
 	sd.defaults.bandwidth = cfg.bandwidth;
 	sd.defaults.auto_converge = cfg.auto_converge;
+	sd.defaults.streams = cfg.streams;
 
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() != 0)
@@ -968,9 +975,6 @@ sourced_main(int argc, char **argv)
 	sd.env.index_socket = index;
 	hostid_get(cfg.state_dir, sd.env.host_id, sd.env.host_name,
 	    sizeof(sd.env.host_name), hostname);
-	if (cfg.streams > 1)
-		log_warn("[migration] streams = %u: this version sends each "
-		    "migration over one connection", cfg.streams);
 	if (cfg.insecure) {
 		log_warn("--insecure: migration streams are neither "
 		    "encrypted nor authenticated");
