@@ -28,6 +28,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -59,6 +61,9 @@
 #define SRC_OFFER_EAGER	2u		/* ... below this, offer before pages */
 #define SRC_SYNC_PAGES	2048u		/* pages between dirty-log syncs */
 #define SRC_SLICE_MS	20.0		/* work per loop turn before yielding */
+#define SRC_SOCKQ_SLACK	(64u << 10)	/* kernel-queued bytes an iteration
+					   may end with (src_sockq) */
+#define SRC_SOCKQ_POLL_US 2000		/* how often to look meanwhile */
 /* A compressed PAGE_DATA record of SRC_BATCH pages, at most. */
 #define SRC_ZREC_CAP	(PROTO_REC_HDR_LEN + 16 + 8 * SRC_BATCH + \
 			    SRC_BATCH * PROTO_PAGE_SIZE)
@@ -286,6 +291,28 @@ src_outq_max(const struct mig_src *m)
 		    (q = link_outq(src_link(m, i))) > max)
 			max = q;
 	return max;
+}
+
+/*
+ * Bytes the kernel still holds for the peer on all connections: queued
+ * in the socket, or sent and not yet acknowledged (SIOCOUTQ), which
+ * includes what sits in a shaped link's qdisc.  An empty output buffer
+ * does not mean the pages arrived: on a 1 Gbit/s link the socket buffer
+ * and the qdisc hold tens of milliseconds of data.
+ */
+static uint64_t
+src_sockq(const struct mig_src *m)
+{
+	uint64_t sum = 0;
+	unsigned i;
+	int fd, q;
+
+	for (i = 0; i < m->nstreams; i++)
+		if (src_link(m, i) != NULL &&
+		    (fd = link_fd(src_link(m, i))) >= 0 &&
+		    ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0)
+			sum += (uint64_t)q;
+	return sum;
 }
 
 static void
@@ -517,10 +544,19 @@ src_finish(struct mig_src *m, enum mig_state st)
 		    (unsigned long long)m->st.pages_zero,
 		    (unsigned long long)m->st.bytes_wire, m->st.iterations,
 		    m->st.total_ms, m->st.downtime_ms);
-	else if (st != MS_AMBIGUOUS)
-		log_err("migration %u: %s -> %s %s: %s; the guest keeps "
-		    "running on this host", m->id, m->domain, m->dest,
-		    mig_state_name(st), m->error);
+	else if (st != MS_AMBIGUOUS) {
+		struct hv_dom_info di;
+		/* A guest that died meanwhile (a crash, a destroy) is not
+		 * "kept running": say which. */
+		int gone = m->dom != NULL &&
+		    m->env->ops->dom_info(m->dom, &di) != 0;
+
+		log_err("migration %u: %s -> %s %s: %s; %s", m->id, m->domain,
+		    m->dest, mig_state_name(st), m->error, gone ?
+		    "the guest is gone from this host (it died or was "
+		    "destroyed meanwhile)" : "the guest keeps running on this "
+		    "host");
+	}
 	if (m->done != NULL)
 		m->done(m, m->done_arg);
 }
@@ -1605,8 +1641,9 @@ src_hold_hot(struct mig_src *m)
 
 /*
  * The stop policy, run when an iteration's records have all left the
- * output buffer: fetch the dirty set and decide whether to iterate again
- * or stop and copy.  Stop when the dirty set can be sent within the
+ * output buffer and the kernel (src_sockq): fetch the dirty set and
+ * decide whether to iterate again or stop and copy.  Stop when the dirty
+ * set (plus what the kernel still holds) can be sent within the
  * downtime target at the bandwidth the last iteration achieved (never
  * more than the cap), or at the iteration cap, or when iterating makes
  * no progress, or when the data sent exceeds max_bytes_factor x memory.
@@ -1671,7 +1708,8 @@ src_iter_done(struct mig_src *m)
 		return;
 	}
 	(void)src_send(m, buf, proto_enc_iter_end(buf, sizeof(buf), &ie));
-	est_ms = (double)dirty * PROTO_PAGE_SIZE * 1e3 / bw;
+	est_ms = ((double)dirty * PROTO_PAGE_SIZE + (double)src_sockq(m)) *
+	    1e3 / bw;
 	if (m->st.iterations > 1 && dirty * 10 >= m->dirty_prev * 9)
 		m->no_progress++;
 	else
@@ -1812,8 +1850,23 @@ src_pump_iter(struct mig_src *m)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (m->iter_flushing) {
-		if (src_outq_max(m) == 0)
-			src_iter_done(m);
+		/*
+		 * A live iteration ends once its pages have left the kernel
+		 * too: the stop policy then measures the rate the link
+		 * achieved, and the guest is not paused while earlier pages
+		 * still queue ahead of the last ones (that time would be
+		 * downtime).  The kernel has no event for it: look again
+		 * every SRC_SOCKQ_POLL_US; the link's timeouts still apply.
+		 */
+		if (src_outq_max(m) != 0)
+			return;
+		if (!m->paused && src_sockq(m) > SRC_SOCKQ_SLACK) {
+			struct timeval tv = { 0, SRC_SOCKQ_POLL_US };
+
+			event_add(m->ev_pump, &tv);
+			return;
+		}
+		src_iter_done(m);
 		return;
 	}
 	if (m->o.advise) {
