@@ -171,9 +171,9 @@ struct mig_src {
 	uint8_t			*zin;		/* a record's pages, contiguous */
 	uint8_t			*zout;		/* its compressed frame */
 	uint8_t			*zrec;		/* the encoded record */
-	uint8_t			 sha_src[32], sha_dst[32];
+	struct hv_digest	 dg;		/* --verify: the source's digest */
+	uint8_t			 sha_dst[32];
 	int			 have_sha_src, have_sha_dst;
-	struct hv_digest	 dg;		/* sha_src's pages and exceptions */
 };
 
 static void	src_on_up(struct link *l, void *arg);
@@ -1585,10 +1585,9 @@ src_send_final(struct mig_src *m)
 			goto out;
 		}
 		hv_digest_log(pfx, &m->dg);
-		memcpy(m->sha_src, m->dg.sha256, 32);
 		m->have_sha_src = 1;
 		e.flags = PROTO_END_VERIFY;
-		memcpy(e.memory_sha256, m->sha_src, 32);
+		memcpy(e.memory_sha256, m->dg.sha256, 32);
 		if (m->dg.noutside > 0) {
 			e.flags |= PROTO_END_UNVERIFIED;
 			e.nunverified = (uint32_t)m->dg.noutside;
@@ -2028,8 +2027,8 @@ src_on_ready(struct mig_src *m, const struct proto_end *e)
 			src_fail(m, "verify: the destination sent no digest");
 			return;
 		}
-		if (memcmp(m->sha_src, m->sha_dst, 32) != 0) {
-			ph_hex(m->sha_src, a);
+		if (memcmp(m->dg.sha256, m->sha_dst, 32) != 0) {
+			ph_hex(m->dg.sha256, a);
 			ph_hex(m->sha_dst, b);
 			src_fail(m, "verify: memory differs: source %s, "
 			    "destination %s", a, b);
@@ -2667,7 +2666,7 @@ mig_src_json(const struct mig_src *m)
 		if (m->have_sha_src) {
 			struct json_object *a = json_object_new_array();
 
-			ph_hex(m->sha_src, hex);
+			ph_hex(m->dg.sha256, hex);
 			json_object_object_add(o, "memory_sha256_source",
 			    json_object_new_string(hex));
 			json_add_u64(o, "memory_pages_verified", m->dg.pages);
