@@ -2139,6 +2139,35 @@ test_end_unverified(void **state)
  * selector bits 0-2 phase, bit 3 direction (0 S2D, 1 D2S), bits 4-5
  * limits set (2: pages 2^20, PROTO_REC_MAX).
  */
+/*
+ * One seed file DIR/NN-NAME: the u32 selector, then the n bytes at rec
+ * (n < 0: the encoder failed).  0, or 1 after saying what failed.
+ */
+static int
+put_seed(const char *dir, size_t num, const char *name, uint32_t sel,
+    const uint8_t *rec, int n)
+{
+	char	path[4096];
+	uint8_t	s[4];
+	FILE	*f;
+
+	if (n < 0)
+		return 1;
+	snprintf(path, sizeof(path), "%s/%02zu-%s", dir, num, name);
+	if ((f = fopen(path, "wb")) == NULL) {
+		perror(path);
+		return 1;
+	}
+	set32(s, sel);
+	fwrite(s, 1, 4, f);
+	fwrite(rec, 1, (size_t)n, f);
+	if (fclose(f) != 0) {
+		perror(path);
+		return 1;
+	}
+	return 0;
+}
+
 static int
 write_corpus(const char *dir)
 {
@@ -2148,110 +2177,50 @@ write_corpus(const char *dir)
 	fx_init();
 	for (size_t i = 0; i < NCASES; i++) {
 		const struct rec_case	*c = &cases[i];
-		uint8_t			 sel[4];
-		int			 n = c->enc(buf, BUFSZ);
-		uint32_t		 s;
 
-		if (n < 0)
+		if (put_seed(dir, i, c->name, (uint32_t)c->phase |
+		    (c->dir == PROTO_D2S ? 8u : 0u) | 2u << 4, buf,
+		    c->enc(buf, BUFSZ)) != 0)
 			return 1;
-		s = (uint32_t)c->phase | (c->dir == PROTO_D2S ? 8u : 0u) |
-		    2u << 4;
-		set32(sel, s);
-		snprintf(path, sizeof(path), "%s/%02zu-%s", dir, i, c->name);
-		if ((f = fopen(path, "wb")) == NULL) {
-			perror(path);
-			return 1;
-		}
-		fwrite(sel, 1, 4, f);
-		fwrite(buf, 1, (size_t)n, f);
-		if (fclose(f) != 0) {
-			perror(path);
-			return 1;
-		}
 	}
 	/* The stream header, for proto_stream_hdr_check(). */
-	snprintf(path, sizeof(path), "%s/%02zu-stream-header", dir, NCASES + 1);
-	if ((f = fopen(path, "wb")) == NULL)
-		return 1;
-	set32(buf, PH_HELLO);
-	proto_stream_hdr_encode(buf + 4);
-	fwrite(buf, 1, 4 + PROTO_STREAM_HDR_LEN, f);
-	if (fclose(f) != 0)
+	proto_stream_hdr_encode(buf);
+	if (put_seed(dir, NCASES + 1, "stream-header", PH_HELLO, buf,
+	    PROTO_STREAM_HDR_LEN) != 0)
 		return 1;
 	/* A wide OFFER: the largest span, a few scattered bits, and a HAVE
 	 * answering it (D2S). */
 	{
 		static uint64_t	bm[PROTO_OFFER_SPAN_MAX / 64];
 		static const uint8_t has[4] = { 1, 1, 0, 1 };
-		uint8_t		sel[4];
-		int		n;
 
 		bm[0] = 1;
 		bm[511] = 1ull << 33;
 		bm[1023] = 1ull << 62 | 1ull << 63;
-		snprintf(path, sizeof(path), "%s/%02zu-OFFER-wide", dir,
-		    NCASES + 2);
-		if ((f = fopen(path, "wb")) == NULL)
-			return 1;
-		set32(sel, PH_LIVE | 2u << 4);
-		fwrite(sel, 1, 4, f);
-		n = proto_enc_offer(buf, BUFSZ, 77, NPAGES -
+		if (put_seed(dir, NCASES + 2, "OFFER-wide", PH_LIVE | 2u << 4,
+		    buf, proto_enc_offer(buf, BUFSZ, 77, NPAGES -
 		    PROTO_OFFER_SPAN_MAX, PROTO_OFFER_SPAN_MAX, bm, 4,
-		    (const uint8_t (*)[8])fx_prefixes);
-		if (n < 0)
+		    (const uint8_t (*)[8])fx_prefixes)) != 0)
 			return 1;
-		fwrite(buf, 1, (size_t)n, f);
-		if (fclose(f) != 0)
-			return 1;
-		snprintf(path, sizeof(path), "%s/%02zu-HAVE-confirm", dir,
-		    NCASES + 3);
-		if ((f = fopen(path, "wb")) == NULL)
-			return 1;
-		set32(sel, PH_LIVE | 8u | 2u << 4);
-		fwrite(sel, 1, 4, f);
-		n = proto_enc_have(buf, BUFSZ, 77, 4, has, fx_confirm);
-		if (n < 0)
-			return 1;
-		fwrite(buf, 1, (size_t)n, f);
-		if (fclose(f) != 0)
+		if (put_seed(dir, NCASES + 3, "HAVE-confirm",
+		    PH_LIVE | 8u | 2u << 4, buf, proto_enc_have(buf, BUFSZ, 77,
+		    4, has, fx_confirm)) != 0)
 			return 1;
 	}
 	/* Compressed PAGE_DATA, each method negotiated (selector bits 6-7);
 	 * the frame bytes are opaque to the decoder. */
 	for (uint32_t m = PROTO_COMPRESS_ZSTD; m <= PROTO_COMPRESS_MAX; m++) {
 		static const uint8_t frame[24] = "\x28\xb5\x2f\xfd-frame-bytes";
-		uint8_t	sel[4];
-		int	n;
 
-		snprintf(path, sizeof(path), "%s/%02zu-PAGE_DATA-%s", dir,
-		    NCASES + 3 + m, m == PROTO_COMPRESS_ZSTD ? "zstd" : "lz4");
-		if ((f = fopen(path, "wb")) == NULL)
-			return 1;
-		set32(sel, PH_LIVE | 2u << 4 | m << 6);
-		fwrite(sel, 1, 4, f);
-		n = proto_enc_page_data_z(buf, BUFSZ, 2, fx_pfns + 2, m, frame,
-		    sizeof(frame));
-		if (n < 0)
-			return 1;
-		fwrite(buf, 1, (size_t)n, f);
-		if (fclose(f) != 0)
+		if (put_seed(dir, NCASES + 3 + m, m == PROTO_COMPRESS_ZSTD ?
+		    "PAGE_DATA-zstd" : "PAGE_DATA-lz4", PH_LIVE | 2u << 4 |
+		    m << 6, buf, proto_enc_page_data_z(buf, BUFSZ, 2,
+		    fx_pfns + 2, m, frame, sizeof(frame))) != 0)
 			return 1;
 	}
 	/* END with the pfns left out of its digest. */
-	snprintf(path, sizeof(path), "%s/%02zu-END-unverified", dir,
-	    NCASES + 7);
-	if ((f = fopen(path, "wb")) == NULL)
-		return 1;
-	set32(buf, PH_LIVE | 2u << 4);
-	fwrite(buf, 1, 4, f);
-	{
-		int n = enc_end_uv(buf, BUFSZ);
-
-		if (n < 0)
-			return 1;
-		fwrite(buf, 1, (size_t)n, f);
-	}
-	if (fclose(f) != 0)
+	if (put_seed(dir, NCASES + 7, "END-unverified", PH_LIVE | 2u << 4, buf,
+	    enc_end_uv(buf, BUFSZ)) != 0)
 		return 1;
 	/* One multi-record input: a whole session, S2D side. */
 	snprintf(path, sizeof(path), "%s/%02zu-session", dir, NCASES);
