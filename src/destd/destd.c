@@ -841,6 +841,7 @@ destd_main(int argc, char **argv)
 		fatal("cannot create the event loop");
 	dd.hvp.state_dir = cfg.state_dir;
 	dd.hvp.simhv_path = simhv;
+	dd.env.hvp = &dd.hvp;
 	if ((rc = dd.env.ops->open(&dd.hvp, &dd.env.hv)) != 0)
 		fatal("cannot open the %s backend (state dir %s): %s",
 		    cfg.backend, cfg.state_dir, strerror(-rc));

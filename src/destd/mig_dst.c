@@ -24,17 +24,12 @@
 #include "log.h"
 #include "net.h"
 #include "mig_dst.h"
+#include "filler.h"
 #include "pagehash.h"
 #include "pcomp.h"
 #include "proto.h"
 
-#define DST_SRC_DOMS	8	/* local domains kept open per session */
-#define DST_LOCS	4	/* index locations tried per REF */
-
-struct dst_src_dom {
-	uint32_t	 domid;
-	struct hv_dom	*dom;
-};
+#define DST_FILL_QUEUE	4	/* OFFERs at the fill worker, at most */
 
 /* One connection of a session: [0] is the main one (its link is
  * mig_dst.link), [1..streams-1] the data streams that JOINed. */
@@ -67,8 +62,10 @@ struct mig_dst {
 	uint64_t		*unresolved;	/* REF fill failed, NEED sent */
 	uint64_t		*recvd;		/* pfns the stream carried */
 	uint64_t		 n_unresolved;
-	struct dst_src_dom	 src[DST_SRC_DOMS];
-	unsigned		 src_next;
+	struct fill_ctx		 fc;		/* PAGE_REF fills (this thread) */
+	struct filler		*filler;	/* OFFER fills (worker thread) */
+	uint64_t		*pending;	/* pfns of OFFERs at the worker */
+	struct event_base	*base;
 	int			 end_seen;
 	uint64_t		 unverified[PROTO_END_UNVERIFIED_MAX];
 	uint32_t		 nunverified;	/* END's list, for --verify */
@@ -100,13 +97,18 @@ struct mig_dst {
 	/* Statistics. */
 	uint64_t		 pages_data, pages_zero, pages_ref;
 	uint64_t		 bytes_data;	/* PAGE_DATA payload as received */
-	uint64_t		 refs_filled, refs_failed, refs_hint;
-	uint64_t		 fills_stale;	/* copies rejected by SHA-256 */
+	uint64_t		 refs_filled, refs_failed;
+	uint64_t		 fills_stale;	/* the worker's copies rejected by
+						 * SHA-256 (this thread's: fc) */
 	uint64_t		 offered, had;
 	double			 cpu_start;
+	double			 fill_cpu_s;	/* the fill worker's */
 	struct timespec		 t_start;
 };
 
+static void	dst_fill_stop(struct mig_dst *s);
+static void	dst_offer_done(struct fill_job *j, void *arg);
+static void	dst_fill_wait(struct mig_dst *s, uint64_t pfn);
 static void	dst_on_up(struct link *l, void *arg);
 static void	dst_on_record(struct link *l, const struct proto_rec *r,
 		    void *arg);
@@ -196,6 +198,7 @@ dst_finish(struct mig_dst *s, enum dst_state st)
 		event_del(s->ev_ka);
 	if (s->ev_barrier != NULL)
 		event_del(s->ev_barrier);
+	dst_fill_stop(s);
 	if (st == DS_FAILED && s->dom != NULL && !s->committed) {
 		rc = s->env->ops->destroy(s->dom);
 		s->dom = NULL;
@@ -210,11 +213,7 @@ dst_finish(struct mig_dst *s, enum dst_state st)
 		s->env->ops->dom_close(s->dom);
 		s->dom = NULL;
 	}
-	for (i = 0; i < DST_SRC_DOMS; i++) {
-		if (s->src[i].dom != NULL)
-			s->env->ops->dom_close(s->src[i].dom);
-		s->src[i].dom = NULL;
-	}
+	fill_ctx_close(&s->fc);
 	if (s->env->journal_dir != NULL && !s->advise && s->domain[0] &&
 	    (st == DS_DONE || !s->committed) && s->journaled)
 		(void)journal_del(s->env->journal_dir, s->domain);
@@ -417,13 +416,21 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 		return;
 	}
 	if ((s->unresolved = bm_alloc(di->pages)) == NULL ||
-	    (s->recvd = bm_alloc(di->pages)) == NULL) {
+	    (s->recvd = bm_alloc(di->pages)) == NULL ||
+	    (s->pending = bm_alloc(di->pages)) == NULL) {
 		dst_fail(s, "out of memory");
 		return;
 	}
 	s->pages = di->pages;
 	s->flags = di->flags;
 	s->dedup = di->dedup;
+	/* OFFERs come with dedup: start their worker now, off the path. */
+	if (s->dedup != PROTO_DEDUP_NONE && (rc = filler_new(s->env->ops,
+	    s->env->hvp, s->env->index, s->base, dst_offer_done, s,
+	    &s->filler)) != 0)
+		log_warn("session %u: %s: no fill worker (%s): OFFERs are "
+		    "filled on the event loop", s->id, s->domain,
+		    strerror(-rc));
 	dst_journal(s, "building");
 	s->journaled = 1;
 	if ((rc = dst_grant_streams(s, di->streams)) != 0) {
@@ -491,8 +498,12 @@ dst_on_page_data(struct mig_dst *s, const struct proto_page_data *pd)
 		data = s->zbuf;
 	}
 	s->bytes_data += pd->data_len;
-	for (i = 0; i < pd->count; i++)
+	for (i = 0; i < pd->count; i++) {
 		pfns[i] = proto_pfn_at(pd->pfns, i);
+		dst_fill_wait(s, pfns[i]);
+	}
+	if (mig_dst_terminal(s))
+		return;
 	if ((rc = dst_map(s, pfns, pd->count, pages, &map)) != 0) {
 		dst_fail(s, "cannot map pages of %s: %s", s->domain,
 		    strerror(-rc));
@@ -522,6 +533,10 @@ dst_on_page_zero(struct mig_dst *s, const struct proto_pfn_list *zl)
 	uint32_t i, j, n;
 	int rc;
 
+	for (i = 0; i < zl->count && filler_busy(s->filler) > 0; i++)
+		dst_fill_wait(s, proto_pfn_at(zl->pfns, i));
+	if (mig_dst_terminal(s))
+		return;
 	for (i = 0; i < zl->count; i += n) {
 		n = zl->count - i < HV_MAP_BATCH_MAX ? zl->count - i :
 		    HV_MAP_BATCH_MAX;
@@ -542,88 +557,79 @@ dst_on_page_zero(struct mig_dst *s, const struct proto_pfn_list *zl)
 	s->pages_zero += zl->count;
 }
 
-/* An open handle on a local domain to copy from, cached per session. */
-static struct hv_dom *
-dst_src_dom(struct mig_dst *s, uint32_t domid)
+/*
+ * The fill worker is done with an OFFER: its fills are in place (the
+ * worker verified each copy, I4).  Answer HAVE, in the order of the
+ * OFFERs.
+ */
+static void
+dst_offer_unmap(struct mig_dst *s, struct fill_job *j)
 {
-	struct dst_src_dom *e;
-	char name[16];
-	unsigned i;
+	unsigned k;
 
-	for (i = 0; i < DST_SRC_DOMS; i++)
-		if (s->src[i].dom != NULL && s->src[i].domid == domid)
-			return s->src[i].dom;
-	e = &s->src[s->src_next++ % DST_SRC_DOMS];
-	if (e->dom != NULL)
-		s->env->ops->dom_close(e->dom);
-	e->dom = NULL;
-	snprintf(name, sizeof(name), "%u", domid);
-	if (s->env->ops->dom_open(s->env->hv, name, &e->dom) != 0)
-		return NULL;
-	e->domid = domid;
-	return e->dom;
+	for (k = 0; k < j->nmaps; k++)
+		s->env->ops->unmap(s->dom, j->maps[k]);
+	j->nmaps = 0;
+}
+
+static void
+dst_offer_done(struct fill_job *j, void *arg)
+{
+	struct mig_dst *s = arg;
+	uint8_t *buf;
+	uint32_t i;
+	size_t cap;
+
+	dst_offer_unmap(s, j);
+	for (i = 0; i < j->count && !s->advise; i++) {
+		bm_clear(s->pending, j->pfns[i]);
+		if (j->has[i])
+			bm_set(s->recvd, j->pfns[i]);
+	}
+	s->had += j->nhad;
+	s->refs_filled += j->nhad;
+	s->fills_stale += j->stale;
+	s->fill_cpu_s += j->cpu_s;
+	cap = proto_rec_size(40 + (j->count + 7) / 8);
+	if ((buf = malloc(cap)) == NULL) {
+		fill_job_free(j);
+		dst_fail(s, "out of memory");
+		return;
+	}
+	if (dst_send(s, buf, proto_enc_have(buf, cap, j->batch, j->count,
+	    j->has, j->confirm)) != 0)
+		dst_fail(s, "cannot send HAVE");
+	free(buf);
+	fill_job_free(j);
+}
+
+/* Stop the fill worker; unmap what it still held.  Before the incoming
+ * domain goes. */
+static void
+dst_fill_stop(struct mig_dst *s)
+{
+	struct fill_job *j, *next;
+
+	for (j = filler_stop(s->filler); j != NULL; j = next) {
+		next = j->next;
+		dst_offer_unmap(s, j);
+		fill_job_free(j);
+	}
 }
 
 /*
- * Copy one page of domain d into dst and check that the copy's SHA-256
- * (left in got) starts with the dlen bytes of digest: all 32 for a
- * PAGE_REF, the index's key for an OFFER, whose HAVE then proves the
- * full digest to the source (I3, I4: the index and the hint are only
- * hints).
+ * A record is about to write pfn (or copy from it): if an OFFER at the
+ * worker covers it, let the worker finish first, so that the later
+ * record wins (docs/PROTOCOL.md: a later record supersedes a fill).
+ * sharemig's source never does this (it waits for HAVE), so this is a
+ * guard, not a path.
  */
-static int
-dst_copy_verified(struct mig_dst *s, struct hv_dom *d, uint64_t pfn,
-    void *dst, const uint8_t *digest, size_t dlen, uint8_t got[32])
+static void
+dst_fill_wait(struct mig_dst *s, uint64_t pfn)
 {
-	struct hv_map *map;
-	void *page;
-	int rc;
-
-	if ((rc = s->env->ops->map(d, &pfn, 1, 0, &page, &map)) != 0)
-		return rc;
-	if (page == NULL) {
-		s->env->ops->unmap(d, map);
-		return -ENOENT;
-	}
-	if (page != dst)
-		memcpy(dst, page, PROTO_PAGE_SIZE);
-	s->env->ops->unmap(d, map);
-	ph_sha256(dst, got);
-	if (memcmp(got, digest, dlen) != 0) {
-		s->fills_stale++;
-		return -ESTALE;
-	}
-	return 0;
-}
-
-/*
- * Fill one page whose SHA-256 starts with dg[0..dlen): first from the
- * hint (a page of this same stream), then from the index's locations on
- * this host.  Returns 0 if a verified copy is in place, its digest in
- * got.
- */
-static int
-dst_fill(struct mig_dst *s, uint64_t hint, const uint8_t *dg, size_t dlen,
-    void *dst, uint8_t got[32])
-{
-	struct pidx_loc locs[DST_LOCS];
-	struct hv_dom *d;
-	size_t n, i;
-
-	if (hint != PROTO_PFN_NONE && hint < s->pages &&
-	    dst_copy_verified(s, s->dom, hint, dst, dg, dlen, got) == 0) {
-		s->refs_hint++;
-		return 0;
-	}
-	n = pidx_lookup(s->env->index, dg, locs, DST_LOCS);
-	for (i = 0; i < n; i++) {
-		if ((d = dst_src_dom(s, locs[i].domid)) == NULL)
-			continue;
-		if (dst_copy_verified(s, d, locs[i].pfn, dst, dg, dlen,
-		    got) == 0)
-			return 0;
-	}
-	return -ENOENT;
+	if (filler_busy(s->filler) > 0 && pfn < s->pages &&
+	    bm_test(s->pending, pfn))
+		filler_drain(s->filler);
 }
 
 /*
@@ -632,81 +638,72 @@ dst_fill(struct mig_dst *s, uint64_t hint, const uint8_t *dg, size_t dlen,
  * against the full digest (I4).  HAVE says which entries were filled and
  * confirms them with SHA-256 over their full digests; the source accepts
  * the batch's fills only if that matches its own digests (I3).  Lookups
- * never wait for the scanner.
+ * never wait for the scanner.  The fills run on the session's worker
+ * (filler.h), which hands the OFFER back for its HAVE.
  */
 static void
 dst_on_offer(struct mig_dst *s, const struct proto_offer *o)
 {
-	uint64_t *pfns = NULL;
-	uint8_t *has = NULL, *buf = NULL, cand[4][PIDX_KEY_LEN], confirm[32];
-	uint8_t got[32];
-	void *pages[HV_MAP_BATCH_MAX];
-	struct ph_ctx *ctx = NULL;
-	struct hv_map *map;
-	uint32_t i, j, n, nhad = 0;
-	size_t nc, k, cap;
+	uint8_t cand[1][PIDX_KEY_LEN];
+	struct fill_job *j;
+	uint32_t i, n;
 	int rc;
 
-	if ((pfns = malloc(o->count * sizeof(*pfns))) == NULL ||
-	    (has = calloc(o->count, 1)) == NULL ||
-	    (ctx = ph_ctx_new()) == NULL) {
+	if ((j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->pfns = malloc(o->count * sizeof(*j->pfns))) == NULL ||
+	    (j->prefix = malloc(o->count * sizeof(*j->prefix))) == NULL ||
+	    (j->pages = calloc(o->count, sizeof(*j->pages))) == NULL ||
+	    (j->has = calloc(o->count, 1)) == NULL) {
+		fill_job_free(j);
 		dst_fail(s, "out of memory");
-		goto out;
+		return;
 	}
-	proto_offer_pfns(o, pfns);
-	for (i = 0; s->advise && i < o->count; i++) {
+	j->batch = o->batch;
+	j->count = o->count;
+	proto_offer_pfns(o, j->pfns);
+	for (i = 0; i < o->count; i++)
+		memcpy(j->prefix[i], proto_offer_prefix_at(o, i), 8);
+	s->offered += o->count;
+	if (s->advise) {
 		/* Advice: does the index hold this prefix?  Nothing filled. */
-		has[i] = pidx_find_prefix(s->env->index,
-		    proto_offer_prefix_at(o, i), cand, 1) > 0;
-		nhad += has[i];
+		for (i = 0; i < o->count; i++) {
+			j->has[i] = pidx_find_prefix(s->env->index,
+			    j->prefix[i], cand, 1) > 0;
+			j->nhad += j->has[i];
+		}
+		s->had += j->nhad;
+		j->nhad = 0;	/* dst_offer_done: none filled */
+		dst_offer_done(j, s);
+		return;
 	}
-	for (i = 0; !s->advise && i < o->count; i += n) {
+	if (filler_busy(s->filler) >= DST_FILL_QUEUE) {
+		filler_drain(s->filler);
+		if (mig_dst_terminal(s)) {
+			fill_job_free(j);
+			return;
+		}
+	}
+	for (i = 0; i < o->count; i += n) {
 		n = o->count - i < HV_MAP_BATCH_MAX ? o->count - i :
 		    HV_MAP_BATCH_MAX;
-		if ((rc = dst_map(s, pfns + i, n, pages, &map)) != 0) {
+		if ((rc = dst_map(s, j->pfns + i, n, j->pages + i,
+		    &j->maps[j->nmaps])) != 0) {
+			dst_offer_unmap(s, j);
+			fill_job_free(j);
 			dst_fail(s, "cannot map pages of %s: %s", s->domain,
 			    strerror(-rc));
-			goto out;
+			return;
 		}
-		for (j = 0; j < n; j++) {
-			if (pages[j] == NULL)
-				continue;
-			nc = pidx_find_prefix(s->env->index,
-			    proto_offer_prefix_at(o, i + j), cand, 4);
-			for (k = 0; k < nc; k++) {
-				if (dst_fill(s, PROTO_PFN_NONE, cand[k],
-				    PIDX_KEY_LEN, pages[j], got) != 0)
-					continue;
-				has[i + j] = 1;
-				bm_set(s->recvd, pfns[i + j]);
-				ph_ctx_update(ctx, got, 32);
-				nhad++;
-				break;
-			}
-		}
-		s->env->ops->unmap(s->dom, map);
+		j->nmaps++;
 	}
-	ph_ctx_final(ctx, confirm);
-	ctx = NULL;
-	if (nhad == 0 || s->advise)
-		memset(confirm, 0, sizeof(confirm));
-	s->offered += o->count;
-	s->had += nhad;
-	if (!s->advise)
-		s->refs_filled += nhad;
-	cap = proto_rec_size(40 + (o->count + 7) / 8);
-	if ((buf = malloc(cap)) == NULL) {
-		dst_fail(s, "out of memory");
-		goto out;
+	for (i = 0; i < o->count; i++)
+		bm_set(s->pending, j->pfns[i]);
+	if (s->filler == NULL) {
+		fill_job_run(&s->fc, j);
+		dst_offer_done(j, s);
+		return;
 	}
-	if (dst_send(s, buf, proto_enc_have(buf, cap, o->batch, o->count, has,
-	    confirm)) != 0)
-		dst_fail(s, "cannot send HAVE");
-out:
-	ph_ctx_free(ctx);
-	free(pfns);
-	free(has);
-	free(buf);
+	filler_submit(s->filler, j);
 }
 
 static void
@@ -731,13 +728,19 @@ dst_send_need(struct mig_dst *s, const uint64_t *pfns, uint32_t n)
 static void
 dst_on_page_ref(struct mig_dst *s, const struct proto_page_ref *r)
 {
-	uint64_t pfns[HV_MAP_BATCH_MAX], need[HV_MAP_BATCH_MAX];
+	uint64_t pfns[HV_MAP_BATCH_MAX], need[HV_MAP_BATCH_MAX], hint;
 	void *pages[HV_MAP_BATCH_MAX];
 	uint8_t got[32];
 	struct hv_map *map;
 	uint32_t i, j, n, nn;
 	int rc;
 
+	for (i = 0; i < r->count && filler_busy(s->filler) > 0; i++) {
+		dst_fill_wait(s, proto_ref_pfn_at(r, i));
+		dst_fill_wait(s, proto_ref_hint_at(r, i));
+	}
+	if (mig_dst_terminal(s))
+		return;
 	for (i = 0; i < r->count; i += n) {
 		n = r->count - i < HV_MAP_BATCH_MAX ? r->count - i :
 		    HV_MAP_BATCH_MAX;
@@ -749,10 +752,12 @@ dst_on_page_ref(struct mig_dst *s, const struct proto_page_ref *r)
 			return;
 		}
 		for (j = nn = 0; j < n; j++) {
-			if (pages[j] != NULL &&
-			    dst_fill(s, proto_ref_hint_at(r, i + j),
-			    proto_ref_digest_at(r, i + j), 32, pages[j],
-			    got) == 0) {
+			hint = proto_ref_hint_at(r, i + j);
+			if (hint >= s->pages)
+				hint = PROTO_PFN_NONE;
+			if (pages[j] != NULL && fill_page(&s->fc, s->dom,
+			    hint, proto_ref_digest_at(r, i + j), 32,
+			    pages[j], got) == 0) {
 				dst_resolved(s, pfns[j]);
 				s->refs_filled++;
 				continue;
@@ -822,6 +827,10 @@ static void
 dst_on_end(struct mig_dst *s, const struct proto_end *e)
 {
 	log_debug("session %u: %s: END", s->id, s->domain);
+	/* Every OFFER's fills are in and answered before READY. */
+	filler_drain(s->filler);
+	if (mig_dst_terminal(s))
+		return;
 	if (s->advise) {
 		struct proto_end r;
 		uint8_t buf[64];
@@ -886,9 +895,11 @@ dst_on_go(struct mig_dst *s)
 	}
 	log_debug("session %u: %s: started", s->id, s->domain);
 	memset(&r, 0, sizeof(r));
-	r.cpu_dest_us = (uint64_t)((thread_cpu_s() - s->cpu_start) * 1e6);
+	/* The event loop's CPU time and the fill worker's. */
+	r.cpu_dest_us = (uint64_t)((thread_cpu_s() - s->cpu_start +
+	    s->fill_cpu_s) * 1e6);
 	r.refs_filled = s->refs_filled;
-	r.refs_failed = s->fills_stale;
+	r.refs_failed = s->fills_stale + s->fc.stale;
 	(void)dst_send(s, buf, proto_enc_running(buf, sizeof(buf), &r));
 	log_notice("session %u from %s: %s is %s here: %llu pages filled "
 	    "locally, %llu data, %llu zero; %llu stale local copies "
@@ -897,7 +908,7 @@ dst_on_go(struct mig_dst *s)
 	    (unsigned long long)s->refs_filled,
 	    (unsigned long long)s->pages_data,
 	    (unsigned long long)s->pages_zero,
-	    (unsigned long long)s->fills_stale,
+	    (unsigned long long)(s->fills_stale + s->fc.stale),
 	    (unsigned long long)s->refs_failed);
 	dst_finish(s, DS_DONE);
 }
@@ -1223,6 +1234,8 @@ mig_dst_new(struct dst_env *env, uint32_t id, struct bufferevent *bev,
 	s->done = done;
 	s->done_arg = arg;
 	s->state = DS_HANDSHAKE;
+	s->base = bufferevent_get_base(bev);
+	fill_ctx_init(&s->fc, env->ops, env->hv, env->index);
 	s->cpu_start = thread_cpu_s();
 	clock_gettime(CLOCK_MONOTONIC, &s->t_start);
 	snprintf(s->peer, sizeof(s->peer), "?");
@@ -1262,6 +1275,9 @@ mig_dst_free(struct mig_dst *s)
 		event_free(s->ev_ka);
 	if (s->ev_barrier != NULL)
 		event_free(s->ev_barrier);
+	dst_fill_stop(s);
+	filler_free(s->filler);
+	free(s->pending);
 	if (s->link != NULL)
 		link_free(s->link);
 	for (i = 1; i < PROTO_STREAMS_MAX; i++)
@@ -1275,9 +1291,7 @@ mig_dst_free(struct mig_dst *s)
 		} else
 			s->env->ops->dom_close(s->dom);
 	}
-	for (i = 0; i < DST_SRC_DOMS; i++)
-		if (s->src[i].dom != NULL)
-			s->env->ops->dom_close(s->src[i].dom);
+	fill_ctx_close(&s->fc);
 	free(s->unresolved);
 	free(s->recvd);
 	pcomp_free(s->pc);
@@ -1336,7 +1350,8 @@ mig_dst_json(const struct mig_dst *s)
 	    s->pages_ref + (s->advise ? 0 : s->had)));
 	json_object_object_add(o, "pages_zero", json_object_new_uint64(s->pages_zero));
 	json_object_object_add(o, "refs_failed", json_object_new_uint64(s->refs_failed));
-	json_object_object_add(o, "fills_stale", json_object_new_uint64(s->fills_stale));
+	json_object_object_add(o, "fills_stale", json_object_new_uint64(
+	    s->fills_stale + s->fc.stale));
 	json_object_object_add(o, "pages_offered", json_object_new_uint64(s->offered));
 	json_object_object_add(o, "pages_had", json_object_new_uint64(s->had));
 	json_object_object_add(o, "compress", json_object_new_string(

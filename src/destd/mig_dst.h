@@ -26,6 +26,8 @@ struct dst_env {
 	const struct hv_ops	*ops;
 	struct hv		*hv;		/* event-loop thread's instance */
 	struct pidx		*index;		/* shared with the scanner */
+	const struct hv_params	*hvp;		/* to open the fill workers'
+						 * instances */
 	uint8_t			 host_id[16];
 	char			 host_name[64];
 	unsigned		 timeout_s;
