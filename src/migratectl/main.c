@@ -84,7 +84,7 @@ static const struct command commands[] = {
 	    "[--wait] [--downtime-ms N] [--max-iterations N] "
 	    "[--bandwidth RATE] [--auto-converge] "
 	    "[--compress none|zstd|lz4] [--zero-pages elide|send] "
-	    "[--streams N]",
+	    "[--streams N] [--order pfn|unique-first]",
 	    "start a migration (--wait: until it ends)" },
 	{ "status", cmd_status, D_SOURCED, 0, "[ID]",
 	    "one migration, or all" },
@@ -671,6 +671,7 @@ cmd_migrate(struct ctx *c, int argc, char **argv)
 	static const char *const dedups[] = { "none", "shared", "all", NULL };
 	static const char *const comps[] = { "none", "zstd", "lz4", NULL };
 	static const char *const zeros[] = { "elide", "send", NULL };
+	static const char *const orders[] = { "pfn", "unique-first", NULL };
 	static const struct {
 		const char		*opt, *key, *say;
 		const char *const	*choices;
@@ -678,6 +679,7 @@ cmd_migrate(struct ctx *c, int argc, char **argv)
 		{ "--dedup", "dedup", "none, shared or all", dedups },
 		{ "--compress", "compress", "none, zstd or lz4", comps },
 		{ "--zero-pages", "zero_pages", "elide or send", zeros },
+		{ "--order", "order", "pfn or unique-first", orders },
 	};
 	struct json_object *req = request("migrate"), *rep, *v;
 	const char *ops[2], *val = NULL;

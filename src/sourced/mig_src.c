@@ -59,6 +59,8 @@
 #define SRC_MIN_BW	(1u << 20)	/* floor of the bandwidth estimate */
 #define SRC_OFFER_INFLIGHT 16u		/* OFFER batches awaiting HAVE */
 #define SRC_OFFER_EAGER	2u		/* ... below this, offer before pages */
+#define SRC_OFFER_PASS0	8u		/* ... while unique-first's pass 0
+					 * still has pages to send */
 #define SRC_SYNC_PAGES	2048u		/* pages between dirty-log syncs */
 #define SRC_SLICE_MS	20.0		/* work per loop turn before yielding */
 #define SRC_SOCKQ_SLACK	(64u << 10)	/* kernel-queued bytes an iteration
@@ -120,7 +122,11 @@ struct mig_src {
 	uint8_t			(*digests)[32];
 	struct dmap		*known;		/* digest -> PFN_NONE (dest has
 						 * it) or a pfn sent earlier */
-	uint64_t		 cursor;	/* next pfn of this iteration */
+	uint64_t		 cursor;	/* next position of this iteration
+						 * (src_vnext) */
+	uint64_t		*order;		/* iteration 0 sends the pages not
+						 * set here first (unique-first);
+						 * NULL = pfn order */
 	int			 iter_flushing;
 	uint64_t		*next;		/* dirty bits for the next iteration,
 						 * gathered by mid-iteration syncs */
@@ -136,8 +142,9 @@ struct mig_src {
 	uint64_t		*offer_pfns;	/* every offered pfn, in order */
 	size_t			 offer_n, offer_cap;
 	uint32_t		*batch_start;	/* batch -> index in offer_pfns */
-	uint64_t		*batch_base;	/* batch -> first pfn of its window */
-	uint64_t		 ocursor;	/* next pfn to offer */
+	uint64_t		*batch_base;	/* batch -> first position of its
+						 * window */
+	uint64_t		 ocursor;	/* next position to offer */
 	int			 offering;	/* offers still running (iteration 0) */
 	uint32_t		 batches, batch_cap;
 	uint32_t		 batches_answered;
@@ -948,14 +955,96 @@ src_wait_end(struct mig_src *m)
 }
 
 /*
- * Iteration 0 may send pfns below this limit: every offer covering them
- * has been answered, so we know which ones the destination holds.
+ * Positions.  With m->order (the pages shared on this host, "unique-
+ * first"), iteration 0 makes two passes over the pfns: pass 0 sends the
+ * pages not shared here, pass 1 the shared ones.  Pass 0's pages will
+ * almost all go as DATA, so the link is busy from the start, and the
+ * destination fills pass 1's offers while it drains; in pfn order a long
+ * run of shared pages leaves the link idle while both ends hash and fill,
+ * and the pages that must go in full wait behind it.  Position v is pfn
+ * v % pages of pass v / pages; the cursors, offer windows and the
+ * answered limit move in positions.  Later iterations (and pfn order)
+ * have one pass: position = pfn.
+ */
+static uint64_t
+src_vend(const struct mig_src *m)
+{
+	return m->order != NULL && m->st.iterations == 0 ? 2 * m->pages :
+	    m->pages;
+}
+
+static uint64_t
+src_vpos(const struct mig_src *m, uint64_t pfn)
+{
+	if (m->order == NULL || m->st.iterations != 0)
+		return pfn;
+	return bm_test(m->order, pfn) ? m->pages + pfn : pfn;
+}
+
+/* The first position in [v, lim) whose pfn is set in bm, else lim. */
+static uint64_t
+src_vnext(const struct mig_src *m, const uint64_t *bm, uint64_t v,
+    uint64_t lim)
+{
+	const uint64_t *ord = src_vend(m) > m->pages ? m->order : NULL;
+	uint64_t pass, p, end, w, bits;
+
+	while (v < lim) {
+		pass = v / m->pages;
+		p = v % m->pages;
+		end = lim - pass * m->pages < m->pages ?
+		    lim - pass * m->pages : m->pages;
+		for (w = p / 64; w * 64 < end; w++) {
+			bits = bm[w];
+			if (ord != NULL)
+				bits &= pass ? ord[w] : ~ord[w];
+			if (w == p / 64)
+				bits &= ~0ull << (p % 64);
+			if (bits == 0)
+				continue;
+			p = w * 64 + (uint64_t)__builtin_ctzll(bits);
+			return p < end ? pass * m->pages + p : lim;
+		}
+		v = (pass + 1) * m->pages;
+	}
+	return lim;
+}
+
+/*
+ * Unique-first's pass 0 still has pages to send.  While its pages wait
+ * for a HAVE, the next offer is hashed ahead only if it is one of pass
+ * 0's: one of pass 1's, queued ahead of them, would make the destination
+ * fill its pages before it stores them (src_pump_iter).
+ */
+static int
+src_unique_pass0(const struct mig_src *m)
+{
+	return src_vend(m) > m->pages && m->cursor < m->pages;
+}
+
+/*
+ * OFFERs awaiting HAVE.  While pass 0's pages still go, pass 1's offers
+ * share the link with them: the destination fills an offer's pages
+ * before it reads on, so a deep window of offers would starve the pages
+ * queued behind it and idle the link.
+ */
+static uint32_t
+src_offer_inflight(const struct mig_src *m)
+{
+	if (src_unique_pass0(m) && m->ocursor >= m->pages)
+		return SRC_OFFER_PASS0;
+	return SRC_OFFER_INFLIGHT;
+}
+
+/*
+ * Iteration 0 may send positions below this limit: every offer covering
+ * them has been answered, so we know which ones the destination holds.
  */
 static uint64_t
 src_offer_safe(const struct mig_src *m)
 {
 	if (!m->offering)
-		return m->pages;
+		return src_vend(m);
 	if (m->batches_answered < m->batches)
 		return m->batch_base[m->batches_answered];
 	return m->ocursor;
@@ -1007,22 +1096,25 @@ src_offer_batch(struct mig_src *m)
 	void *pages[HV_MAP_BATCH_MAX];
 	struct hv_map *map;
 	uint8_t *buf = NULL;
-	uint64_t base = m->ocursor, end, p, opfn[PROTO_PFN_BATCH_MAX];
+	uint64_t vbase = m->ocursor, pass = vbase / m->pages, v, vend;
+	uint64_t base = vbase % m->pages, end, opfn[PROTO_PFN_BATCH_MAX];
 	uint32_t n, i, on = 0;
 	size_t cap;
 	int rc, len;
 
+	/* A window lies within one pass: its pfns are [base, end). */
 	end = base + SRC_OFFER_SPAN < m->pages ? base + SRC_OFFER_SPAN :
 	    m->pages;
-	m->ocursor = end;
+	vend = pass * m->pages + end;
+	m->ocursor = vend;
 	memset(bits, 0, sizeof(bits));
 	if ((pre = malloc(PROTO_PFN_BATCH_MAX * 8)) == NULL)
 		return -ENOMEM;
-	p = bm_next(m->cand, end, base);
-	while (p < end) {
-		for (n = 0; p < end && n < HV_MAP_BATCH_MAX;
-		    p = bm_next(m->cand, end, p + 1))
-			pfns[n++] = p;
+	v = src_vnext(m, m->cand, vbase, vend);
+	while (v < vend) {
+		for (n = 0; v < vend && n < HV_MAP_BATCH_MAX;
+		    v = src_vnext(m, m->cand, v + 1, vend))
+			pfns[n++] = v % m->pages;
 		if ((rc = m->env->ops->map(m->dom, pfns, n, 0, pages,
 		    &map)) != 0)
 			goto out;
@@ -1052,7 +1144,7 @@ src_offer_batch(struct mig_src *m)
 		goto out;
 	memcpy(m->offer_pfns + m->offer_n, opfn, on * sizeof(uint64_t));
 	m->batch_start[m->batches] = (uint32_t)m->offer_n;
-	m->batch_base[m->batches] = base;
+	m->batch_base[m->batches] = vbase;
 	m->offer_n += on;
 	m->batch_start[m->batches + 1] = (uint32_t)m->offer_n;
 	cap = proto_rec_size(24 + SRC_OFFER_SPAN / 8 + (size_t)on * 8);
@@ -1359,12 +1451,13 @@ src_iter_batch(struct mig_src *m, uint64_t limit)
 	void *pages[SRC_BATCH];
 	struct hv_map *map = NULL;
 	uint32_t n = 0, i;
-	uint64_t p;
+	uint64_t v, p;
 	int rc;
 
-	for (p = bm_next(m->todo, m->pages, m->cursor);
-	    p < limit && n < SRC_BATCH;
-	    p = bm_next(m->todo, m->pages, p + 1)) {
+	for (v = src_vnext(m, m->todo, m->cursor, limit);
+	    v < limit && n < SRC_BATCH;
+	    v = src_vnext(m, m->todo, v + 1, limit)) {
+		p = v % m->pages;
 		if (m->st.iterations == 0 && m->have != NULL &&
 		    bm_test(m->have, p)) {
 			/* Filled by the destination and confirmed. */
@@ -1380,7 +1473,7 @@ src_iter_batch(struct mig_src *m, uint64_t limit)
 		}
 		pfns[n++] = p;
 	}
-	m->cursor = p;
+	m->cursor = v;
 	if (n == 0)
 		return 0;
 	if ((b = malloc(sizeof(*b))) == NULL)
@@ -1445,7 +1538,8 @@ src_dirty_sync(struct mig_src *m)
 		for (w = m->tmp[i]; w != 0; w &= w - 1) {
 			p = i * 64 + (uint64_t)__builtin_ctzll(w);
 			bm_set(m->next, p);
-			if (p >= m->cursor && bm_test(m->todo, p) &&
+			if (src_vpos(m, p) >= m->cursor &&
+			    bm_test(m->todo, p) &&
 			    !(m->st.iterations == 0 && m->have != NULL &&
 			    bm_test(m->have, p)))
 				bm_clear(m->todo, p);
@@ -1783,7 +1877,7 @@ src_pump_advise(struct mig_src *m)
 	struct proto_end e;
 	int rc;
 
-	if (m->ocursor < m->pages && src_outq_max(m) < SRC_OUT_HIGH &&
+	if (m->ocursor < src_vend(m) && src_outq_max(m) < SRC_OUT_HIGH &&
 	    m->batches - m->batches_answered < SRC_OFFER_INFLIGHT) {
 		/* One batch per loop turn; more when this one is out. */
 		if ((rc = src_offer_batch(m)) != 0) {
@@ -1794,7 +1888,7 @@ src_pump_advise(struct mig_src *m)
 		src_kick(m);
 		return;
 	}
-	if (m->ocursor < m->pages || m->batches_answered < m->batches ||
+	if (m->ocursor < src_vend(m) || m->batches_answered < m->batches ||
 	    m->state == MS_FINAL)
 		return;
 	memset(&e, 0, sizeof(e));
@@ -1884,10 +1978,11 @@ src_pump_iter(struct mig_src *m)
 		 * comes back behind the pages queued before it, so the
 		 * offers must cover more than the link holds.
 		 */
-		if (m->offering && m->ocursor < m->pages &&
-		    m->batches - m->batches_answered < SRC_OFFER_INFLIGHT &&
+		if (m->offering && m->ocursor < src_vend(m) &&
+		    m->batches - m->batches_answered < src_offer_inflight(m) &&
 		    (m->batches - m->batches_answered < SRC_OFFER_EAGER ||
-		    m->cursor >= limit ||
+		    (m->cursor >= limit && !(src_unique_pass0(m) &&
+		    m->ocursor >= m->pages)) ||
 		    src_outq_max(m) >= SRC_OUT_HIGH)) {
 			if ((rc = src_offer_batch(m)) != 0) {
 				src_fail(m, "hashing pages for the offer: %s",
@@ -1896,7 +1991,7 @@ src_pump_iter(struct mig_src *m)
 			}
 			progress = 1;
 		}
-		if (m->offering && m->ocursor >= m->pages &&
+		if (m->offering && m->ocursor >= src_vend(m) &&
 		    m->batches_answered == m->batches)
 			m->offering = 0;
 		if (src_outq_max(m) < SRC_OUT_HIGH && m->cursor < limit) {
@@ -1928,7 +2023,7 @@ src_pump_iter(struct mig_src *m)
 			return;
 		}
 	}
-	if (m->cursor >= m->pages && !m->offering) {
+	if (m->cursor >= src_vend(m) && !m->offering) {
 		/* Everything queued: wait until it has left the buffer. */
 		m->iter_flushing = 1;
 		if (m->paused) {
@@ -2120,7 +2215,7 @@ src_on_record(struct link *l, const struct proto_rec *r, void *arg)
  * domain are shared (count >= 2): the candidates of the "shared" policy.
  */
 static int
-src_query_shared(struct mig_src *m, char *err, size_t errlen)
+src_query_shared(struct mig_src *m, uint64_t *bm, char *err, size_t errlen)
 {
 	struct json_object *req, *rep = NULL, *v;
 	const char *hex;
@@ -2128,9 +2223,9 @@ src_query_shared(struct mig_src *m, char *err, size_t errlen)
 	int rc;
 
 	if (m->env->index_socket == NULL) {
-		snprintf(err, errlen, "--dedup shared needs the host index: "
-		    "start sourced with --index SOCKET (the local destd's "
-		    "control socket)");
+		snprintf(err, errlen, "--dedup shared and --order unique-first "
+		    "need the host index: start sourced with --index SOCKET "
+		    "(the local destd's control socket)");
 		return -ENOENT;
 	}
 	req = json_object_new_object();
@@ -2165,9 +2260,56 @@ src_query_shared(struct mig_src *m, char *err, size_t errlen)
 
 		memcpy(w, hex + i * 16, 16);
 		w[16] = '\0';
-		m->cand[i] = strtoull(w, NULL, 16);
+		bm[i] = strtoull(w, NULL, 16);
 	}
 	json_object_put(rep);
+	return 0;
+}
+
+/*
+ * Iteration 0's order (src_vnext).  Unique-first needs to know which
+ * pages are shared on this host: the candidates of --dedup shared, else
+ * the host index.  Without an index the default falls back to pfn order;
+ * an explicit --order unique-first fails.
+ */
+static int
+src_alloc_order(struct mig_src *m, char *err, size_t errlen)
+{
+	int rc;
+
+	if (m->o.order == MIG_ORDER_PFN || m->o.advise)
+		goto pfn;
+	if ((m->order = bm_alloc(m->pages)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (m->o.dedup == PROTO_DEDUP_SHARED) {
+		memcpy(m->order, m->cand, bm_words(m->pages) * 8);
+	} else if (m->o.order == MIG_ORDER_DEFAULT &&
+	    m->env->index_socket == NULL) {
+		log_info("migration %u: %s: no host index (--index): "
+		    "iteration 0 goes in pfn order", m->id, m->domain);
+		goto pfn;
+	} else if ((rc = src_query_shared(m, m->order, err, errlen)) != 0) {
+		if (m->o.order == MIG_ORDER_UNIQUE_FIRST)
+			return rc;
+		log_warn("migration %u: %s: %s: iteration 0 goes in pfn "
+		    "order", m->id, m->domain, err);
+		err[0] = '\0';
+		goto pfn;
+	}
+	m->o.order = MIG_ORDER_UNIQUE_FIRST;
+	m->st.pages_first = m->pages - bm_count(m->order, m->pages);
+	if (m->st.pages_first == m->pages) {
+		/* Nothing shared here: one pass, which is pfn order. */
+		free(m->order);
+		m->order = NULL;
+	}
+	return 0;
+pfn:
+	free(m->order);
+	m->order = NULL;
+	m->o.order = MIG_ORDER_PFN;
 	return 0;
 }
 
@@ -2185,8 +2327,10 @@ src_alloc(struct mig_src *m, char *err, size_t errlen)
 	    (m->seen_prev = bm_alloc(m->pages)) == NULL ||
 	    (m->hot = bm_alloc(m->pages)) == NULL)
 		goto nomem;
-	if (m->o.dedup == PROTO_DEDUP_NONE)
+	if (m->o.dedup == PROTO_DEDUP_NONE) {
+		m->o.order = MIG_ORDER_PFN;
 		return 0;
+	}
 	if ((m->known = dmap_new((size_t)m->pages)) == NULL ||
 	    (m->cand = bm_alloc(m->pages)) == NULL ||
 	    (m->hashed = bm_alloc(m->pages)) == NULL ||
@@ -2198,14 +2342,14 @@ src_alloc(struct mig_src *m, char *err, size_t errlen)
 		memset(m->cand, 0xff, words * 8);
 		if (m->pages % 64)
 			m->cand[words - 1] = (1ull << (m->pages % 64)) - 1;
-		return 0;
+	} else {
+		if ((rc = src_query_shared(m, m->cand, err, errlen)) != 0)
+			return rc;
+		log_info("migration %u: %s: %llu pages shared on this host "
+		    "are offered", m->id, m->domain,
+		    (unsigned long long)bm_count(m->cand, m->pages));
 	}
-	if ((rc = src_query_shared(m, err, errlen)) != 0)
-		return rc;
-	log_info("migration %u: %s: %llu pages shared on this host are "
-	    "offered", m->id, m->domain,
-	    (unsigned long long)bm_count(m->cand, m->pages));
-	return 0;
+	return src_alloc_order(m, err, errlen);
 nomem:
 	snprintf(err, errlen, "out of memory for a %llu-page domain",
 	    (unsigned long long)m->pages);
@@ -2306,10 +2450,11 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 	    errlen)) != 0)
 		goto fail;
 	log_info("migration %u: %s -> %s started (dedup %s, compress %s, "
-	    "zero pages %s%s%s%s, bandwidth %llu bytes/s, %u stream%s)", id,
-	    domain, dest,
+	    "zero pages %s, %s order%s%s%s, bandwidth %llu bytes/s, "
+	    "%u stream%s)", id, domain, dest,
 	    dedup_name(m->o.dedup), pcomp_name((uint32_t)m->o.compress),
 	    m->o.zero_pages == MIG_ZERO_ELIDE ? "elided" : "sent",
+	    m->o.order == MIG_ORDER_UNIQUE_FIRST ? "unique-first" : "pfn",
 	    o->verify ? ", verify" : "", o->paused ? ", paused" : "",
 	    o->auto_converge ? ", auto-converge" : "",
 	    (unsigned long long)m->bucket.rate, m->o.streams,
@@ -2506,6 +2651,7 @@ mig_src_free(struct mig_src *m)
 	if (m->dom != NULL)
 		m->env->ops->dom_close(m->dom);
 	dmap_free(m->known);
+	free(m->order);
 	free(m->todo);
 	free(m->next);
 	free(m->tmp);
@@ -2617,6 +2763,7 @@ mig_src_json(const struct mig_src *m)
 	json_add_u64(o, "pages_zero", m->st.pages_zero);
 	json_add_u64(o, "pages_need", m->st.pages_need);
 	json_add_u64(o, "pages_offered", m->st.pages_offered);
+	json_add_u64(o, "order_first_pages", m->st.pages_first);
 	json_add_u64(o, "pages_have", m->st.pages_have);
 	if (m->o.advise) {
 		json_object_object_add(o, "advise", json_object_new_boolean(1));
@@ -2646,6 +2793,8 @@ mig_src_json(const struct mig_src *m)
 	    pcomp_name((uint32_t)m->o.compress)));
 	json_object_object_add(o, "zero_pages", json_object_new_string(
 	    m->o.zero_pages == MIG_ZERO_ELIDE ? "elide" : "send"));
+	json_object_object_add(o, "order", json_object_new_string(
+	    m->o.order == MIG_ORDER_UNIQUE_FIRST ? "unique-first" : "pfn"));
 	json_add_u64(o, "bytes_data_raw", m->st.bytes_data_raw);
 	json_add_u64(o, "bytes_data", m->st.bytes_data);
 	json_object_object_add(o, "iterations",

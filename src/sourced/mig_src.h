@@ -52,7 +52,15 @@ struct mig_opts {
 					 * PAGE_ZERO or in full */
 	unsigned	streams;	/* TCP streams asked for, 1..
 					 * PROTO_STREAMS_MAX (0 = 1) */
+	int		order;		/* MIG_ORDER_*: iteration 0's order */
 };
+
+/* mig_opts.order */
+#define MIG_ORDER_DEFAULT	(-1)	/* unique-first when dedup is on and
+					 * the host index answers, else pfn */
+#define MIG_ORDER_PFN		0
+#define MIG_ORDER_UNIQUE_FIRST	1	/* pages not shared on this host,
+					 * then the shared ones */
 
 /* mig_opts.zero_pages */
 #define MIG_ZERO_DEFAULT	(-1)	/* send with dedup none, else elide */
@@ -80,6 +88,8 @@ struct mig_stats {
 	uint64_t	pages_zero;
 	uint64_t	pages_need;	/* DATA sent because the destination asked */
 	uint64_t	pages_offered;
+	uint64_t	pages_first;	/* unique-first: pages in pass 0 (not
+					 * shared on this host) */
 	uint64_t	pages_have;
 	uint64_t	pages_unconfirmed;	/* fills refused */
 	uint64_t	bytes_wire;

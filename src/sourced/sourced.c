@@ -478,6 +478,14 @@ cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 	} else if (rc == 1)
 		o.zero_pages = strcmp(word, "elide") == 0 ? MIG_ZERO_ELIDE :
 		    MIG_ZERO_SEND;
+	if ((rc = ctl_get_str(req, "order", &word)) < 0 ||
+	    (rc == 1 && strcmp(word, "pfn") != 0 &&
+	    strcmp(word, "unique-first") != 0)) {
+		ctl_reply_error(r, "order must be pfn or unique-first");
+		return;
+	} else if (rc == 1)
+		o.order = strcmp(word, "pfn") == 0 ? MIG_ORDER_PFN :
+		    MIG_ORDER_UNIQUE_FIRST;
 	if (ctl_get_bool(req, "paused", &o.paused) < 0 ||
 	    ctl_get_bool(req, "verify", &o.verify) < 0 ||
 	    ctl_get_bool(req, "auto_converge", &o.auto_converge) < 0) {
@@ -949,6 +957,7 @@ sourced_main(int argc, char **argv)
 	if (sd.defaults.compress < 0)
 		sd.defaults.compress = PROTO_COMPRESS_NONE;
 	sd.defaults.zero_pages = MIG_ZERO_DEFAULT;
+	sd.defaults.order = MIG_ORDER_DEFAULT;
 	sd.defaults.downtime_ms = cfg.downtime_ms;
 	sd.defaults.max_iters = cfg.max_iters;
 	sd.defaults.max_bytes_factor = 3.0;
