@@ -28,7 +28,7 @@ _migratectl()
 	local globals="--control --json --help --version"
 	local migrate_opts="--dedup --paused --verify --wait --downtime-ms
 	    --max-iterations --bandwidth --auto-converge --compress --zero-pages
-	    --streams"
+	    --streams --order"
 
 	case $prev in
 	--control)
@@ -46,6 +46,10 @@ _migratectl()
 		;;
 	--zero-pages)
 		COMPREPLY=($(compgen -W "elide send" -- "$cur"))
+		return
+		;;
+	--order)
+		COMPREPLY=($(compgen -W "unique-first pfn" -- "$cur"))
 		return
 		;;
 	--downtime-ms|--max-iterations)
@@ -74,7 +78,7 @@ _migratectl()
 		--control=*)
 			ctl=("${words[i]}")
 			;;
-		--dedup|--downtime-ms|--max-iterations|--bandwidth|--compress|--zero-pages|--streams)
+		--dedup|--downtime-ms|--max-iterations|--bandwidth|--compress|--zero-pages|--streams|--order)
 			((i++))
 			;;
 		-*)
