@@ -60,7 +60,8 @@
 #define SRC_OFFER_INFLIGHT 16u		/* OFFER batches awaiting HAVE */
 #define SRC_OFFER_EAGER	2u		/* ... below this, offer before pages */
 #define SRC_OFFER_PASS0	8u		/* ... while unique-first's pass 0
-					 * still has pages to send */
+					 * still has pages to send (2, 8, 16
+					 * measured: 8 was best at 82.8%) */
 #define SRC_SYNC_PAGES	2048u		/* pages between dirty-log syncs */
 #define SRC_SLICE_MS	20.0		/* work per loop turn before yielding */
 #define SRC_SOCKQ_SLACK	(64u << 10)	/* kernel-queued bytes an iteration
