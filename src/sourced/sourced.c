@@ -443,6 +443,29 @@ cmd_list(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 	ctl_reply(r, o);
 }
 
+/*
+ * A request field that is one of two words: *out = 0 for w0, 1 for w1
+ * (the MIG_ZERO_* and MIG_ORDER_* values), untouched when absent.
+ * Returns 1, 0 (absent) or -1 (not a string, or another word).
+ */
+_Static_assert(MIG_ZERO_SEND == 0 && MIG_ZERO_ELIDE == 1 &&
+    MIG_ORDER_PFN == 0 && MIG_ORDER_UNIQUE_FIRST == 1,
+    "get_either's 0/1 are these values");
+static int
+get_either(struct json_object *req, const char *key, const char *w0,
+    const char *w1, int *out)
+{
+	const char *word;
+	int rc;
+
+	if ((rc = ctl_get_str(req, key, &word)) != 1)
+		return rc < 0 ? -1 : 0;
+	if (strcmp(word, w0) != 0 && strcmp(word, w1) != 0)
+		return -1;
+	*out = strcmp(word, w0) == 0 ? 0 : 1;
+	return 1;
+}
+
 static void
 cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 {
@@ -470,22 +493,15 @@ cmd_migrate(struct sourced *sd, struct ctl_req *r, struct json_object *req)
 		ctl_reply_error(r, "compress must be none, zstd or lz4");
 		return;
 	}
-	if ((rc = ctl_get_str(req, "zero_pages", &word)) < 0 ||
-	    (rc == 1 && strcmp(word, "elide") != 0 &&
-	    strcmp(word, "send") != 0)) {
+	if (get_either(req, "zero_pages", "send", "elide",
+	    &o.zero_pages) < 0) {
 		ctl_reply_error(r, "zero_pages must be elide or send");
 		return;
-	} else if (rc == 1)
-		o.zero_pages = strcmp(word, "elide") == 0 ? MIG_ZERO_ELIDE :
-		    MIG_ZERO_SEND;
-	if ((rc = ctl_get_str(req, "order", &word)) < 0 ||
-	    (rc == 1 && strcmp(word, "pfn") != 0 &&
-	    strcmp(word, "unique-first") != 0)) {
+	}
+	if (get_either(req, "order", "pfn", "unique-first", &o.order) < 0) {
 		ctl_reply_error(r, "order must be pfn or unique-first");
 		return;
-	} else if (rc == 1)
-		o.order = strcmp(word, "pfn") == 0 ? MIG_ORDER_PFN :
-		    MIG_ORDER_UNIQUE_FIRST;
+	}
 	if (ctl_get_bool(req, "paused", &o.paused) < 0 ||
 	    ctl_get_bool(req, "verify", &o.verify) < 0 ||
 	    ctl_get_bool(req, "auto_converge", &o.auto_converge) < 0) {
