@@ -67,7 +67,9 @@ struct mig_dst {
 	uint64_t		*unresolved;	/* REF fill failed, NEED sent */
 	uint64_t		*recvd;		/* pfns the stream carried */
 	uint64_t		 n_unresolved;
-	struct fill_ctx		 fc;		/* PAGE_REF fills (this thread) */
+	struct fill_ctx		 fc;		/* PAGE_REF fills (this thread);
+						 * fc.stale also counts the
+						 * worker's rejected copies */
 	struct filler		*filler;	/* OFFER fills (worker thread) */
 	uint64_t		*pending;	/* pfns of OFFERs at the worker */
 	struct event_base	*base;
@@ -103,8 +105,6 @@ struct mig_dst {
 	uint64_t		 pages_data, pages_zero, pages_ref;
 	uint64_t		 bytes_data;	/* PAGE_DATA payload as received */
 	uint64_t		 refs_filled, refs_failed;
-	uint64_t		 fills_stale;	/* the worker's copies rejected by
-						 * SHA-256 (this thread's: fc) */
 	uint64_t		 offered, had;
 	double			 cpu_start;
 	double			 fill_cpu_s;	/* the fill worker's */
@@ -562,11 +562,6 @@ dst_on_page_zero(struct mig_dst *s, const struct proto_pfn_list *zl)
 	s->pages_zero += zl->count;
 }
 
-/*
- * The fill worker is done with an OFFER: its fills are in place (the
- * worker verified each copy, I4).  Answer HAVE, in the order of the
- * OFFERs.
- */
 static void
 dst_offer_unmap(struct mig_dst *s, struct fill_job *j)
 {
@@ -577,6 +572,11 @@ dst_offer_unmap(struct mig_dst *s, struct fill_job *j)
 	j->nmaps = 0;
 }
 
+/*
+ * The fill worker is done with an OFFER: its fills are in place (the
+ * worker verified each copy, I4).  Answer HAVE, in the order of the
+ * OFFERs.
+ */
 static void
 dst_offer_done(struct fill_job *j, void *arg)
 {
@@ -593,7 +593,7 @@ dst_offer_done(struct fill_job *j, void *arg)
 	}
 	s->had += j->nhad;
 	s->refs_filled += j->nhad;
-	s->fills_stale += j->stale;
+	s->fc.stale += j->stale;
 	s->fill_cpu_s += j->cpu_s;
 	cap = proto_rec_size(40 + (j->count + 7) / 8);
 	if ((buf = malloc(cap)) == NULL) {
@@ -904,7 +904,7 @@ dst_on_go(struct mig_dst *s)
 	r.cpu_dest_us = (uint64_t)((thread_cpu_s() - s->cpu_start +
 	    s->fill_cpu_s) * 1e6);
 	r.refs_filled = s->refs_filled;
-	r.refs_failed = s->fills_stale + s->fc.stale;
+	r.refs_failed = s->fc.stale;
 	(void)dst_send(s, buf, proto_enc_running(buf, sizeof(buf), &r));
 	log_notice("session %u from %s: %s is %s here: %llu pages filled "
 	    "locally, %llu data, %llu zero; %llu stale local copies "
@@ -913,7 +913,7 @@ dst_on_go(struct mig_dst *s)
 	    (unsigned long long)s->refs_filled,
 	    (unsigned long long)s->pages_data,
 	    (unsigned long long)s->pages_zero,
-	    (unsigned long long)(s->fills_stale + s->fc.stale),
+	    (unsigned long long)s->fc.stale,
 	    (unsigned long long)s->refs_failed);
 	dst_finish(s, DS_DONE);
 }
@@ -1356,7 +1356,7 @@ mig_dst_json(const struct mig_dst *s)
 	json_object_object_add(o, "pages_zero", json_object_new_uint64(s->pages_zero));
 	json_object_object_add(o, "refs_failed", json_object_new_uint64(s->refs_failed));
 	json_object_object_add(o, "fills_stale", json_object_new_uint64(
-	    s->fills_stale + s->fc.stale));
+	    s->fc.stale));
 	json_object_object_add(o, "pages_offered", json_object_new_uint64(s->offered));
 	json_object_object_add(o, "pages_had", json_object_new_uint64(s->had));
 	json_object_object_add(o, "compress", json_object_new_string(
