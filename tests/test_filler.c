@@ -249,17 +249,27 @@ test_inline(void **state)
 	unmap_free(f, j);
 }
 
-static void
-test_worker_order(void **state)
+/* A worker with n jobs submitted: batches batch0.., pfns from i * stride. */
+static struct filler *
+worker_with(struct fix *f, unsigned n, uint32_t batch0, uint64_t stride)
 {
-	struct fix *f = *state;
 	struct filler *w;
 	unsigned i;
 
 	assert_int_equal(filler_new(ops, &f->hvp, f->ix, f->base, on_done, f,
 	    &w), 0);
-	for (i = 0; i < 3; i++)
-		filler_submit(w, job(f, i, i * NOFFER));
+	for (i = 0; i < n; i++)
+		filler_submit(w, job(f, batch0 + i, i * stride));
+	return w;
+}
+
+static void
+test_worker_order(void **state)
+{
+	struct fix *f = *state;
+	struct filler *w = worker_with(f, 3, 0, NOFFER);
+	unsigned i;
+
 	assert_int_equal(filler_busy(w), 3);
 	/* Handed back through the event only (nothing else is pending in
 	 * this loop, so poll it). */
@@ -279,13 +289,9 @@ static void
 test_drain(void **state)
 {
 	struct fix *f = *state;
-	struct filler *w;
+	struct filler *w = worker_with(f, 3, 10, 0);
 	unsigned i;
 
-	assert_int_equal(filler_new(ops, &f->hvp, f->ix, f->base, on_done, f,
-	    &w), 0);
-	for (i = 0; i < 3; i++)
-		filler_submit(w, job(f, 10 + i, 0));
 	/* Synchronously, without the loop. */
 	filler_drain(w);
 	assert_int_equal(f->ndone, 3);
@@ -300,14 +306,10 @@ test_stop(void **state)
 {
 	struct fix *f = *state;
 	struct fill_job *list, *j, *next;
-	struct filler *w;
-	unsigned i, n = 0;
+	struct filler *w = worker_with(f, 8, 20, 1);
+	unsigned n = 0;
 	uint32_t prev = 0;
 
-	assert_int_equal(filler_new(ops, &f->hvp, f->ix, f->base, on_done, f,
-	    &w), 0);
-	for (i = 0; i < 8; i++)
-		filler_submit(w, job(f, 20 + i, i));
 	/* None handed back (no loop ran): all eight come back, in order,
 	 * finished or not, and done is not called. */
 	list = filler_stop(w);
