@@ -56,6 +56,19 @@ int	pidx_doms(struct pidx *ix, uint32_t **domids, size_t *n);
 int	pidx_fp_get(struct pidx *ix, uint32_t domid, const uint64_t *pfns,
 	    size_t n, uint64_t *fps);
 /*
+ * What the index holds for pfns [first, first + n) of a domain: fps[i]
+ * the fingerprint (0 = not indexed or beyond the domain; prefixes[i] is
+ * then all zero) and prefixes[i] the first 8 bytes of the SHA-256 the
+ * scanner computed together with that fingerprint (the zero page's
+ * digest for a zero page).  Both come from the same scan of the page, so
+ * a page whose XXH3 still equals fps[i] has that prefix: the source uses
+ * it to offer a page it has not hashed (DESIGN I2; the prefix is a hint,
+ * the full SHA-256 proves a fill).  O(n + pages indexed on the host).
+ * 0, -ENOENT.
+ */
+int	pidx_dom_keys(struct pidx *ix, uint32_t domid, uint64_t first,
+	    size_t n, uint64_t *fps, uint8_t (*prefixes)[8]);
+/*
  * Record n pages: fps[i] and digests[i] for pfns[i] (replacing any
  * earlier content of that location).  fps[i] = 0 drops the location (a
  * hole; digests[i] is then ignored).  A digest equal to ph_zero_digest()

@@ -107,6 +107,14 @@ test_shared(void **state)
 	assert_int_equal(bm1[0], 1u << 3);
 	assert_int_equal(bm2[0], 1u << 5);
 	assert_int_equal(pidx_dom_shared(ix, 3, bm2, 8), -ENOENT);
+	{
+		uint64_t fps[2] = { 1, 1 };
+		uint8_t pre[2][8];
+
+		assert_int_equal(pidx_dom_keys(ix, 3, 0, 2, fps, pre),
+		    -ENOENT);
+		assert_int_equal(fps[0] | fps[1], 0);
+	}
 	st = stats(ix, HOST);
 	assert_int_equal(st.pages, 3);
 	assert_int_equal(st.unique_digests, 2);
@@ -306,6 +314,38 @@ m_pfn(struct model *m, int i, uint64_t *s)
 	return rnd(s) % m->pages[i];
 }
 
+/*
+ * pidx_dom_keys over a window that starts inside the domain and reaches
+ * past its end: each page's fingerprint and its content's prefix, zeros
+ * for holes and for pfns beyond the domain.
+ */
+static void
+m_check_keys(struct pidx *ix, struct model *m, int i, int collide)
+{
+	uint64_t first = m->pages[i] / 3, n = m->pages[i] - first + 5, p;
+	uint64_t *fps = calloc(n, 8);
+	uint8_t (*pre)[8] = calloc(n, 8), d[32], none[8] = { 0 };
+	int64_t c;
+
+	assert_non_null(fps);
+	assert_non_null(pre);
+	assert_int_equal(pidx_dom_keys(ix, (uint32_t)i, first, n, fps, pre),
+	    0);
+	for (p = 0; p < n; p++) {
+		c = first + p < m->pages[i] ? m->c[i][first + p] : -1;
+		if (c < 0) {
+			assert_int_equal(fps[p], 0);
+			assert_memory_equal(pre[p], none, 8);
+			continue;
+		}
+		assert_int_equal(fps[p], (uint64_t)c + 100);
+		dig(d, (uint64_t)c, collide);
+		assert_memory_equal(pre[p], d, 8);
+	}
+	free(fps);
+	free(pre);
+}
+
 static void
 m_check(struct pidx *ix, struct model *m, int collide)
 {
@@ -354,6 +394,7 @@ m_check(struct pidx *ix, struct model *m, int collide)
 			assert_int_equal((bm[p / 64] >> (p % 64)) & 1,
 			    m->c[i][p] > 0 && want[m->c[i][p]] >= 2);
 		free(bm);
+		m_check_keys(ix, m, i, collide);
 	}
 }
 

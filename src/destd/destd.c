@@ -378,6 +378,65 @@ cmd_index_shared(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	ctl_reply(r, o);
 }
 
+/*
+ * What the index holds for pfns [first, first + count) of a local domain:
+ * per pfn 32 lowercase hex digits, the XXH3 fingerprint (16, 0 = not
+ * indexed) then the first 8 bytes of the SHA-256 taken with it (16).
+ * sourced checks a page's XXH3 against the fingerprint and, if equal,
+ * offers that prefix without hashing the page (pidx_dom_keys).  At most
+ * DESTD_KEYS_MAX pfns per request, so a reply stays under CTL_REPLY_MAX.
+ */
+#define DESTD_KEYS_MAX	131072
+
+static void
+cmd_index_keys(struct destd *dd, struct ctl_req *r, struct json_object *req)
+{
+	static const char hx[] = "0123456789abcdef";
+	struct json_object *o;
+	int64_t domid, first, count;
+	uint8_t (*pre)[8];
+	uint64_t *fps;
+	char *hex, *h;
+	size_t i;
+	int rc, j;
+
+	if (ctl_get_int(req, "domid", &domid) != 1 ||
+	    ctl_get_int(req, "first", &first) != 1 ||
+	    ctl_get_int(req, "count", &count) != 1 || domid < 0 ||
+	    domid > UINT32_MAX || first < 0 || count <= 0 ||
+	    count > DESTD_KEYS_MAX) {
+		ctl_reply_error(r, "index-keys needs integer domid, first "
+		    "and count (1 to %d)", DESTD_KEYS_MAX);
+		return;
+	}
+	fps = malloc((size_t)count * sizeof(*fps));
+	pre = malloc((size_t)count * 8);
+	hex = malloc((size_t)count * 32 + 1);
+	if (fps == NULL || pre == NULL || hex == NULL) {
+		ctl_reply_error(r, "out of memory");
+		goto out;
+	}
+	rc = pidx_dom_keys(dd->env.index, (uint32_t)domid, (uint64_t)first,
+	    (size_t)count, fps, pre);
+	for (i = 0, h = hex; i < (size_t)count; i++) {
+		for (j = 60; j >= 0; j -= 4)
+			*h++ = hx[(fps[i] >> j) & 15];
+		for (j = 0; j < 8; j++) {
+			*h++ = hx[pre[i][j] >> 4];
+			*h++ = hx[pre[i][j] & 15];
+		}
+	}
+	*h = '\0';
+	o = ctl_ok();
+	json_object_object_add(o, "indexed", json_object_new_boolean(rc == 0));
+	json_object_object_add(o, "keys", json_object_new_string(hex));
+	ctl_reply(r, o);
+out:
+	free(fps);
+	free(pre);
+	free(hex);
+}
+
 static struct json_object *
 stats_json(const struct pidx_stats *st)
 {
@@ -512,6 +571,7 @@ static const struct {
 	{ "status",		cmd_status },
 	{ "index",		cmd_index },
 	{ "index-shared",	cmd_index_shared },
+	{ "index-keys",		cmd_index_keys },
 	{ "scan-wait",		cmd_scan_wait },
 };
 

@@ -122,7 +122,15 @@ struct mig_src {
 	uint64_t		*zero;		/* digests[p] is the zero page */
 	uint8_t			(*digests)[32];
 	struct dmap		*known;		/* digest -> PFN_NONE (dest has
-						 * it) or a pfn sent earlier */
+						 * it) or a pfn sent earlier;
+						 * also a keyed page's prefix
+						 * (src_pkey) -> its pfn */
+	uint64_t		*kfp;		/* the host index's fingerprint
+						 * per pfn (0 = none), and */
+	uint8_t			(*kpre)[8];	/* the prefix scanned with it;
+						 * NULL = no keyed offers */
+	uint64_t		*keyed;		/* offered with kpre[p], not
+						 * hashed: digests[p] invalid */
 	uint64_t		 cursor;	/* next position of this iteration
 						 * (src_vnext) */
 	uint64_t		*order;		/* iteration 0 sends the pages not
@@ -600,6 +608,9 @@ src_release(struct mig_src *m)
 	free(m->have);
 	free(m->zero);
 	free(m->digests);
+	free(m->kfp);
+	free(m->kpre);
+	free(m->keyed);
 	free(m->offer_pfns);
 	free(m->batch_start);
 	pcomp_free(m->pc);
@@ -611,6 +622,8 @@ src_release(struct mig_src *m)
 	m->cand = m->hashed = m->have = m->zero = m->offer_pfns = NULL;
 	m->known = NULL;
 	m->digests = NULL;
+	m->kfp = m->keyed = NULL;
+	m->kpre = NULL;
 	m->batch_start = NULL;
 	m->pc = NULL;
 	m->zin = m->zout = m->zrec = NULL;
@@ -1118,10 +1131,55 @@ src_offer_grow(struct mig_src *m, size_t more)
 }
 
 /*
- * Hash the candidate pages of the next window of SRC_OFFER_SPAN pfns and
- * offer their 8-byte digest prefixes.  Pages are hashed after log-dirty
- * was enabled, so a page written later is in the dirty log and will be
- * sent again (I2).  Zero pages are not offered: they go as ZERO records.
+ * The key under which `known` remembers a page sent as DATA that the
+ * source did not hash (keyed): its digest prefix, then 24 zero bytes (no
+ * SHA-256 digest ends so).  A later page with the same prefix is hashed
+ * and goes as a REF hinting at that pfn; the destination verifies the
+ * copy against the full digest (I4).
+ */
+static const uint8_t *
+src_pkey(const uint8_t prefix[8], uint8_t key[32])
+{
+	memcpy(key, prefix, 8);
+	memset(key + 8, 0, 24);
+	return key;
+}
+
+/*
+ * The 8-byte prefix to offer for page pfn, or NULL for a zero page (not
+ * offered: it goes as ZERO).  A page not shared on this host whose XXH3
+ * still equals the host index's fingerprint is offered unhashed with the
+ * prefix the scanner took with that fingerprint (keyed): few such pages
+ * are filled, and a filled one is hashed when its HAVE comes
+ * (src_hash_keyed).  Other pages are hashed now.  Either way the page is
+ * read after log-dirty was enabled, so a later write is in the dirty log
+ * (I2), and the prefix is only a hint: identity is proven by SHA-256.
+ */
+static const uint8_t *
+src_offer_prefix(struct mig_src *m, uint64_t pfn, const void *page)
+{
+	if (ph_is_zero(page)) {
+		memcpy(m->digests[pfn], ph_zero_digest(), 32);
+		bm_set(m->hashed, pfn);
+		bm_set(m->zero, pfn);
+		return NULL;
+	}
+	if (m->kpre != NULL && m->kfp[pfn] != 0 &&
+	    (m->order == NULL || !bm_test(m->order, pfn)) &&
+	    ph_xxh3(page) == m->kfp[pfn]) {
+		bm_set(m->keyed, pfn);
+		m->st.pages_keyed++;
+		return m->kpre[pfn];
+	}
+	ph_sha256(page, m->digests[pfn]);
+	bm_set(m->hashed, pfn);
+	return m->digests[pfn];
+}
+
+/*
+ * Offer the candidate pages of the next window of SRC_OFFER_SPAN pfns by
+ * their 8-byte digest prefixes (src_offer_prefix).  Zero pages are not
+ * offered: they go as ZERO records.
  */
 static int
 src_offer_batch(struct mig_src *m)
@@ -1133,6 +1191,7 @@ src_offer_batch(struct mig_src *m)
 	uint8_t *buf = NULL;
 	uint64_t vbase = m->ocursor, pass = vbase / m->pages, v, vend;
 	uint64_t base = vbase % m->pages, end, opfn[PROTO_PFN_BATCH_MAX];
+	const uint8_t *p8;
 	uint32_t n, i, on = 0;
 	size_t cap;
 	int rc, len;
@@ -1158,16 +1217,12 @@ src_offer_batch(struct mig_src *m)
 				bm_set(m->holes, pfns[i]);
 				continue;		/* hole */
 			}
-			ph_sha256(pages[i], m->digests[pfns[i]]);
-			bm_set(m->hashed, pfns[i]);
-			if (memcmp(m->digests[pfns[i]], ph_zero_digest(),
-			    32) == 0) {
-				bm_set(m->zero, pfns[i]);
+			if ((p8 = src_offer_prefix(m, pfns[i], pages[i])) ==
+			    NULL)
 				continue;
-			}
 			bits[(pfns[i] - base) / 64] |=
 			    1ull << ((pfns[i] - base) % 64);
-			memcpy(pre[on], m->digests[pfns[i]], 8);
+			memcpy(pre[on], p8, 8);
 			opfn[on++] = pfns[i];
 		}
 		m->env->ops->unmap(m->dom, map);
@@ -1197,6 +1252,46 @@ out:
 	free(pre);
 	free(buf);
 	return rc;
+}
+
+/*
+ * Hash the keyed pages among the n filled entries at pfns (HAVE's set
+ * bits), so the confirm digest can be checked.  A page the guest wrote
+ * since its offer gets its new digest and fails the check: the batch then
+ * goes in full, and the page is in the dirty log anyway.  0 or -errno.
+ */
+static int
+src_hash_keyed(struct mig_src *m, const uint64_t *pfns, uint32_t n)
+{
+	uint64_t batch[HV_MAP_BATCH_MAX];
+	void *pages[HV_MAP_BATCH_MAX];
+	struct hv_map *map;
+	uint32_t i, k, nb;
+	int rc;
+
+	for (i = 0; i < n; ) {
+		for (nb = 0; i < n && nb < HV_MAP_BATCH_MAX; i++)
+			if (bm_test(m->keyed, pfns[i]))
+				batch[nb++] = pfns[i];
+		if (nb == 0)
+			continue;
+		if ((rc = m->env->ops->map(m->dom, batch, nb, 0, pages,
+		    &map)) != 0)
+			return rc;
+		for (k = 0; k < nb; k++) {
+			if (pages[k] == NULL)	/* gone: fails the check */
+				memset(m->digests[batch[k]], 0, 32);
+			else
+				ph_sha256(pages[k], m->digests[batch[k]]);
+			if (memcmp(m->digests[batch[k]], ph_zero_digest(),
+			    32) == 0)
+				bm_set(m->zero, batch[k]);
+			bm_clear(m->keyed, batch[k]);
+			bm_set(m->hashed, batch[k]);
+		}
+		m->env->ops->unmap(m->dom, map);
+	}
+	return 0;
 }
 
 /*
@@ -1233,6 +1328,25 @@ src_on_have(struct mig_src *m, const struct proto_have *h)
 		m->batches_answered++;
 		src_kick(m);
 		return;
+	}
+	if (m->keyed != NULL) {
+		uint64_t *filled;
+		int rc;
+
+		if ((filled = malloc(count * sizeof(*filled))) == NULL) {
+			src_fail(m, "out of memory");
+			return;
+		}
+		for (i = 0; i < count; i++)
+			if (proto_have_bit(h, i))
+				filled[nhad++] = m->offer_pfns[start + i];
+		rc = src_hash_keyed(m, filled, nhad);
+		free(filled);
+		nhad = 0;
+		if (rc != 0) {
+			src_fail(m, "map for hashing: %s", strerror(-rc));
+			return;
+		}
 	}
 	if ((ctx = ph_ctx_new()) == NULL) {
 		src_fail(m, "out of memory");
@@ -1298,7 +1412,7 @@ static void
 src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
     const void *page)
 {
-	uint8_t dg[32];
+	uint8_t dg[32], pk[32];
 	const uint8_t *d;
 	uint64_t hint;
 
@@ -1307,7 +1421,18 @@ src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
 			goto zero;
 		goto data;
 	}
-	if (m->st.iterations == 0 && m->hashed != NULL &&
+	if (m->st.iterations == 0 && m->keyed != NULL &&
+	    bm_test(m->keyed, pfn)) {
+		/* Offered unhashed and not filled: hashed only if an
+		 * earlier page of this stream had its prefix. */
+		if (!dmap_get(m->known, src_pkey(m->kpre[pfn], pk), &hint)) {
+			/* (A failed put only loses later REFs to it.) */
+			(void)dmap_put(m->known, pk, pfn);
+			goto data;
+		}
+		ph_sha256(page, dg);
+		d = dg;
+	} else if (m->st.iterations == 0 && m->hashed != NULL &&
 	    bm_test(m->hashed, pfn)) {
 		if (bm_test(m->zero, pfn))
 			goto zero;
@@ -1320,7 +1445,8 @@ src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
 		ph_sha256(page, dg);
 		d = dg;
 	}
-	if (dmap_get(m->known, d, &hint)) {
+	if (dmap_get(m->known, d, &hint) || (m->kpre != NULL &&
+	    dmap_get(m->known, src_pkey(d, pk), &hint))) {
 		/* A hint sent as DATA on another stream in this iteration
 		 * may not be there yet when the REF is filled: send the
 		 * content instead of a REF that would come back as NEED. */
@@ -1333,8 +1459,10 @@ src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
 		b->nref++;
 		return;
 	}
-	/* First time in this stream: later copies can refer to it. */
-	if (dmap_put(m->known, d, pfn) != 0)
+	/* First time in this stream: later copies can refer to it, keyed
+	 * ones by its prefix. */
+	if (dmap_put(m->known, d, pfn) != 0 || (m->kpre != NULL &&
+	    dmap_put(m->known, src_pkey(d, pk), pfn) != 0))
 		goto data;
 data:
 	b->data[b->ndata] = pfn;
@@ -2249,6 +2377,27 @@ src_on_record(struct link *l, const struct proto_rec *r, void *arg)
  * Ask this host's destd, which owns the host's index, which pages of the
  * domain are shared (count >= 2): the candidates of the "shared" policy.
  */
+/* 16 hex digits at s (big-endian) into *out.  0 or -1 on a bad digit. */
+static int
+hex64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	int i, c;
+
+	for (i = 0; i < 16; i++) {
+		c = s[i];
+		if (c >= '0' && c <= '9')
+			c -= '0';
+		else if (c >= 'a' && c <= 'f')
+			c -= 'a' - 10;
+		else
+			return -1;
+		v = v << 4 | (uint64_t)c;
+	}
+	*out = v;
+	return 0;
+}
+
 static int
 src_query_shared(struct mig_src *m, uint64_t *bm, char *err, size_t errlen)
 {
@@ -2290,15 +2439,91 @@ src_query_shared(struct mig_src *m, uint64_t *bm, char *err, size_t errlen)
 		json_object_put(rep);
 		return -EBADMSG;
 	}
-	for (i = 0; i < words; i++) {
-		char w[17];
-
-		memcpy(w, hex + i * 16, 16);
-		w[16] = '\0';
-		bm[i] = strtoull(w, NULL, 16);
-	}
+	for (i = 0; i < words; i++)
+		if (hex64(hex + i * 16, &bm[i]) != 0) {
+			snprintf(err, errlen, "host index: bad hex in bitmap");
+			json_object_put(rep);
+			return -EBADMSG;
+		}
 	json_object_put(rep);
 	return 0;
+}
+
+/*
+ * Fetch the host index's fingerprint and digest prefix of every page of
+ * the guest (destd's index-keys, SRC_KEYS_CHUNK pfns a request) for
+ * keyed offers (src_offer_prefix).  Without them (no index, the guest
+ * not indexed yet, an error) every offered page is hashed: never a
+ * reason to fail the migration.
+ */
+#define SRC_KEYS_CHUNK	131072
+
+static void
+src_query_keys(struct mig_src *m)
+{
+	struct json_object *req, *rep = NULL, *v;
+	uint64_t first, cnt, i, w;
+	const char *hex, *why = NULL;
+	int rc, j;
+
+	if ((m->kfp = malloc(m->pages * sizeof(*m->kfp))) == NULL ||
+	    (m->kpre = malloc(m->pages * 8)) == NULL ||
+	    (m->keyed = bm_alloc(m->pages)) == NULL) {
+		why = "out of memory";
+		goto off;
+	}
+	for (first = 0; first < m->pages; first += cnt) {
+		cnt = m->pages - first < SRC_KEYS_CHUNK ? m->pages - first :
+		    SRC_KEYS_CHUNK;
+		req = json_object_new_object();
+		json_object_object_add(req, "cmd",
+		    json_object_new_string("index-keys"));
+		json_object_object_add(req, "domid",
+		    json_object_new_int64(m->info.domid));
+		json_object_object_add(req, "first",
+		    json_object_new_int64((int64_t)first));
+		json_object_object_add(req, "count",
+		    json_object_new_int64((int64_t)cnt));
+		rc = ctl_call(m->env->index_socket, req, 10000, &rep);
+		json_object_put(req);
+		if (rc != 0) {
+			why = strerror(-rc);
+			goto off;
+		}
+		if (json_object_object_get_ex(rep, "indexed", &v) &&
+		    !json_object_get_boolean(v)) {
+			why = "the guest is not indexed yet";
+			goto off;
+		}
+		if (!json_object_object_get_ex(rep, "keys", &v) ||
+		    (hex = json_object_get_string(v)) == NULL ||
+		    strlen(hex) != cnt * 32) {
+			why = "bad reply (an older destd?)";
+			goto off;
+		}
+		for (i = 0; i < cnt; i++) {
+			if (hex64(hex + i * 32, &m->kfp[first + i]) != 0 ||
+			    hex64(hex + i * 32 + 16, &w) != 0) {
+				why = "bad hex in reply";
+				goto off;
+			}
+			for (j = 0; j < 8; j++)
+				m->kpre[first + i][j] =
+				    (uint8_t)(w >> (56 - 8 * j));
+		}
+		json_object_put(rep);
+		rep = NULL;
+	}
+	return;
+off:
+	log_info("migration %u: %s: host index keys unavailable (%s): every "
+	    "offered page is hashed", m->id, m->domain, why);
+	json_object_put(rep);
+	free(m->kfp);
+	free(m->kpre);
+	free(m->keyed);
+	m->kfp = m->keyed = NULL;
+	m->kpre = NULL;
 }
 
 /*
@@ -2384,7 +2609,12 @@ src_alloc(struct mig_src *m, char *err, size_t errlen)
 		    "are offered", m->id, m->domain,
 		    (unsigned long long)bm_count(m->cand, m->pages));
 	}
-	return src_alloc_order(m, err, errlen);
+	if ((rc = src_alloc_order(m, err, errlen)) != 0)
+		return rc;
+	/* With --dedup shared every candidate is shared here: hashed. */
+	if (m->o.dedup == PROTO_DEDUP_ALL && m->env->index_socket != NULL)
+		src_query_keys(m);
+	return 0;
 nomem:
 	snprintf(err, errlen, "out of memory for a %llu-page domain",
 	    (unsigned long long)m->pages);
@@ -2778,6 +3008,7 @@ mig_src_json(const struct mig_src *m)
 	json_add_u64(o, "pages_need", m->st.pages_need);
 	json_add_u64(o, "pages_offered", m->st.pages_offered);
 	json_add_u64(o, "order_first_pages", m->st.pages_first);
+	json_add_u64(o, "pages_keyed", m->st.pages_keyed);
 	json_add_u64(o, "pages_have", m->st.pages_have);
 	if (m->o.advise) {
 		json_object_object_add(o, "advise", json_object_new_boolean(1));

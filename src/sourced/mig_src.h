@@ -90,6 +90,8 @@ struct mig_stats {
 	uint64_t	pages_offered;
 	uint64_t	pages_first;	/* unique-first: pages in pass 0 (not
 					 * shared on this host) */
+	uint64_t	pages_keyed;	/* offered with the host index's digest
+					 * prefix, unhashed (src_offer_batch) */
 	uint64_t	pages_have;
 	uint64_t	pages_unconfirmed;	/* fills refused */
 	uint64_t	bytes_wire;
