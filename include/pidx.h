@@ -56,15 +56,16 @@ int	pidx_doms(struct pidx *ix, uint32_t **domids, size_t *n);
 int	pidx_fp_get(struct pidx *ix, uint32_t domid, const uint64_t *pfns,
 	    size_t n, uint64_t *fps);
 /*
- * What the index holds for pfns [first, first + n) of a domain: fps[i]
- * the fingerprint (0 = not indexed or beyond the domain; prefixes[i] is
- * then all zero) and prefixes[i] the first 8 bytes of the SHA-256 the
- * scanner computed together with that fingerprint (the zero page's
- * digest for a zero page).  Both come from the same scan of the page, so
- * a page whose XXH3 still equals fps[i] has that prefix: the source uses
- * it to offer a page it has not hashed (DESIGN I2; the prefix is a hint,
- * the full SHA-256 proves a fill).  O(n + pages indexed on the host).
- * 0, -ENOENT.
+ * For pfns [first, first + n) of a domain, the pages whose content is
+ * held once on the host: fps[i] the fingerprint and prefixes[i] the
+ * first 8 bytes of the SHA-256 the scanner took with it.  Every other
+ * pfn (shared content, zero page, not indexed, beyond the domain) reads
+ * as fps[i] = 0 and a zero prefix.  Both come from the same scan of the
+ * page, so a page whose XXH3 still equals fps[i] has that prefix: the
+ * source offers it without hashing it (DESIGN I2; the prefix is a hint,
+ * the full SHA-256 proves a fill), and, as nothing else on its host had
+ * that content, it cannot repeat a page sent earlier in its stream.
+ * O(n).  0, -ENOENT.
  */
 int	pidx_dom_keys(struct pidx *ix, uint32_t domid, uint64_t first,
 	    size_t n, uint64_t *fps, uint8_t (*prefixes)[8]);

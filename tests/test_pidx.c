@@ -316,11 +316,13 @@ m_pfn(struct model *m, int i, uint64_t *s)
 
 /*
  * pidx_dom_keys over a window that starts inside the domain and reaches
- * past its end: each page's fingerprint and its content's prefix, zeros
- * for holes and for pfns beyond the domain.
+ * past its end: a page whose content is held once on the host has its
+ * fingerprint and prefix; shared and zero pages, holes and pfns beyond
+ * the domain read as zeros.
  */
 static void
-m_check_keys(struct pidx *ix, struct model *m, int i, int collide)
+m_check_keys(struct pidx *ix, struct model *m, int i, int collide,
+    const uint64_t *want)
 {
 	uint64_t first = m->pages[i] / 3, n = m->pages[i] - first + 5, p;
 	uint64_t *fps = calloc(n, 8);
@@ -333,7 +335,7 @@ m_check_keys(struct pidx *ix, struct model *m, int i, int collide)
 	    0);
 	for (p = 0; p < n; p++) {
 		c = first + p < m->pages[i] ? m->c[i][first + p] : -1;
-		if (c < 0) {
+		if (c <= 0 || want[c] != 1) {
 			assert_int_equal(fps[p], 0);
 			assert_memory_equal(pre[p], none, 8);
 			continue;
@@ -394,7 +396,7 @@ m_check(struct pidx *ix, struct model *m, int collide)
 			assert_int_equal((bm[p / 64] >> (p % 64)) & 1,
 			    m->c[i][p] > 0 && want[m->c[i][p]] >= 2);
 		free(bm);
-		m_check_keys(ix, m, i, collide);
+		m_check_keys(ix, m, i, collide, want);
 	}
 }
 

@@ -693,45 +693,28 @@ pidx_dom_keys(struct pidx *ix, uint32_t domid, uint64_t first, size_t n,
 	struct pidx_dom *d;
 	struct pidx_seg *s;
 	struct pidx_ent *x;
-	uint32_t loc, off, e, nx;
+	uint32_t loc, off, nx;
 	uint64_t pfn;
 	size_t i;
 
+	memset(fps, 0, n * sizeof(*fps));
 	memset(prefixes, 0, n * 8);
 	pthread_rwlock_rdlock(&ix->lock);
 	if ((d = dom_find(ix, domid, NULL)) == NULL) {
 		pthread_rwlock_unlock(&ix->lock);
-		memset(fps, 0, n * sizeof(*fps));
 		return -ENOENT;
 	}
 	for (i = 0; i < n; i++) {
-		fps[i] = 0;
 		if ((pfn = first + i) < first || pfn >= d->pages)
-			continue;
+			break;
 		s = dom_seg(ix, d, pfn, &loc);
 		off = loc & (PIDX_SEG_PAGES - 1);
-		fps[i] = s->fp[off];
-		if (fps[i] != 0 && s->next[off] == PIDX_NEXT_ZERO)
-			memcpy(prefixes[i], ph_zero_digest(), 8);
-	}
-	/*
-	 * A location finds its entry only at the end of its chain, so walk
-	 * every chain once instead of each of the domain's pages to its end
-	 * (a content held a million times would make that quadratic).
-	 */
-	for (e = 0; e < ix->ent_hw; e++) {
-		x = ent(ix, e);
-		if (x->count == 0)
+		/* Held once: the location is its chain, head and end. */
+		if (s->fp[off] == 0 || (nx = s->next[off]) == PIDX_NEXT_ZERO ||
+		    is_loc(nx) || (x = ent(ix, nx & ~PIDX_TAG_ENT))->count != 1)
 			continue;
-		for (loc = x->head; ; loc = nx) {
-			s = ix->segtab[loc >> PIDX_SEG_SHIFT];
-			off = loc & (PIDX_SEG_PAGES - 1);
-			pfn = s->pfn_base + off;
-			if (s->dom == d && pfn >= first && pfn - first < n)
-				memcpy(prefixes[pfn - first], x->d, 8);
-			if (!is_loc(nx = s->next[off]))
-				break;
-		}
+		fps[i] = s->fp[off];
+		memcpy(prefixes[i], x->d, 8);
 	}
 	pthread_rwlock_unlock(&ix->lock);
 	return 0;

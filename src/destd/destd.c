@@ -379,12 +379,13 @@ cmd_index_shared(struct destd *dd, struct ctl_req *r, struct json_object *req)
 }
 
 /*
- * What the index holds for pfns [first, first + count) of a local domain:
- * per pfn 32 lowercase hex digits, the XXH3 fingerprint (16, 0 = not
- * indexed) then the first 8 bytes of the SHA-256 taken with it (16).
- * sourced checks a page's XXH3 against the fingerprint and, if equal,
- * offers that prefix without hashing the page (pidx_dom_keys).  At most
- * DESTD_KEYS_MAX pfns per request, so a reply stays under CTL_REPLY_MAX.
+ * For pfns [first, first + count) of a local domain, the pages whose
+ * content is held once on this host (pidx_dom_keys): per pfn 32
+ * lowercase hex digits, the XXH3 fingerprint (16; 0 = any other page)
+ * then the first 8 bytes of the SHA-256 taken with it (16).  sourced
+ * checks a page's XXH3 against the fingerprint and, if equal, offers that
+ * prefix without hashing the page.  At most DESTD_KEYS_MAX pfns per
+ * request, so a reply stays under CTL_REPLY_MAX.
  */
 #define DESTD_KEYS_MAX	131072
 

@@ -122,11 +122,10 @@ struct mig_src {
 	uint64_t		*zero;		/* digests[p] is the zero page */
 	uint8_t			(*digests)[32];
 	struct dmap		*known;		/* digest -> PFN_NONE (dest has
-						 * it) or a pfn sent earlier;
-						 * also a keyed page's prefix
-						 * (src_pkey) -> its pfn */
+						 * it) or a pfn sent earlier */
 	uint64_t		*kfp;		/* the host index's fingerprint
-						 * per pfn (0 = none), and */
+						 * of pages held once on this
+						 * host (0 = other pages), */
 	uint8_t			(*kpre)[8];	/* the prefix scanned with it;
 						 * NULL = no keyed offers */
 	uint64_t		*keyed;		/* offered with kpre[p], not
@@ -1131,23 +1130,8 @@ src_offer_grow(struct mig_src *m, size_t more)
 }
 
 /*
- * The key under which `known` remembers a page sent as DATA that the
- * source did not hash (keyed): its digest prefix, then 24 zero bytes (no
- * SHA-256 digest ends so).  A later page with the same prefix is hashed
- * and goes as a REF hinting at that pfn; the destination verifies the
- * copy against the full digest (I4).
- */
-static const uint8_t *
-src_pkey(const uint8_t prefix[8], uint8_t key[32])
-{
-	memcpy(key, prefix, 8);
-	memset(key + 8, 0, 24);
-	return key;
-}
-
-/*
  * The 8-byte prefix to offer for page pfn, or NULL for a zero page (not
- * offered: it goes as ZERO).  A page not shared on this host whose XXH3
+ * offered: it goes as ZERO).  A page held once on this host whose XXH3
  * still equals the host index's fingerprint is offered unhashed with the
  * prefix the scanner took with that fingerprint (keyed): few such pages
  * are filled, and a filled one is hashed when its HAVE comes
@@ -1165,7 +1149,6 @@ src_offer_prefix(struct mig_src *m, uint64_t pfn, const void *page)
 		return NULL;
 	}
 	if (m->kpre != NULL && m->kfp[pfn] != 0 &&
-	    (m->order == NULL || !bm_test(m->order, pfn)) &&
 	    ph_xxh3(page) == m->kfp[pfn]) {
 		bm_set(m->keyed, pfn);
 		m->st.pages_keyed++;
@@ -1412,7 +1395,7 @@ static void
 src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
     const void *page)
 {
-	uint8_t dg[32], pk[32];
+	uint8_t dg[32];
 	const uint8_t *d;
 	uint64_t hint;
 
@@ -1422,17 +1405,9 @@ src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
 		goto data;
 	}
 	if (m->st.iterations == 0 && m->keyed != NULL &&
-	    bm_test(m->keyed, pfn)) {
-		/* Offered unhashed and not filled: hashed only if an
-		 * earlier page of this stream had its prefix. */
-		if (!dmap_get(m->known, src_pkey(m->kpre[pfn], pk), &hint)) {
-			/* (A failed put only loses later REFs to it.) */
-			(void)dmap_put(m->known, pk, pfn);
-			goto data;
-		}
-		ph_sha256(page, dg);
-		d = dg;
-	} else if (m->st.iterations == 0 && m->hashed != NULL &&
+	    bm_test(m->keyed, pfn))
+		goto data;	/* held once on this host, and not filled */
+	if (m->st.iterations == 0 && m->hashed != NULL &&
 	    bm_test(m->hashed, pfn)) {
 		if (bm_test(m->zero, pfn))
 			goto zero;
@@ -1445,8 +1420,7 @@ src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
 		ph_sha256(page, dg);
 		d = dg;
 	}
-	if (dmap_get(m->known, d, &hint) || (m->kpre != NULL &&
-	    dmap_get(m->known, src_pkey(d, pk), &hint))) {
+	if (dmap_get(m->known, d, &hint)) {
 		/* A hint sent as DATA on another stream in this iteration
 		 * may not be there yet when the REF is filled: send the
 		 * content instead of a REF that would come back as NEED. */
@@ -1459,10 +1433,8 @@ src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
 		b->nref++;
 		return;
 	}
-	/* First time in this stream: later copies can refer to it, keyed
-	 * ones by its prefix. */
-	if (dmap_put(m->known, d, pfn) != 0 || (m->kpre != NULL &&
-	    dmap_put(m->known, src_pkey(d, pk), pfn) != 0))
+	/* First time in this stream: later copies can refer to it. */
+	if (dmap_put(m->known, d, pfn) != 0)
 		goto data;
 data:
 	b->data[b->ndata] = pfn;
@@ -2450,9 +2422,9 @@ src_query_shared(struct mig_src *m, uint64_t *bm, char *err, size_t errlen)
 }
 
 /*
- * Fetch the host index's fingerprint and digest prefix of every page of
- * the guest (destd's index-keys, SRC_KEYS_CHUNK pfns a request) for
- * keyed offers (src_offer_prefix).  Without them (no index, the guest
+ * Fetch the host index's fingerprint and digest prefix of the guest's
+ * pages held once on this host (destd's index-keys, SRC_KEYS_CHUNK pfns
+ * a request) for keyed offers (src_offer_prefix).  Without them (no index, the guest
  * not indexed yet, an error) every offered page is hashed: never a
  * reason to fail the migration.
  */
@@ -2611,7 +2583,8 @@ src_alloc(struct mig_src *m, char *err, size_t errlen)
 	}
 	if ((rc = src_alloc_order(m, err, errlen)) != 0)
 		return rc;
-	/* With --dedup shared every candidate is shared here: hashed. */
+	/* With --dedup shared every candidate is shared here: none is
+	 * keyed. */
 	if (m->o.dedup == PROTO_DEDUP_ALL && m->env->index_socket != NULL)
 		src_query_keys(m);
 	return 0;
