@@ -41,7 +41,7 @@ SCHEMA = 1
 MIGRATION = {"id": int, "status": str, "domain": str, "destination": str,
              "dedup": str, "pages_total": int, "pages_data": int,
              "pages_ref": int, "pages_zero": int, "pages_need": int,
-             "pages_offered": int, "pages_have": int,
+             "pages_offered": int, "pages_keyed": int, "pages_have": int,
              "pages_unconfirmed": int, "dirty_pages": int,
              "bytes_wire": int, "bytes_queued": int, "iterations": int,
              "total_ms": (int, float), "downtime_ms": (int, float),
