@@ -2345,10 +2345,6 @@ src_on_record(struct link *l, const struct proto_rec *r, void *arg)
 
 /* ---- life cycle ---- */
 
-/*
- * Ask this host's destd, which owns the host's index, which pages of the
- * domain are shared (count >= 2): the candidates of the "shared" policy.
- */
 /* 16 hex digits at s (big-endian) into *out.  0 or -1 on a bad digit. */
 static int
 hex64(const char *s, uint64_t *out)
@@ -2370,6 +2366,10 @@ hex64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/*
+ * Ask this host's destd, which owns the host's index, which pages of the
+ * domain are shared (count >= 2): the candidates of the "shared" policy.
+ */
 static int
 src_query_shared(struct mig_src *m, uint64_t *bm, char *err, size_t errlen)
 {
@@ -2423,10 +2423,10 @@ src_query_shared(struct mig_src *m, uint64_t *bm, char *err, size_t errlen)
 
 /*
  * Fetch the host index's fingerprint and digest prefix of the guest's
- * pages held once on this host (destd's index-keys, SRC_KEYS_CHUNK pfns
- * a request) for keyed offers (src_offer_prefix).  Without them (no index, the guest
- * not indexed yet, an error) every offered page is hashed: never a
- * reason to fail the migration.
+ * pages held once on this host (destd's index-keys, SRC_KEYS_CHUNK pfns,
+ * destd's maximum, a request) for keyed offers (src_offer_prefix).
+ * Without them (no index, the guest not indexed yet, an error) every
+ * offered page is hashed: never a reason to fail the migration.
  */
 #define SRC_KEYS_CHUNK	131072
 

@@ -242,7 +242,8 @@ def mig(status, **kw):
     m = {"id": 7, "status": status, "domain": "web1",
          "destination": "host2:8002", "dedup": "all", "pages_total": 1000,
          "pages_data": 0, "pages_ref": 0, "pages_zero": 0, "pages_need": 0,
-         "pages_offered": 0, "pages_have": 0, "pages_unconfirmed": 0,
+         "pages_offered": 0, "pages_keyed": 0, "pages_have": 0,
+         "pages_unconfirmed": 0,
          "dirty_pages": 0, "bytes_wire": 0, "bytes_queued": 0,
          "iterations": 0, "total_ms": 0.0, "downtime_ms": 0.0,
          "cpu_source_s": 0.0, "cpu_dest_s": 0.0, "refs_failed_dest": 0}

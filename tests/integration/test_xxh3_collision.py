@@ -72,11 +72,46 @@ def collision(c):
           "no fill from the colliding page was tried: %r" % out)
 
 
+def keyed_collision(c):
+    """The source's side: sourced offers a page held once on its host
+    with the scanner's digest prefix when the page's XXH3 still equals the
+    scanner's fingerprint (keyed, unhashed).  The guest swaps in a page
+    with the same XXH3 after the scan: the offer names the old content,
+    the destination holds it and fills it, and only the source's SHA-256
+    of the page, taken when HAVE comes, can tell.  HAVE's confirm must
+    fail, the batch go in full, and the migrated memory be the guest's
+    (I1)."""
+    a = c.host("host-a2")
+    b = c.host("host-b2")
+    a.start("a")
+    b.start("b")
+    pa, pb = colliding_pages()
+    fa, fb = os.path.join(c.tmp, "ka.page"), os.path.join(c.tmp, "kb.page")
+    open(fa, "wb").write(pa)
+    open(fb, "wb").write(pb)
+    b.create("holder", PAGES, profile="idle", seed=71)
+    a.create("self", PAGES, profile="idle", seed=72)
+    b.simhv("poke", "holder", str(PFN), "--from", fa)
+    a.simhv("poke", "self", str(PFN), "--from", fa)
+    a.scan_wait()                  # host-a's index: page a, held once
+    b.scan_wait()                  # host-b holds page a
+    a.simhv("poke", "self", str(PFN), "--from", fb)
+    rc, out = a.migrate("self", b, "--dedup", "all", "--verify")
+    check(rc == 0 and out["status"] == "completed", "%r" % out)
+    check(out["memory_sha256_source"] == out["memory_sha256_dest"],
+          "I1: the offered old content was kept: %r" % out)
+    check(out["pages_keyed"] >= 1, "nothing keyed: %r" % out)
+    check(out["pages_unconfirmed"] >= 1,
+          "the fill of the swapped page passed HAVE's check: %r" % out)
+
+
 def main():
     r = Runner("integration_xxh3_collision")
     c = Cluster("xxh3")
     try:
         r.case("a page with a colliding XXH3 is never used", collision, c)
+        r.case("a keyed offer of a swapped page fails HAVE's check",
+               keyed_collision, c)
     finally:
         if r.failed:
             c.dump_logs()
