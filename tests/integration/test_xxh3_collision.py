@@ -41,16 +41,23 @@ def colliding_pages():
     return bytes(a), bytes(b)
 
 
-def collision(c):
-    a = c.host("host-a")
-    b = c.host("host-b")
+def hosts_and_pages(c, tag):
+    """Two started hosts and the files of two pages with equal XXH3."""
+    a = c.host("host-a" + tag)
+    b = c.host("host-b" + tag)
     a.start("a")
     b.start("b")
     pa, pb = colliding_pages()
     check(pa != pb, "pages equal")
-    fa, fb = os.path.join(c.tmp, "a.page"), os.path.join(c.tmp, "b.page")
+    fa = os.path.join(c.tmp, "a%s.page" % tag)
+    fb = os.path.join(c.tmp, "b%s.page" % tag)
     open(fa, "wb").write(pa)
     open(fb, "wb").write(pb)
+    return a, b, fa, fb
+
+
+def collision(c):
+    a, b, fa, fb = hosts_and_pages(c, "")
     # Idle guests: nothing but the planted pages changes.
     b.create("attacker", PAGES, profile="idle", seed=77)
     a.create("victim", PAGES, profile="idle", seed=88)
@@ -81,14 +88,7 @@ def keyed_collision(c):
     of the page, taken when HAVE comes, can tell.  HAVE's confirm must
     fail, the batch go in full, and the migrated memory be the guest's
     (I1)."""
-    a = c.host("host-a2")
-    b = c.host("host-b2")
-    a.start("a")
-    b.start("b")
-    pa, pb = colliding_pages()
-    fa, fb = os.path.join(c.tmp, "ka.page"), os.path.join(c.tmp, "kb.page")
-    open(fa, "wb").write(pa)
-    open(fb, "wb").write(pb)
+    a, b, fa, fb = hosts_and_pages(c, "-k")
     b.create("holder", PAGES, profile="idle", seed=71)
     a.create("self", PAGES, profile="idle", seed=72)
     b.simhv("poke", "holder", str(PFN), "--from", fa)
