@@ -22,6 +22,7 @@
  * RUNNING: "ambiguous", the source copy stays paused and is kept.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,11 @@ struct mig_src {
 						 * NULL = no keyed offers */
 	uint64_t		*keyed;		/* offered with kpre[p], not
 						 * hashed: digests[p] invalid */
+	pthread_t		 keys_thread;	/* src_keys_main */
+	int			 keys_running;	/* ... not joined yet */
+	int			 keys_ok;	/* kfp and kpre are filled */
+	double			 keys_ms;
+	char			 keys_why[96];	/* why not */
 	uint64_t		 cursor;	/* next position of this iteration
 						 * (src_vnext) */
 	uint64_t		*order;		/* iteration 0 sends the pages not
@@ -200,6 +206,7 @@ static void	src_on_error(struct link *l, int err, const char *why,
 static void	src_pump_cb(evutil_socket_t fd, short what, void *arg);
 static void	src_start_iteration(struct mig_src *m);
 static void	src_release(struct mig_src *m);
+static void	src_keys_join(struct mig_src *m);
 static void	src_stop_and_copy(struct mig_src *m);
 static void	src_hold_hot(struct mig_src *m);
 
@@ -591,6 +598,7 @@ src_fail(struct mig_src *m, const char *fmt, ...)
 static void
 src_release(struct mig_src *m)
 {
+	src_keys_join(m);
 	free(m->fresh);
 	dmap_free(m->known);
 	free(m->order);
@@ -1178,6 +1186,13 @@ src_offer_batch(struct mig_src *m)
 	uint32_t n, i, on = 0;
 	size_t cap;
 	int rc, len;
+
+	if (m->keys_running || (m->kpre != NULL && !m->keys_ok)) {
+		src_keys_join(m);
+		if (m->keys_ok)
+			log_info("migration %u: %s: host index keys in %.1f ms",
+			    m->id, m->domain, m->keys_ms);
+	}
 
 	/* A window lies within one pass: its pfns are [base, end). */
 	end = base + SRC_OFFER_SPAN < m->pages ? base + SRC_OFFER_SPAN :
@@ -2424,26 +2439,27 @@ src_query_shared(struct mig_src *m, uint64_t *bm, char *err, size_t errlen)
 /*
  * Fetch the host index's fingerprint and digest prefix of the guest's
  * pages held once on this host (destd's index-keys, SRC_KEYS_CHUNK pfns,
- * destd's maximum, a request) for keyed offers (src_offer_prefix).
- * Without them (no index, the guest not indexed yet, an error) every
+ * destd's maximum, a request) for keyed offers (src_offer_prefix).  The
+ * replies are large (32 hex digits a page: 4 MiB for a 512 MiB guest),
+ * so this runs on a thread of its own while the connection, TLS and the
+ * destination's domain are set up, and src_keys_join() waits for it
+ * before the first offer.  It touches only kfp, kpre and keys_*.
+ * Without the keys (no index, the guest not indexed yet, an error) every
  * offered page is hashed: never a reason to fail the migration.
  */
 #define SRC_KEYS_CHUNK	131072
 
-static void
-src_query_keys(struct mig_src *m)
+static void *
+src_keys_main(void *arg)
 {
+	struct mig_src *m = arg;
 	struct json_object *req, *rep = NULL, *v;
+	struct timespec t0, t1;
 	uint64_t first, cnt, i, w;
-	const char *hex, *why = NULL;
+	const char *hex;
 	int rc, j;
 
-	if ((m->kfp = malloc(m->pages * sizeof(*m->kfp))) == NULL ||
-	    (m->kpre = malloc(m->pages * 8)) == NULL ||
-	    (m->keyed = bm_alloc(m->pages)) == NULL) {
-		why = "out of memory";
-		goto off;
-	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (first = 0; first < m->pages; first += cnt) {
 		cnt = m->pages - first < SRC_KEYS_CHUNK ? m->pages - first :
 		    SRC_KEYS_CHUNK;
@@ -2459,25 +2475,29 @@ src_query_keys(struct mig_src *m)
 		rc = ctl_call(m->env->index_socket, req, 10000, &rep);
 		json_object_put(req);
 		if (rc != 0) {
-			why = strerror(-rc);
-			goto off;
+			snprintf(m->keys_why, sizeof(m->keys_why), "%s",
+			    strerror(-rc));
+			return NULL;
 		}
 		if (json_object_object_get_ex(rep, "indexed", &v) &&
 		    !json_object_get_boolean(v)) {
-			why = "the guest is not indexed yet";
-			goto off;
+			snprintf(m->keys_why, sizeof(m->keys_why),
+			    "the guest is not indexed yet");
+			goto out;
 		}
 		if (!json_object_object_get_ex(rep, "keys", &v) ||
 		    (hex = json_object_get_string(v)) == NULL ||
 		    strlen(hex) != cnt * 32) {
-			why = "bad reply (an older destd?)";
-			goto off;
+			snprintf(m->keys_why, sizeof(m->keys_why),
+			    "bad reply (an older destd?)");
+			goto out;
 		}
 		for (i = 0; i < cnt; i++) {
 			if (hex64(hex + i * 32, &m->kfp[first + i]) != 0 ||
 			    hex64(hex + i * 32 + 16, &w) != 0) {
-				why = "bad hex in reply";
-				goto off;
+				snprintf(m->keys_why, sizeof(m->keys_why),
+				    "bad hex in reply");
+				goto out;
 			}
 			for (j = 0; j < 8; j++)
 				m->kpre[first + i][j] =
@@ -2486,11 +2506,48 @@ src_query_keys(struct mig_src *m)
 		json_object_put(rep);
 		rep = NULL;
 	}
-	return;
-off:
-	log_info("migration %u: %s: host index keys unavailable (%s): every "
-	    "offered page is hashed", m->id, m->domain, why);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	m->keys_ms = ts_ms(&t0, &t1);
+	m->keys_ok = 1;
+out:
 	json_object_put(rep);
+	return NULL;
+}
+
+static void
+src_keys_start(struct mig_src *m)
+{
+	int rc;
+
+	if ((m->kfp = malloc(m->pages * sizeof(*m->kfp))) == NULL ||
+	    (m->kpre = malloc(m->pages * 8)) == NULL ||
+	    (m->keyed = bm_alloc(m->pages)) == NULL) {
+		snprintf(m->keys_why, sizeof(m->keys_why), "out of memory");
+		return;
+	}
+	if ((rc = pthread_create(&m->keys_thread, NULL, src_keys_main,
+	    m)) != 0) {
+		log_warn("migration %u: %s: no thread for the host index keys "
+		    "(%s): fetching them now", m->id, m->domain,
+		    strerror(rc));
+		src_keys_main(m);
+		return;
+	}
+	m->keys_running = 1;
+}
+
+/* Wait for src_keys_main; without keys, free the arrays (no keyed offer). */
+static void
+src_keys_join(struct mig_src *m)
+{
+	if (m->keys_running) {
+		pthread_join(m->keys_thread, NULL);
+		m->keys_running = 0;
+	}
+	if (m->kpre == NULL || m->keys_ok)
+		return;
+	log_info("migration %u: %s: host index keys unavailable (%s): every "
+	    "offered page is hashed", m->id, m->domain, m->keys_why);
 	free(m->kfp);
 	free(m->kpre);
 	free(m->keyed);
@@ -2586,7 +2643,7 @@ src_alloc(struct mig_src *m, char *err, size_t errlen)
 	/* With --dedup shared every candidate is shared here: none is
 	 * keyed. */
 	if (m->o.dedup == PROTO_DEDUP_ALL && m->env->index_socket != NULL)
-		src_query_keys(m);
+		src_keys_start(m);
 	return 0;
 nomem:
 	snprintf(err, errlen, "out of memory for a %llu-page domain",

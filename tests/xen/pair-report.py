@@ -44,8 +44,11 @@ def main():
                 js[last] = json.loads(ln.split(":", 1)[1].strip())
             except ValueError:
                 js[last] = {}
+    notes = []
     for ln in lines(dst):
-        if ln.startswith("SHAREMIG-PAIR-RUNS:"):
+        if ln.startswith("SHAREMIG-PAIR-NOTE:"):
+            notes.append(ln.split(":", 1)[1].strip())
+        elif ln.startswith("SHAREMIG-PAIR-RUNS:"):
             f = kv(ln)
             runs[f.get("guest")] = ln
         elif ln.startswith("SHAREMIG-XEN-COMMON:"):
@@ -54,6 +57,8 @@ def main():
     failed = 0
     for r in retries:
         print("RETRY %s" % r)
+    for r in notes:
+        print("NOTE %s" % r)
 
     def check(label, ok, detail=""):
         nonlocal failed
@@ -131,7 +136,8 @@ def main():
                common["pct_nonzero"]))
     with open(out, "w") as f:
         json.dump({"migrate": mig, "json": js, "runs": runs,
-                   "retries": retries, "common": common}, f, indent=1)
+                   "retries": retries, "notes": notes, "common": common},
+                  f, indent=1)
     print("\n%d check(s) failed" % failed if failed else "\nall checks passed")
     return 1 if failed else 0
 
