@@ -1187,12 +1187,7 @@ src_offer_batch(struct mig_src *m)
 	size_t cap;
 	int rc, len;
 
-	if (m->keys_running || (m->kpre != NULL && !m->keys_ok)) {
-		src_keys_join(m);
-		if (m->keys_ok)
-			log_info("migration %u: %s: host index keys in %.1f ms",
-			    m->id, m->domain, m->keys_ms);
-	}
+	src_keys_join(m);	/* the keys, before the first offer */
 
 	/* A window lies within one pass: its pfns are [base, end). */
 	end = base + SRC_OFFER_SPAN < m->pages ? base + SRC_OFFER_SPAN :
@@ -1253,13 +1248,14 @@ out:
 }
 
 /*
- * Hash the keyed pages among the n filled entries at pfns (HAVE's set
- * bits), so the confirm digest can be checked.  A page the guest wrote
- * since its offer gets its new digest and fails the check: the batch then
- * goes in full, and the page is in the dirty log anyway.  0 or -errno.
+ * Hash the keyed pages among the entries HAVE h says were filled (batch
+ * entries start.. of offer_pfns), so the confirm digest can be checked.
+ * A page the guest wrote since its offer gets its new digest and fails
+ * the check: the batch then goes in full, and the page is in the dirty
+ * log anyway.  0 or -errno.
  */
 static int
-src_hash_keyed(struct mig_src *m, const uint64_t *pfns, uint32_t n)
+src_hash_keyed(struct mig_src *m, const struct proto_have *h, uint32_t start)
 {
 	uint64_t batch[HV_MAP_BATCH_MAX];
 	void *pages[HV_MAP_BATCH_MAX];
@@ -1267,10 +1263,11 @@ src_hash_keyed(struct mig_src *m, const uint64_t *pfns, uint32_t n)
 	uint32_t i, k, nb;
 	int rc;
 
-	for (i = 0; i < n; ) {
-		for (nb = 0; i < n && nb < HV_MAP_BATCH_MAX; i++)
-			if (bm_test(m->keyed, pfns[i]))
-				batch[nb++] = pfns[i];
+	for (i = 0; i < h->count; ) {
+		for (nb = 0; i < h->count && nb < HV_MAP_BATCH_MAX; i++)
+			if (proto_have_bit(h, i) &&
+			    bm_test(m->keyed, m->offer_pfns[start + i]))
+				batch[nb++] = m->offer_pfns[start + i];
 		if (nb == 0)
 			continue;
 		if ((rc = m->env->ops->map(m->dom, batch, nb, 0, pages,
@@ -1328,19 +1325,8 @@ src_on_have(struct mig_src *m, const struct proto_have *h)
 		return;
 	}
 	if (m->keyed != NULL) {
-		uint64_t *filled;
-		int rc;
+		int rc = src_hash_keyed(m, h, start);
 
-		if ((filled = malloc(count * sizeof(*filled))) == NULL) {
-			src_fail(m, "out of memory");
-			return;
-		}
-		for (i = 0; i < count; i++)
-			if (proto_have_bit(h, i))
-				filled[nhad++] = m->offer_pfns[start + i];
-		rc = src_hash_keyed(m, filled, nhad);
-		free(filled);
-		nhad = 0;
 		if (rc != 0) {
 			src_fail(m, "map for hashing: %s", strerror(-rc));
 			return;
@@ -2536,13 +2522,19 @@ src_keys_start(struct mig_src *m)
 	m->keys_running = 1;
 }
 
-/* Wait for src_keys_main; without keys, free the arrays (no keyed offer). */
+/*
+ * Wait for src_keys_main (a no-op once done); without keys, free the
+ * arrays (no keyed offer).
+ */
 static void
 src_keys_join(struct mig_src *m)
 {
 	if (m->keys_running) {
 		pthread_join(m->keys_thread, NULL);
 		m->keys_running = 0;
+		if (m->keys_ok)
+			log_info("migration %u: %s: host index keys in %.1f ms",
+			    m->id, m->domain, m->keys_ms);
 	}
 	if (m->kpre == NULL || m->keys_ok)
 		return;
