@@ -201,22 +201,25 @@ class Host:
         return run([MIGRATECTL, "--control", sock or self.sourced_sock] +
                    list(args), check_rc=check_rc, timeout=timeout)
 
-    def scan_wait(self, passes=1):
-        """Wait until destd's scanner has indexed what exists now."""
-        req = json.dumps({"cmd": "scan-wait", "passes": passes,
-                          "timeout_ms": 120000}) + "\n"
+    def destd_call(self, req, timeout=60):
+        """One request on destd's control socket; the reply."""
         s = socket.socket(socket.AF_UNIX)
-        s.settimeout(130)
+        s.settimeout(timeout)
         s.connect(self.destd_sock)
-        s.sendall(req.encode())
+        s.sendall((json.dumps(req) + "\n").encode())
         buf = b""
         while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
+            chunk = s.recv(1 << 20)
             if not chunk:
                 break
             buf += chunk
         s.close()
-        rep = json.loads(buf)
+        return json.loads(buf)
+
+    def scan_wait(self, passes=1):
+        """Wait until destd's scanner has indexed what exists now."""
+        rep = self.destd_call({"cmd": "scan-wait", "passes": passes,
+                               "timeout_ms": 120000}, timeout=130)
         check(rep.get("ok"), "scan-wait failed: %r" % rep)
 
     def migrate(self, domain, dest, *opts):

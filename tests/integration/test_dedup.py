@@ -19,7 +19,6 @@ Guests are 256 MiB (65536 pages), as in the issue's measurement, writing
 import hashlib
 import json
 import os
-import socket
 
 from harness import Cluster, Runner, check
 
@@ -146,22 +145,6 @@ def zero_pages(c):
                   "%s: zero pages not elided: %r" % (mode, out))
 
 
-def destd_call(host, req):
-    """One request on host's destd control socket; the reply."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(60)
-    s.connect(host.destd_sock)
-    s.sendall((json.dumps(req) + "\n").encode())
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-    return json.loads(buf)
-
-
 def index_keys(c):
     """destd's index-keys: a page held once on the host has its
     fingerprint and the first 8 bytes of its SHA-256; once another page
@@ -180,8 +163,8 @@ def index_keys(c):
     if isinstance(doms, dict):
         doms = doms.get("domains", [])
     dom = [d for d in doms if d["name"] == "k"][0]
-    rep = destd_call(a, {"cmd": "index-keys", "domid": dom["domid"],
-                         "first": 64, "count": n})
+    rep = a.destd_call({"cmd": "index-keys", "domid": dom["domid"],
+                        "first": 64, "count": n})
     check(rep.get("ok") and rep.get("indexed"), "index-keys: %r" % rep)
     keys = rep["keys"]
     check(len(keys) == 32 * n, "%d hex digits for %d pfns" % (len(keys), n))
@@ -195,8 +178,8 @@ def index_keys(c):
     # The same content at a second pfn: shared now, keyed nowhere.
     a.simhv("poke", "k", "101", "--from", f)
     a.scan_wait()
-    rep = destd_call(a, {"cmd": "index-keys", "domid": dom["domid"],
-                         "first": 100, "count": 2})
+    rep = a.destd_call({"cmd": "index-keys", "domid": dom["domid"],
+                        "first": 100, "count": 2})
     check(rep.get("ok") and rep["keys"] == "0" * 64,
           "shared content still keyed: %r" % rep)
     for bad in ({"count": 0}, {"count": 131073}, {"first": -1},
@@ -204,7 +187,7 @@ def index_keys(c):
         req = {"cmd": "index-keys", "domid": dom["domid"], "first": 0,
                "count": 1}
         req.update(bad)
-        rep = destd_call(a, req)
+        rep = a.destd_call(req)
         check(not rep.get("ok") and "index-keys" in rep.get("error", ""),
               "%r accepted: %r" % (bad, rep))
 
