@@ -12,6 +12,7 @@ cd "$(dirname "$0")"
 
 export SHAREMIG_TEST_SUMMARY="$PWD/build/test-summary.txt"
 : > "$SHAREMIG_TEST_SUMMARY"
+: > "$SHAREMIG_TEST_SUMMARY.why"
 meson test -C build --print-errorlogs --num-processes 2 --no-rebuild
 python3 scripts/test-summary.py build/meson-logs/testlog.json normal \
     >> "$SHAREMIG_TEST_SUMMARY"
