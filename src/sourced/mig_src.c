@@ -1586,7 +1586,7 @@ src_iter_batch(struct mig_src *m, uint64_t limit)
 	uint64_t pfns[SRC_BATCH];
 	void *pages[SRC_BATCH];
 	struct hv_map *map = NULL;
-	uint32_t n = 0, i;
+	uint32_t n = 0, i, mapped = 0;
 	uint64_t v, p;
 	int rc;
 
@@ -1622,13 +1622,19 @@ src_iter_batch(struct mig_src *m, uint64_t limit)
 		if (pages[i] != NULL) {
 			bm_clear(m->holes, pfns[i]);	/* populated since */
 			src_classify(m, b, pfns[i], pages[i]);
+			mapped++;
 		} else if (m->st.iterations == 0) {
 			bm_set(m->holes, pfns[i]);
 		}
 	}
 	rc = src_send_batch(m, b);
 	m->env->ops->unmap(m->dom, map);
-	m->since_sync += n;
+	/* Holes do not count: a Xen PVH guest of 128 MiB has a pfn space
+	 * of 1M pfns, and counting its holes made iteration 0 of --dedup
+	 * none sync (a log-dirty CLEAN: every guest page write-protected
+	 * again) about 500 times in its last seconds.  In the emulated lab
+	 * the guest then triple-faulted, 3 times in 4 runs. */
+	m->since_sync += mapped;
 out:
 	free(b);
 	return rc;
