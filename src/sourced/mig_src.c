@@ -52,6 +52,7 @@
 #include "pcomp.h"
 #include "proto.h"
 #include "tls.h"
+#include "ygate.h"
 
 #define SRC_OUT_HIGH	(4u << 20)	/* stop producing above this */
 #define SRC_OUT_LOW	(1u << 20)	/* resume producing below this */
@@ -124,6 +125,7 @@ struct mig_src {
 	uint8_t			(*digests)[32];
 	struct dmap		*known;		/* digest -> PFN_NONE (dest has
 						 * it) or a pfn sent earlier */
+	struct ygate		 yg;		/* lookups from iteration 1 on */
 	uint64_t		*kfp;		/* the host index's fingerprint
 						 * of pages held once on this
 						 * host (0 = other pages), */
@@ -1399,6 +1401,7 @@ src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
 	uint8_t dg[32];
 	const uint8_t *d;
 	uint64_t hint;
+	int found;
 
 	if (m->o.dedup == PROTO_DEDUP_NONE) {
 		if (m->o.zero_pages == MIG_ZERO_ELIDE && ph_is_zero(page))
@@ -1418,10 +1421,17 @@ src_classify(struct mig_src *m, struct src_batch *b, uint64_t pfn,
 			goto zero;
 		if (m->st.iterations == 0 && m->o.dedup == PROTO_DEDUP_SHARED)
 			goto data;	/* the seed's policy: only shared pages */
+		if (m->st.iterations > 0 && !ygate_look(&m->yg)) {
+			m->st.pages_unlooked++;
+			goto data;	/* lookups stopped paying (ygate.h) */
+		}
 		ph_sha256(page, dg);
 		d = dg;
 	}
-	if (dmap_get(m->known, d, &hint)) {
+	found = dmap_get(m->known, d, &hint);
+	if (m->st.iterations > 0)
+		ygate_seen(&m->yg, found);
+	if (found) {
 		/* A hint sent as DATA on another stream in this iteration
 		 * may not be there yet when the REF is filled: send the
 		 * content instead of a REF that would come back as NEED. */
@@ -1964,9 +1974,11 @@ src_iter_done(struct mig_src *m)
 			stop = 1;
 	}
 	log_info("migration %u: %s: iteration %u: %llu bytes in %.0f ms, "
-	    "%llu pages dirty, estimated downtime %.1f ms, throttle %u%%%s",
+	    "%llu pages dirty, estimated downtime %.1f ms, throttle %u%%%s%s",
 	    m->id, m->domain, m->st.iterations - 1, (unsigned long long)bytes,
 	    ms, (unsigned long long)dirty, est_ms, m->throttle_pct,
+	    m->known != NULL && ygate_closed(&m->yg) ?
+	    ", content lookups sampled (low yield)" : "",
 	    stop ? ": stop and copy" : "");
 	if (stop) {
 		src_stop_and_copy(m);
@@ -2625,6 +2637,7 @@ src_alloc(struct mig_src *m, char *err, size_t errlen)
 	    (m->zero = bm_alloc(m->pages)) == NULL ||
 	    (m->digests = malloc((size_t)m->pages * 32)) == NULL)
 		goto nomem;
+	ygate_init(&m->yg);
 	if (m->o.dedup == PROTO_DEDUP_ALL) {
 		memset(m->cand, 0xff, words * 8);
 		if (m->pages % 64)
@@ -3037,6 +3050,7 @@ mig_src_json(const struct mig_src *m)
 	json_add_u64(o, "pages_offered", m->st.pages_offered);
 	json_add_u64(o, "order_first_pages", m->st.pages_first);
 	json_add_u64(o, "pages_keyed", m->st.pages_keyed);
+	json_add_u64(o, "pages_unlooked", m->st.pages_unlooked);
 	json_add_u64(o, "pages_have", m->st.pages_have);
 	if (m->o.advise) {
 		json_object_object_add(o, "advise", json_object_new_boolean(1));

@@ -92,6 +92,9 @@ struct mig_stats {
 					 * shared on this host) */
 	uint64_t	pages_keyed;	/* offered with the host index's digest
 					 * prefix, unhashed (src_offer_batch) */
+	uint64_t	pages_unlooked;	/* from iteration 1 on, sent as DATA
+					 * without a content lookup while the
+					 * yield gate was closed (ygate.h) */
 	uint64_t	pages_have;
 	uint64_t	pages_unconfirmed;	/* fills refused */
 	uint64_t	bytes_wire;
