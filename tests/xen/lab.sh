@@ -25,7 +25,9 @@
 # default 600, 1200 for xlpair, 3600 for pair),
 # SHAREMIG_XEN_DEBUG=1 (libxc/libxl messages from the backend),
 # PAIR_MIGRATE_ARGS (pair only: extra `migratectl migrate` options for
-# both sharemig runs, e.g. "--max-iterations 1"; default none).
+# both sharemig runs, e.g. "--max-iterations 1"; default none),
+# PAIR_STALL, PAIR_GRACE, PAIR_RETRY_MIN (xlpair and pair: see
+# watch_pair; 240, 300 and 900 s).
 set -eu
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -177,17 +179,61 @@ show() {
 	    tr -d '\r' >&2 ||
 	    true
 }
-start=$(date +%s)
-rc=0
-case "$MODE" in
-xlpair|pair)
-	[ "$MODE" = pair ] && m=pair || m=xl
-	PORT=${LAB_PORT:-$((20000 + $$ % 20000))}
-	log "booting two emulated hosts joined on 127.0.0.1:$PORT"
-	# Extra migratectl options reach dom0 on its command line, '+'
-	# for spaces (a comma would split QEMU's -initrd module list).
-	margs=$(printf '%s' "${PAIR_MIGRATE_ARGS:-}" | tr ' ' +)
-	[ -n "$margs" ] && margs="sharemig.migargs=$margs"
+# Silence watch for the two-host modes: each dom0 prints a heartbeat
+# every 20 s (dom0-init), so a serial log that stops growing for
+# PAIR_STALL s (default 240) is an emulator that stopped running (seen
+# once in the smoke: dom0 silent for 9 minutes, no kernel message).
+# Once the source host is done, the destination gets PAIR_GRACE s
+# (default 300) to finish, so that a destination left waiting for a run
+# the source never started cannot hold the lab to its timeout.  Sets
+# stopped (empty, or why the hosts were stopped), stalled (1 when that
+# was silence: worth a second boot), qsrc and qdst (exit statuses).
+kill_pair() {
+	pkill -f -- "serial file:$W/serial-" 2>/dev/null || true
+	sleep 10
+	pkill -KILL -f -- "serial file:$W/serial-" 2>/dev/null || true
+}
+watch_pair() {	# watch_pair SRC-PID DST-PID
+	wsrc=$1 wdst=$2
+	now=$(date +%s)
+	ssz=-1 dsz=-1 sat=$now dat=$now srcend=
+	while kill -0 "$wdst" 2>/dev/null || kill -0 "$wsrc" 2>/dev/null; do
+		sleep 5
+		now=$(date +%s)
+		sz=$(stat -c %s "$W/serial-src.log" 2>/dev/null || echo 0)
+		[ "$sz" = "$ssz" ] || { ssz=$sz; sat=$now; }
+		sz=$(stat -c %s "$W/serial-dst.log" 2>/dev/null || echo 0)
+		[ "$sz" = "$dsz" ] || { dsz=$sz; dat=$now; }
+		if kill -0 "$wsrc" 2>/dev/null; then
+			if [ $((now - sat)) -ge "${PAIR_STALL:-240}" ]; then
+				stopped="source host silent for $((now - sat)) s"
+				stalled=1
+			fi
+		else
+			[ -n "$srcend" ] || srcend=$now
+			if [ $((now - srcend)) -ge "${PAIR_GRACE:-300}" ]; then
+				stopped="destination still running $((now - srcend)) s after the source host ended"
+			fi
+		fi
+		if kill -0 "$wdst" 2>/dev/null &&
+		    [ $((now - dat)) -ge "${PAIR_STALL:-240}" ]; then
+			stopped="destination host silent for $((now - dat)) s"
+			stalled=1
+		fi
+		if [ -n "$stopped" ]; then
+			log "stopping both hosts: $stopped"
+			kill_pair
+			break
+		fi
+	done
+}
+run_pair() {	# run_pair SECONDS
+	TIMEOUT=$1
+	stopped= stalled=
+	PORT=$((${LAB_PORT:-$((20000 + $$ % 20000))} + attempt - 1))
+	log "booting two emulated hosts joined on 127.0.0.1:$PORT" \
+	    "(at most $TIMEOUT s)"
+	rm -f "$W/serial-src.log" "$W/serial-dst.log"
 	boot "$W/serial-dst.log" "sharemig.mode=$m-dst sharemig.ip=10.0.0.2" \
 	    -netdev "socket,id=n0,listen=127.0.0.1:$PORT" \
 	    -device e1000,netdev=n0,mac=52:54:00:00:00:02 &
@@ -196,15 +242,46 @@ xlpair|pair)
 	boot "$W/serial-src.log" \
 	    "sharemig.mode=$m-src sharemig.ip=10.0.0.1 $margs" \
 	    -netdev "socket,id=n0,connect=127.0.0.1:$PORT" \
-	    -device e1000,netdev=n0,mac=52:54:00:00:00:01 ||
-	    log "source qemu exited with $?"
-	wait $dst || log "destination qemu exited with $?"
-	log "emulated hosts ran $(( $(date +%s) - start )) s"
+	    -device e1000,netdev=n0,mac=52:54:00:00:00:01 &
+	src=$!
+	watch_pair $src $dst
+	qsrc=0; wait $src || qsrc=$?
+	qdst=0; wait $dst || qdst=$?
+}
+start=$(date +%s)
+rc=0
+case "$MODE" in
+xlpair|pair)
+	[ "$MODE" = pair ] && m=pair || m=xl
+	# Extra migratectl options reach dom0 on its command line, '+'
+	# for spaces (a comma would split QEMU's -initrd module list).
+	margs=$(printf '%s' "${PAIR_MIGRATE_ARGS:-}" | tr ' ' +)
+	[ -n "$margs" ] && margs="sharemig.migargs=$margs"
+	# LAB_TIMEOUT bounds the whole mode, retry included.  An emulator
+	# that stalls (no dom0 heartbeat for PAIR_STALL s) gets both hosts
+	# booted once more when PAIR_RETRY_MIN s are left.
+	deadline=$((start + TIMEOUT))
+	for attempt in 1 2; do
+		run_pair $((deadline - $(date +%s)))
+		log "emulated hosts ran $(( $(date +%s) - start )) s" \
+		    "(source qemu $qsrc, destination qemu $qdst)"
+		left=$((deadline - $(date +%s)))
+		[ -n "$stalled" ] && [ $attempt = 1 ] &&
+		    [ $left -ge "${PAIR_RETRY_MIN:-900}" ] || break
+		log "source:"; show "$W/serial-src.log"
+		log "destination:"; show "$W/serial-dst.log"
+		mv "$W/serial-src.log" "$W/serial-src-stalled.log"
+		mv "$W/serial-dst.log" "$W/serial-dst-stalled.log"
+		log "RETRY: $stopped (logs: $W/serial-*-stalled.log);" \
+		    "booting both hosts again with $left s left"
+	done
 	log "source:"; show "$W/serial-src.log"
 	log "destination:"; show "$W/serial-dst.log"
 	if [ "$MODE" = pair ]; then
 		python3 "$HERE/pair-report.py" "$W/serial-src.log" \
-		    "$W/serial-dst.log" "$W/report.json" || rc=1
+		    "$W/serial-dst.log" "$W/report.json" >"$W/report.txt" ||
+		    rc=1
+		cat "$W/report.txt"
 	else
 		grep -a -q 'SHAREMIG-XL-MIGRATE: PASS' "$W/serial-src.log" ||
 		    rc=1
@@ -239,5 +316,16 @@ xlpair|pair)
 	fi
 	;;
 esac
+if [ $rc != 0 ] && [ -s "$W/serial-src.log" ]; then
+	# The lines a CI log's tail keeps: the checks that failed, and
+	# where each host got to.
+	grep -E '^FAIL' "$W/report.txt" 2>/dev/null | head -n 3 | cut -c1-200 >&2
+	for h in src dst; do
+		log "last lines of $h:"
+		grep -a -E '^(lab-dom0|SHAREMIG)' "$W/serial-$h.log" |
+		    tail -n 3 | tr -d '\r' | cut -c1-200 >&2
+	done
+	[ -z "${stopped:-}" ] || log "hosts stopped: $stopped"
+fi
 [ $rc -eq 0 ] && log "PASS ($MODE)" || log "FAIL ($MODE): see $W"
 exit $rc
