@@ -5,7 +5,8 @@ set -eu
 PKGS="meson ninja-build pkg-config gcc libc6-dev libevent-dev libxxhash-dev
 libssl-dev openssl libcmocka-dev libxen-dev libinih-dev libsystemd-dev
 libjson-c-dev libzstd-dev liblz4-dev python3 clang llvm iproute2 procps scdoc
-man-db systemd qemu-system-x86 busybox-static cpio xz-utils kmod"
+man-db systemd qemu-system-x86 busybox-static cpio xz-utils kmod
+gnuplot-nox iperf3"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
