@@ -1642,8 +1642,8 @@ src_iter_batch(struct mig_src *m, uint64_t limit)
 	/* Holes do not count: a Xen PVH guest of 128 MiB has a pfn space
 	 * of 1M pfns, and counting its holes made iteration 0 of --dedup
 	 * none sync (a log-dirty CLEAN: every guest page write-protected
-	 * again) about 500 times in its last seconds.  In the emulated lab
-	 * the guest then triple-faulted, 3 times in 4 runs. */
+	 * again) about 490 times at its end.  In the emulated lab the
+	 * guest then triple-faulted in 3 of 4 attempts (docs/XEN.md). */
 	m->since_sync += mapped;
 out:
 	free(b);
