@@ -27,7 +27,7 @@
 # PAIR_MIGRATE_ARGS (pair only: extra `migratectl migrate` options for
 # both sharemig runs, e.g. "--max-iterations 1"; default none),
 # PAIR_STALL, PAIR_GRACE, PAIR_RETRY_MIN (xlpair and pair: see
-# watch_pair; 240, 300 and 900 s).
+# watch_pair; 240, 420 and 900 s).
 set -eu
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -184,7 +184,7 @@ show() {
 # PAIR_STALL s (default 240) is an emulator that stopped running (seen
 # once in the smoke: dom0 silent for 9 minutes, no kernel message).
 # Once the source host is done, the destination gets PAIR_GRACE s
-# (default 300) to finish, so that a destination left waiting for a run
+# (default 420) to finish, so that a destination left waiting for a run
 # the source never started cannot hold the lab to its timeout.  Sets
 # stopped (empty, or why the hosts were stopped), stalled (1 when that
 # was silence: worth a second boot), qsrc and qdst (exit statuses).
@@ -211,7 +211,7 @@ watch_pair() {	# watch_pair SRC-PID DST-PID
 			fi
 		else
 			[ -n "$srcend" ] || srcend=$now
-			if [ $((now - srcend)) -ge "${PAIR_GRACE:-300}" ]; then
+			if [ $((now - srcend)) -ge "${PAIR_GRACE:-420}" ]; then
 				stopped="destination still running $((now - srcend)) s after the source host ended"
 			fi
 		fi
