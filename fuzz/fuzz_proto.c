@@ -104,6 +104,13 @@ rec_equal(const struct proto_rec *a, const struct proto_rec *b)
 		return a->u.join.index == b->u.join.index &&
 		    memcmp(a->u.join.token, b->u.join.token,
 		    PROTO_TOKEN_LEN) == 0;
+	case REC_FILTER:
+		return a->u.filter.nbits == b->u.filter.nbits &&
+		    a->u.filter.k == b->u.filter.k &&
+		    a->u.filter.offset == b->u.filter.offset &&
+		    a->u.filter.bits_len == b->u.filter.bits_len &&
+		    same_bytes(a->u.filter.bits, b->u.filter.bits,
+		    a->u.filter.bits_len);
 	case REC_OFFER:
 		if (a->u.offer.batch != b->u.offer.batch ||
 		    a->u.offer.count != b->u.offer.count ||
@@ -211,6 +218,8 @@ reencode(const struct proto_rec *r)
 		    &r->u.domain_ack);
 	case REC_JOIN:
 		return proto_enc_join(enc, sizeof(enc), &r->u.join);
+	case REC_FILTER:
+		return proto_enc_filter(enc, sizeof(enc), &r->u.filter);
 	case REC_OFFER: {
 		/* The bitmap is rebuilt from the decoded pfn list, so the
 		 * byte comparison in rec_equal() also checks
@@ -352,6 +361,23 @@ check_ranges(const struct proto_rec *r, const struct proto_limits *lim)
 		CHECK(strlen(r->u.domain_info.name) >= 1);
 		CHECK(strlen(r->u.domain_info.name) <= PROTO_NAME_MAX);
 		break;
+	case REC_FILTER: {
+		/* "No filter" alone, or whole words inside the bit array
+		 * (offset is the peer's u64: compare without adding). */
+		const struct proto_filter *f = &r->u.filter;
+
+		if (f->nbits == 0) {
+			CHECK(f->k == 0 && f->offset == 0 && f->bits_len == 0);
+			break;
+		}
+		CHECK(f->nbits % 64 == 0 && f->nbits <= PROTO_FILTER_BITS_MAX);
+		CHECK(f->k >= 1 && f->k <= PROTO_FILTER_K_MAX);
+		CHECK(f->bits_len >= 8 && f->bits_len % 8 == 0 &&
+		    f->bits_len <= PROTO_FILTER_CHUNK_MAX);
+		CHECK(f->offset % 8 == 0 && f->offset <= f->nbits / 8 &&
+		    f->bits_len <= f->nbits / 8 - f->offset);
+		break;
+	}
 	default:
 		break;
 	}

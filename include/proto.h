@@ -40,6 +40,11 @@
 #define PROTO_OFFER_SPAN_MAX	65536u	/* pfns covered by one OFFER */
 #define PROTO_PREFIX_LEN	8u	/* digest bytes in an OFFER entry */
 #define PROTO_PFN_NONE		UINT64_MAX
+/* FILTER: the largest Bloom filter (16 MiB), hash count, and bit array
+ * bytes carried by one record. */
+#define PROTO_FILTER_BITS_MAX	(1ull << 27)
+#define PROTO_FILTER_K_MAX	16u
+#define PROTO_FILTER_CHUNK_MAX	(1u << 20)
 
 #define PROTO_OPTIONAL		0x80000000u
 
@@ -61,6 +66,7 @@ enum proto_type {
 	REC_GO		= 15,	/* S->D */
 	REC_RUNNING	= 16,	/* D->S */
 	REC_JOIN	= 17,	/* S->D, first record of a data stream */
+	REC_FILTER	= 18,	/* D->S, between DOMAIN_INFO and DOMAIN_ACK */
 	REC_KEEPALIVE	= PROTO_OPTIONAL | 1,	/* both, any phase, empty */
 };
 
@@ -99,6 +105,9 @@ enum proto_phase {
 #define PROTO_CAP_LZ4		0x10ull	/* accepts lz4 PAGE_DATA */
 #define PROTO_CAP_STREAMS	0x20ull	/* several streams: DOMAIN_INFO
 					 * STREAMS, DOMAIN_ACK grant, JOIN */
+#define PROTO_CAP_FILTER	0x40ull	/* sends / accepts FILTER (a Bloom
+					 * filter of the destination's index)
+					 * before DOMAIN_ACK */
 
 /*
  * Several TCP streams per session (docs/PROTOCOL.md "Several streams"):
@@ -256,6 +265,26 @@ struct proto_page_ref {		/* body: u32 count, u32 reserved, {u64 pfn, u64 hint_pf
 	const uint8_t	*entries;
 };
 
+/*
+ * FILTER: one piece of a Bloom filter over the 8-byte SHA-256 prefixes
+ * the destination's host index holds (docs/PROTOCOL.md "FILTER"); a hint
+ * that lets the source send as PAGE_DATA, without an offer, the pages the
+ * destination certainly lacks.
+ * body: u64 nbits, u32 k, u32 reserved, u64 offset, u8 bits[len - 24]
+ * nbits 0: no filter (k 0, offset 0, no bits).  Otherwise nbits is a
+ * multiple of 64 up to PROTO_FILTER_BITS_MAX, k is 1..PROTO_FILTER_K_MAX,
+ * and bits[] is 8..PROTO_FILTER_CHUNK_MAX bytes, a multiple of 8, at byte
+ * offset (a multiple of 8) of the bit array, inside its nbits / 8 bytes.
+ */
+struct proto_filter {
+	uint64_t	nbits;
+	uint32_t	k;
+	uint64_t	offset;		/* byte offset of bits[0] in the array */
+	const uint8_t	*bits;		/* points into the body; NULL
+					 * when bits_len is 0 */
+	uint32_t	bits_len;
+};
+
 struct proto_iter_end {		/* body: u32 iteration, u32 reserved, u64 pages_sent, u64 dirty */
 	uint32_t	iteration;
 	uint64_t	pages_sent;
@@ -298,6 +327,7 @@ struct proto_rec {
 		struct proto_context	context;
 		struct proto_end	end;		/* END, READY */
 		struct proto_running	running;
+		struct proto_filter	filter;
 	} u;
 };
 
@@ -339,8 +369,8 @@ int	proto_frame_peek(const uint8_t *buf, size_t avail, uint32_t rec_max,
  * (record fully consumed, no overflow), strings printable, names
  * [A-Za-z0-9._-]{1,63}, every pfn < lim->pages, reserved fields ignored,
  * PAGE_DATA flags 0 or lim->compress (then the compressed frame's length
- * is checked, not its contents), no pfn-carrying record while lim->pages
- * is 0.
+ * is checked, not its contents), a FILTER's bits inside its bit array,
+ * no pfn-carrying record while lim->pages is 0.
  * Returns 0, -EBADMSG (malformed), -EMSGSIZE (over a limit), -ENOTSUP
  * (unknown mandatory type), -ENOENT (unknown optional type: to be
  * ignored), or -EINVAL (lim or out NULL, body NULL with len > 0).
@@ -386,6 +416,10 @@ int	proto_enc_domain_ack(uint8_t *out, size_t cap, uint32_t domid);
 int	proto_enc_domain_ack_streams(uint8_t *out, size_t cap,
 	    const struct proto_domain_ack *a);
 int	proto_enc_join(uint8_t *out, size_t cap, const struct proto_join *j);
+/* FILTER: f->bits[f->bits_len] at byte f->offset of an f->nbits-bit
+ * array, under the decoder's rules (struct proto_filter); nbits 0 is the
+ * "no filter" record (k, offset and bits_len 0; bits may then be NULL). */
+int	proto_enc_filter(uint8_t *out, size_t cap, const struct proto_filter *f);
 /* OFFER: bitmap[span/64] (host u64 words) with exactly count bits set,
  * prefixes[count] in pfn order. */
 int	proto_enc_offer(uint8_t *out, size_t cap, uint32_t batch,

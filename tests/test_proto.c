@@ -191,6 +191,31 @@ enc_join(uint8_t *o, size_t cap)
 	return proto_enc_join(o, cap, &j);
 }
 
+/* FILTER: "no filter", and the last 8-octet chunk of a 1024-bit filter. */
+#define FX_FI_NBITS	1024u
+#define FX_FI_K		6u
+#define FX_FI_OFFSET	(FX_FI_NBITS / 8 - 8)
+static const uint8_t	fx_fbits[8] = { 0x81, 0x00, 0x42, 0xff, 0x10, 0x00,
+    0x00, 0x80 };
+
+static int
+enc_filter_none(uint8_t *o, size_t cap)
+{
+	struct proto_filter f = { .nbits = 0 };
+
+	return proto_enc_filter(o, cap, &f);
+}
+
+static int
+enc_filter(uint8_t *o, size_t cap)
+{
+	struct proto_filter f = { .nbits = FX_FI_NBITS, .k = FX_FI_K,
+	    .offset = FX_FI_OFFSET, .bits = fx_fbits,
+	    .bits_len = sizeof(fx_fbits) };
+
+	return proto_enc_filter(o, cap, &f);
+}
+
 static int
 enc_offer(uint8_t *o, size_t cap)
 {
@@ -379,6 +404,25 @@ chk_join(const struct proto_rec *r)
 }
 
 static void
+chk_filter_none(const struct proto_rec *r)
+{
+	assert_true(r->u.filter.nbits == 0);
+	assert_int_equal(r->u.filter.k, 0);
+	assert_true(r->u.filter.offset == 0);
+	assert_int_equal(r->u.filter.bits_len, 0);
+}
+
+static void
+chk_filter(const struct proto_rec *r)
+{
+	assert_true(r->u.filter.nbits == FX_FI_NBITS);
+	assert_int_equal(r->u.filter.k, FX_FI_K);
+	assert_true(r->u.filter.offset == FX_FI_OFFSET);
+	assert_int_equal(r->u.filter.bits_len, sizeof(fx_fbits));
+	assert_memory_equal(r->u.filter.bits, fx_fbits, sizeof(fx_fbits));
+}
+
+static void
 chk_offer(const struct proto_rec *r)
 {
 	uint64_t pfns[FX_N + 1];
@@ -560,6 +604,15 @@ static const struct rec_case cases[] = {
 	{ "DOMAIN_INFO", REC_DOMAIN_INFO, enc_di_st, chk_di_st, -1, 0,
 	    PROTO_S2D, PH_INFO },
 	{ "JOIN", REC_JOIN, enc_join, chk_join, -1, 0, PROTO_S2D, PH_INFO },
+	/*
+	 * FILTER (added last, likewise).  The chunk is the filter's last
+	 * and one word long, so that every shorter or longer body breaks a
+	 * rule, as the generic truncation and trailing tests expect.
+	 */
+	{ "FILTER", REC_FILTER, enc_filter_none, chk_filter_none, -1, 0,
+	    PROTO_D2S, PH_INFO },
+	{ "FILTER", REC_FILTER, enc_filter, chk_filter, -1, 0, PROTO_D2S,
+	    PH_INFO },
 };
 #define NCASES	(sizeof(cases) / sizeof(cases[0]))
 
@@ -1395,7 +1448,7 @@ test_unknown_types(void **state)
 		int		ret;
 	} t[] = {
 		{ 0, -ENOTSUP },
-		{ 18, -ENOTSUP },
+		{ 19, -ENOTSUP },
 		{ 0x7fffffff, -ENOTSUP },
 		{ PROTO_OPTIONAL, -ENOENT },
 		{ PROTO_OPTIONAL | 2, -ENOENT },
@@ -1609,6 +1662,10 @@ static const struct {
 	{ REC_RUNNING, D, PH_HANDOVER, 1 },
 	{ REC_RUNNING, D, PH_READY, 0 },	/* RUNNING before GO */
 	{ REC_RUNNING, S, PH_HANDOVER, 0 },
+	{ REC_FILTER, D, PH_INFO, 1 },
+	{ REC_FILTER, S, PH_INFO, 0 },		/* wrong direction */
+	{ REC_FILTER, D, PH_HELLO, 0 },
+	{ REC_FILTER, D, PH_LIVE, 0 },		/* after DOMAIN_ACK */
 	/* Bad arguments. */
 	{ REC_ERROR, 0, PH_LIVE, 0 },
 	{ REC_ERROR, 3, PH_LIVE, 0 },
@@ -1660,6 +1717,7 @@ test_legal_exhaustive(void **state)
 		{ REC_GO,	   1, 1u << PH_READY },
 		{ REC_RUNNING,	   2, 1u << PH_HANDOVER },
 		{ REC_JOIN,	   1, 1u << PH_INFO },
+		{ REC_FILTER,	   2, 1u << PH_INFO },
 		{ REC_KEEPALIVE,   3, 0x3f },
 	};
 	unsigned int nlegal = 0;
@@ -1675,7 +1733,7 @@ test_legal_exhaustive(void **state)
 				nlegal += want;
 			}
 	assert_int_equal(nlegal, 2 + 12 + 1 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2 +
-	    1 + 1 + 1 + 1 + 1 + 1 + 12);
+	    1 + 1 + 1 + 1 + 1 + 1 + 1 + 12);
 }
 
 #undef S
@@ -2132,6 +2190,190 @@ test_end_unverified(void **state)
 	assert_int_equal(proto_enc_end(buf, BUFSZ, REC_END, &e), -EINVAL);
 }
 
+/*
+ * FILTER: the layout of docs/PROTOCOL.md, a filter sent in chunks, and
+ * every rule of one record, in the decoder and in the encoder.  Cases 20
+ * and 21 are "no filter" and a one-word last chunk.
+ */
+#define FI_BIG_LEN	(2 * (size_t)PROTO_FILTER_CHUNK_MAX + 16)
+static uint8_t fi_big[FI_BIG_LEN];
+
+/* Write a FILTER header with a body of len octets into buf (the body's
+ * bit array left as it is); the decode's result. */
+static int
+fi_dec(uint64_t nbits, uint32_t k, uint64_t offset, size_t len,
+    struct proto_rec *r)
+{
+	uint8_t *b = buf + 8;
+
+	set64(b, nbits);
+	set32(b + 8, k);
+	set32(b + 12, 0);
+	set64(b + 16, offset);
+	return proto_decode(REC_FILTER, b, len, &lim_full, r);
+}
+
+static void
+test_filter(void **state)
+{
+	struct proto_filter	f;
+	struct proto_rec	r;
+	uint32_t		type, len;
+	uint64_t		off;
+	size_t			total, d;
+	uint8_t			*b = buf + 8;
+	int			n;
+
+	(void)state;
+	/* Golden: nbits, k, reserved, offset, the bits; no padding. */
+	len = build(&cases[21]);
+	assert_int_equal(le32(buf), 18);
+	assert_int_equal(len, 24 + 8);
+	assert_true(le64(b) == FX_FI_NBITS);
+	assert_int_equal(le32(b + 8), FX_FI_K);
+	assert_int_equal(le32(b + 12), 0);
+	assert_true(le64(b + 16) == FX_FI_OFFSET);
+	assert_memory_equal(b + 24, fx_fbits, 8);
+	set32(b + 12, 0xffffffff);		/* reserved: ignored */
+	assert_int_equal(dec(&cases[21], len, &lim_full, &r), 0);
+	chk_filter(&r);
+	len = build(&cases[20]);
+	assert_int_equal(len, 24);
+	for (size_t i = 0; i < 24; i++)
+		assert_int_equal(b[i], 0);
+
+	/* No pfns: legal before the page count is known. */
+	assert_int_equal(dec(&cases[20], 24, &lim_preauth, &r), 0);
+	assert_int_equal(dec(&cases[21], build(&cases[21]), &lim_preauth,
+	    &r), 0);
+	assert_int_equal(proto_type_name(REC_FILTER), cases[20].name);
+
+	/* A filter of two full chunks and one word, in offset order. */
+	for (size_t i = 0; i < FI_BIG_LEN; i++)
+		fi_big[i] = (uint8_t)(i * 131 + (i >> 12));
+	f.nbits = FI_BIG_LEN * 8;
+	f.k = PROTO_FILTER_K_MAX;
+	for (off = 0; off < FI_BIG_LEN; off += d) {
+		d = FI_BIG_LEN - off;
+		if (d > PROTO_FILTER_CHUNK_MAX)
+			d = PROTO_FILTER_CHUNK_MAX;
+		f.offset = off;
+		f.bits = fi_big + off;
+		f.bits_len = (uint32_t)d;
+		n = proto_enc_filter(buf, BUFSZ, &f);
+		assert_int_equal(n, (int)(8 + 24 + d));
+		assert_int_equal(proto_frame_peek(buf, (size_t)n,
+		    PROTO_REC_MAX, &type, &len, &total), 0);
+		assert_int_equal(type, REC_FILTER);
+		assert_int_equal(total, (size_t)n);
+		assert_int_equal(proto_decode(type, b, len, &lim_full, &r), 0);
+		assert_int_equal(r.type, REC_FILTER);
+		assert_true(r.u.filter.nbits == f.nbits);
+		assert_int_equal(r.u.filter.k, f.k);
+		assert_true(r.u.filter.offset == off);
+		assert_int_equal(r.u.filter.bits_len, d);
+		assert_ptr_equal(r.u.filter.bits, b + 24);
+		assert_memory_equal(r.u.filter.bits, fi_big + off, d);
+	}
+	/* The largest filter's last full chunk. */
+	f.nbits = PROTO_FILTER_BITS_MAX;
+	f.offset = PROTO_FILTER_BITS_MAX / 8 - PROTO_FILTER_CHUNK_MAX;
+	f.bits = fi_big;
+	f.bits_len = PROTO_FILTER_CHUNK_MAX;
+	assert_true(proto_enc_filter(buf, BUFSZ, &f) > 0);
+	assert_int_equal(proto_decode(REC_FILTER, b, 24 +
+	    PROTO_FILTER_CHUNK_MAX, &lim_full, &r), 0);
+
+	/* The decoder's rules, each broken alone (1024 bits: 128 octets). */
+	memset(b + 24, 0x5a, PROTO_FILTER_CHUNK_MAX + 16);
+	assert_int_equal(fi_dec(1024, 1, 0, 24 + 128, &r), 0);
+	assert_int_equal(fi_dec(1024, 0, 0, 24 + 8, &r), -EBADMSG);
+	assert_int_equal(fi_dec(1024, PROTO_FILTER_K_MAX + 1, 0, 24 + 8, &r),
+	    -EBADMSG);
+	assert_int_equal(fi_dec(1024, UINT32_MAX, 0, 24 + 8, &r), -EBADMSG);
+	assert_int_equal(fi_dec(1024, PROTO_FILTER_K_MAX, 0, 24 + 8, &r), 0);
+	assert_int_equal(fi_dec(1024 + 32, 1, 0, 24 + 8, &r), -EBADMSG);
+	assert_int_equal(fi_dec(1000, 1, 0, 24 + 8, &r), -EBADMSG);
+	assert_int_equal(fi_dec(PROTO_FILTER_BITS_MAX + 64, 1, 0, 24 + 8, &r),
+	    -EBADMSG);
+	assert_int_equal(fi_dec(UINT64_MAX & ~63ull, 1, 0, 24 + 8, &r),
+	    -EBADMSG);
+	assert_int_equal(fi_dec(PROTO_FILTER_BITS_MAX, 1, 0, 24 + 8, &r), 0);
+	/* The chunk: non-empty, whole words, at most CHUNK_MAX octets. */
+	assert_int_equal(fi_dec(1024, 1, 0, 24, &r), -EBADMSG);
+	for (d = 1; d < 8; d++)
+		assert_int_equal(fi_dec(1024, 1, 0, 24 + 8 + d, &r), -EBADMSG);
+	assert_int_equal(fi_dec(PROTO_FILTER_BITS_MAX, 1, 0, 24 +
+	    PROTO_FILTER_CHUNK_MAX + 8, &r), -EBADMSG);
+	assert_int_equal(fi_dec(PROTO_FILTER_BITS_MAX, 1, 8, 24 +
+	    PROTO_FILTER_CHUNK_MAX, &r), 0);
+	/* offset: whole words, the chunk inside nbits / 8, no wrap. */
+	assert_int_equal(fi_dec(1024, 1, 4, 24 + 8, &r), -EBADMSG);
+	assert_int_equal(fi_dec(1024, 1, 120, 24 + 8, &r), 0);
+	assert_int_equal(fi_dec(1024, 1, 120, 24 + 16, &r), -EBADMSG);
+	assert_int_equal(fi_dec(1024, 1, 128, 24 + 8, &r), -EBADMSG);
+	assert_int_equal(fi_dec(1024, 1, 8, 24 + 128, &r), -EBADMSG);
+	assert_int_equal(fi_dec(1024, 1, UINT64_MAX - 7, 24 + 16, &r),
+	    -EBADMSG);			/* offset + 16 wraps to 8 */
+	assert_int_equal(fi_dec(1024, 1, UINT64_MAX - 7, 24 + 8, &r),
+	    -EBADMSG);			/* offset + 8 wraps to 0 */
+	assert_int_equal(fi_dec(1024, 1, 1ull << 63, 24 + 8, &r), -EBADMSG);
+	/* nbits 0: nothing else. */
+	assert_int_equal(fi_dec(0, 0, 0, 24, &r), 0);
+	assert_int_equal(fi_dec(0, 1, 0, 24, &r), -EBADMSG);
+	assert_int_equal(fi_dec(0, 0, 8, 24, &r), -EBADMSG);
+	assert_int_equal(fi_dec(0, 0, 0, 24 + 8, &r), -EBADMSG);
+	assert_int_equal(fi_dec(0, 6, 0, 24 + 8, &r), -EBADMSG);
+
+	/* The encoder refuses what the decoder refuses. */
+	f = (struct proto_filter){ .nbits = 1024, .k = 6, .offset = 0,
+	    .bits = fi_big, .bits_len = 8 };
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), 8 + 32);
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, NULL), -EINVAL);
+	f.bits = NULL;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.bits = fi_big;
+	f.k = 0;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.k = PROTO_FILTER_K_MAX + 1;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.k = 6;
+	f.nbits = 1024 + 32;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.nbits = PROTO_FILTER_BITS_MAX + 64;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.nbits = 1024;
+	f.bits_len = 0;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.bits_len = 12;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.nbits = PROTO_FILTER_BITS_MAX;
+	f.bits_len = PROTO_FILTER_CHUNK_MAX + 8;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.nbits = 1024;
+	f.bits_len = 8;
+	f.offset = 4;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.offset = 128;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.offset = UINT64_MAX - 7;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f = (struct proto_filter){ .nbits = 0 };
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), 8 + 24);
+	f.k = 1;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.k = 0;
+	f.offset = 8;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	f.offset = 0;
+	f.bits = fi_big;
+	f.bits_len = 8;
+	assert_int_equal(proto_enc_filter(buf, BUFSZ, &f), -EINVAL);
+	/* A cap too small is -EMSGSIZE, after the arguments. */
+	f.bits_len = 0;
+	assert_int_equal(proto_enc_filter(buf, 8 + 23, &f), -EMSGSIZE);
+}
+
 /* ---- the fuzz seed corpus ---- */
 
 /*
@@ -2175,6 +2417,8 @@ write_corpus(const char *dir)
 	FILE	*f;
 
 	fx_init();
+	for (size_t i = 0; i < 1024; i++)
+		fi_big[i] = (uint8_t)(i * 37 + 11);
 	for (size_t i = 0; i < NCASES; i++) {
 		const struct rec_case	*c = &cases[i];
 
@@ -2222,6 +2466,29 @@ write_corpus(const char *dir)
 	if (put_seed(dir, NCASES + 7, "END-unverified", PH_LIVE | 2u << 4, buf,
 	    enc_end_uv(buf, BUFSZ)) != 0)
 		return 1;
+	/* A FILTER series as a destination sends it (D2S, INFO): 8192 bits
+	 * in three chunks in offset order, then DOMAIN_ACK. */
+	{
+		static const uint32_t	chunk[3] = { 512, 256, 256 };
+		struct proto_filter	fi = { .nbits = 8192, .k = 6 };
+		size_t			pos = 0;
+		int			n;
+
+		for (int i = 0; i < 3; i++) {
+			fi.bits = fi_big + fi.offset;
+			fi.bits_len = chunk[i];
+			if ((n = proto_enc_filter(buf + pos, BUFSZ - pos,
+			    &fi)) < 0)
+				return 1;
+			pos += (size_t)n;
+			fi.offset += chunk[i];
+		}
+		if ((n = enc_ack(buf + pos, BUFSZ - pos)) < 0)
+			return 1;
+		if (put_seed(dir, NCASES + 8, "FILTER-series", PH_INFO | 8u |
+		    2u << 4, buf, (int)pos + n) != 0)
+			return 1;
+	}
 	/* One multi-record input: a whole session, S2D side. */
 	snprintf(path, sizeof(path), "%s/%02zu-session", dir, NCASES);
 	if ((f = fopen(path, "wb")) == NULL)
@@ -2265,6 +2532,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_domain_info_compress),
 		cmocka_unit_test(test_end_unverified),
 		cmocka_unit_test(test_streams),
+		cmocka_unit_test(test_filter),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0)

@@ -150,6 +150,14 @@ _Static_assert(END_SHA + PROTO_DIGEST_LEN == END_LEN, "END body size");
 #define END_UV_PFNS	48
 #define END_UV_LEN(n)	(END_UV_PFNS + 8 * (size_t)(n))
 
+/* FILTER: u64 nbits, u32 k, u32 reserved, u64 offset, u8 bits[]. */
+#define FI_NBITS	0
+#define FI_K		8
+#define FI_RESERVED	12
+#define FI_OFFSET	16
+#define FI_FIXED	24
+#define FI_WORD		64	/* nbits is a multiple of whole u64 words */
+
 /* GO: 8 reserved bytes. */
 #define GO_LEN		8
 
@@ -176,6 +184,10 @@ _Static_assert(CTX_FIXED + (uint64_t)PROTO_CONTEXT_MAX <= PROTO_REC_MAX,
     "full CONTEXT fits");
 _Static_assert(DI_FIXED + PROTO_NAME_MAX + (uint64_t)PROTO_CONFIG_MAX +
     DI_ST_LEN <= PROTO_REC_MAX, "full DOMAIN_INFO fits");
+_Static_assert(FI_FIXED + (uint64_t)PROTO_FILTER_CHUNK_MAX <= PROTO_REC_MAX,
+    "full FILTER fits");
+_Static_assert(PROTO_FILTER_BITS_MAX % FI_WORD == 0 &&
+    PROTO_FILTER_CHUNK_MAX % 8 == 0, "FILTER maxima are whole words");
 _Static_assert(ERR_FIXED + PROTO_ERRMSG_MAX <= PROTO_REC_MAX_PREAUTH,
     "ERROR fits before authentication");
 _Static_assert(HELLO_LEN <= PROTO_REC_MAX_PREAUTH,
@@ -246,6 +258,7 @@ static const struct rec_desc mandatory[] = {
 	[REC_GO] =		{ "GO",		 DIR_S,		PHB(PH_READY) },
 	[REC_RUNNING] =		{ "RUNNING",	 DIR_D,		PHB(PH_HANDOVER) },
 	[REC_JOIN] =		{ "JOIN",	 DIR_S,		PHB(PH_INFO) },
+	[REC_FILTER] =		{ "FILTER",	 DIR_D,		PHB(PH_INFO) },
 };
 
 static const struct rec_desc optional[] = {
@@ -829,6 +842,48 @@ dec_running(const uint8_t *b, size_t len, struct proto_running *r)
 	return 0;
 }
 
+/*
+ * One FILTER record's fields, d bytes of bit array: nbits 0 ("no filter")
+ * with nothing else, or a non-empty run of whole u64 words that lies
+ * inside the nbits / 8 bytes of the array.  offset is the peer's u64, so
+ * the bound is a subtraction from nbits / 8, which cannot wrap.  Whether
+ * the records of a series fit together is the receiver's check.  Shared
+ * by the decoder and the encoder, so neither accepts what the other
+ * refuses.
+ */
+static bool
+filter_ok(uint64_t nbits, uint32_t k, uint64_t offset, size_t d)
+{
+	if (nbits == 0)
+		return k == 0 && offset == 0 && d == 0;
+	if (nbits % FI_WORD != 0 || nbits > PROTO_FILTER_BITS_MAX)
+		return false;
+	if (k < 1 || k > PROTO_FILTER_K_MAX)
+		return false;
+	if (d == 0 || d % 8 != 0 || d > PROTO_FILTER_CHUNK_MAX)
+		return false;
+	if (offset % 8 != 0 || offset > nbits / 8 || d > nbits / 8 - offset)
+		return false;
+	return true;
+}
+
+/* FILTER; every violation is -EBADMSG (the record limit is checked
+ * before, and bounds the chunk anyway). */
+static int
+dec_filter(const uint8_t *b, size_t len, struct proto_filter *f)
+{
+	if (len < FI_FIXED)
+		return -EBADMSG;
+	f->nbits = get64(b + FI_NBITS);
+	f->k = get32(b + FI_K);
+	f->offset = get64(b + FI_OFFSET);
+	if (!filter_ok(f->nbits, f->k, f->offset, len - FI_FIXED))
+		return -EBADMSG;
+	f->bits_len = (uint32_t)(len - FI_FIXED);
+	f->bits = f->bits_len ? b + FI_FIXED : NULL;
+	return 0;
+}
+
 /* Records that carry pfns are meaningless before the page count is known. */
 static bool
 carries_pfns(uint32_t type)
@@ -883,6 +938,9 @@ proto_decode(uint32_t type, const uint8_t *body, size_t len,
 		break;
 	case REC_JOIN:
 		ret = dec_join(body, len, &r.u.join);
+		break;
+	case REC_FILTER:
+		ret = dec_filter(body, len, &r.u.filter);
 		break;
 	case REC_OFFER:
 		ret = dec_offer(body, len, lim, &r.u.offer);
@@ -1149,6 +1207,28 @@ proto_enc_join(uint8_t *out, size_t cap, const struct proto_join *j)
 	memcpy(b + JOIN_TOKEN, j->token, PROTO_TOKEN_LEN);
 	put32(b + JOIN_INDEX, j->index);
 	return (int)proto_rec_size(JOIN_LEN);
+}
+
+/* The body is 24 octets plus whole words: no padding follows it. */
+int
+proto_enc_filter(uint8_t *out, size_t cap, const struct proto_filter *f)
+{
+	uint8_t	*b;
+	size_t	 body;
+	int	 err;
+
+	if (f == NULL || (f->bits == NULL && f->bits_len != 0) ||
+	    !filter_ok(f->nbits, f->k, f->offset, f->bits_len))
+		return -EINVAL;
+	body = FI_FIXED + (size_t)f->bits_len;
+	if ((b = rec_start(out, cap, REC_FILTER, body, &err)) == NULL)
+		return err;
+	put64(b + FI_NBITS, f->nbits);
+	put32(b + FI_K, f->k);
+	put64(b + FI_OFFSET, f->offset);
+	if (f->bits_len)
+		memcpy(b + FI_FIXED, f->bits, f->bits_len);
+	return (int)proto_rec_size(body);
 }
 
 static bool
