@@ -105,6 +105,15 @@ uint64_t pidx_count(struct pidx *ix, const uint8_t *key);
 int	pidx_dom_shared(struct pidx *ix, uint32_t domid, uint64_t *bitmap,
 	    uint64_t pages);
 /*
+ * Call fn(key, arg) for each distinct non-zero content on the host, with
+ * its key (the first PIDX_KEY_LEN bytes of its SHA-256), under the read
+ * lock: fn must not call into the index, and the scanner's next batch
+ * waits until the walk ends (O(contents): about 1 ms per 100,000).
+ * Returns the number of contents walked.
+ */
+uint64_t pidx_each_key(struct pidx *ix,
+	    void (*fn)(const uint8_t *key, void *arg), void *arg);
+/*
  * Totals for one domain (domid) or the host (domid = UINT32_MAX).  For a
  * domain: pages/zero_pages/shared_pages count its pfns, unique_digests
  * the distinct non-zero contents it holds (O(host pages) to compute),

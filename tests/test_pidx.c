@@ -527,6 +527,63 @@ test_find_prefix(void **state)
 	pidx_free(ix);
 }
 
+/* pidx_each_key: every distinct non-zero content once, none freed. */
+struct keys_seen {
+	uint8_t		keys[8][PIDX_KEY_LEN];
+	unsigned	n;
+};
+
+static void
+keys_cb(const uint8_t *key, void *arg)
+{
+	struct keys_seen *ks = arg;
+
+	assert_true(ks->n < 8);
+	memcpy(ks->keys[ks->n++], key, PIDX_KEY_LEN);
+}
+
+static int
+keys_has(const struct keys_seen *ks, uint64_t c)
+{
+	uint8_t d[32];
+	unsigned i;
+
+	dig(d, c, 0);
+	for (i = 0; i < ks->n; i++)
+		if (memcmp(ks->keys[i], d, PIDX_KEY_LEN) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+test_each_key(void **state)
+{
+	struct pidx *ix = pidx_new();
+	struct keys_seen ks;
+
+	(void)state;
+	assert_non_null(ix);
+	memset(&ks, 0, sizeof(ks));
+	assert_int_equal(pidx_each_key(ix, keys_cb, &ks), 0);
+	assert_int_equal(pidx_dom_set(ix, 1, 16), 0);
+	assert_int_equal(pidx_dom_set(ix, 2, 16), 0);
+	put(ix, 1, 0, 5);
+	put(ix, 2, 0, 5);	/* shared: one content */
+	put(ix, 1, 1, 6);
+	put(ix, 1, 2, 0);	/* zero: not a key */
+	put(ix, 2, 3, 7);
+	put(ix, 2, 3, 8);	/* 7's entry is freed */
+	assert_int_equal(pidx_each_key(ix, keys_cb, &ks), 3);
+	assert_int_equal(ks.n, 3);
+	assert_true(keys_has(&ks, 5) && keys_has(&ks, 6) && keys_has(&ks, 8));
+	assert_false(keys_has(&ks, 7));
+	pidx_dom_remove(ix, 2);
+	ks.n = 0;
+	assert_int_equal(pidx_each_key(ix, keys_cb, &ks), 2);
+	assert_true(keys_has(&ks, 5) && keys_has(&ks, 6));
+	pidx_free(ix);
+}
+
 static void *
 c_writer(void *arg)
 {
@@ -671,6 +728,7 @@ main(void)
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_bytes_per_page),
 		cmocka_unit_test(test_find_prefix),
+		cmocka_unit_test(test_each_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -868,6 +868,24 @@ pidx_dom_shared(struct pidx *ix, uint32_t domid, uint64_t *bitmap,
 	return 0;
 }
 
+uint64_t
+pidx_each_key(struct pidx *ix, void (*fn)(const uint8_t *key, void *arg),
+    void *arg)
+{
+	uint64_t n = 0;
+	uint32_t e;
+
+	pthread_rwlock_rdlock(&ix->lock);
+	for (e = 0; e < ix->ent_hw; e++) {
+		if (ent(ix, e)->count == 0)
+			continue;
+		fn(ent(ix, e)->d, arg);
+		n++;
+	}
+	pthread_rwlock_unlock(&ix->lock);
+	return n;
+}
+
 /* Bytes allocated by the index (lock held). */
 static uint64_t
 pidx_bytes(const struct pidx *ix)
