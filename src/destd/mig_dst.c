@@ -27,6 +27,8 @@
 #include "filler.h"
 #include "pagehash.h"
 #include "pcomp.h"
+#include "pfilt.h"
+#include "pidx.h"
 #include "proto.h"
 
 /* OFFERs at the fill worker, at most; one more makes the event loop wait
@@ -83,6 +85,7 @@ struct mig_dst {
 	struct pcomp		*pc;		/* its decompressor */
 	uint8_t			*zbuf;		/* one record's pages */
 	char			 cn[128];	/* peer certificate name */
+	uint64_t		 peer_caps;	/* the source's HELLO */
 
 	/*
 	 * Several streams (docs/PROTOCOL.md "Several streams").  Each
@@ -301,7 +304,8 @@ dst_on_up(struct link *l, void *arg)
 	h.version_max = PROTO_VERSION;
 	h.caps = PROTO_CAP_REF | PROTO_CAP_ZERO | PROTO_CAP_VERIFY |
 	    s->env->compress_caps |
-	    (s->env->max_streams > 1 ? PROTO_CAP_STREAMS : 0);
+	    (s->env->max_streams > 1 ? PROTO_CAP_STREAMS : 0) |
+	    (s->env->index != NULL ? PROTO_CAP_FILTER : 0);
 	memcpy(h.host_id, s->env->host_id, sizeof(h.host_id));
 	snprintf(h.host_name, sizeof(h.host_name), "%s", s->env->host_name);
 	if (dst_send(s, buf, proto_enc_hello(buf, sizeof(buf), &h)) != 0) {
@@ -319,6 +323,7 @@ dst_on_hello(struct mig_dst *s, const struct proto_hello *h)
 		    h->version_min, h->version_max, PROTO_VERSION);
 		return;
 	}
+	s->peer_caps = h->caps;
 	s->state = DS_INFO;
 	link_set_phase(s->link, PH_INFO);
 }
@@ -347,6 +352,90 @@ dst_grant_streams(struct mig_dst *s, uint32_t asked)
 	    (ssize_t)sizeof(s->token))
 		return -errno ? -errno : -EIO;
 	return s->ev_barrier != NULL ? 0 : -ENOMEM;
+}
+
+static void
+dst_filter_add(const uint8_t *key, void *arg)
+{
+	pfilt_add(arg, key);
+}
+
+/*
+ * The source asked for FILTER (docs/PROTOCOL.md "FILTER"): a Bloom filter
+ * of the prefixes of every content this host's index holds, so that it
+ * need not read and offer the pages we certainly do not have.  Sent
+ * before DOMAIN_ACK, in records of PROTO_FILTER_CHUNK_MAX bytes; nbits
+ * 0 when there is no index or it is too large for PROTO_FILTER_BITS_MAX.
+ * 0, or -1 after dst_fail().
+ */
+static int
+dst_send_filter(struct mig_dst *s, uint32_t dedup)
+{
+	struct proto_filter fr;
+	struct pidx_stats st;
+	struct pfilt f;
+	struct timespec t0, t1;
+	uint8_t *buf = NULL, *chunk = NULL;
+	uint64_t nbits = 0, off, n = 0;
+	uint32_t k = 0;
+	size_t cap, len;
+	int rc = -1;
+
+	if (!(s->peer_caps & PROTO_CAP_FILTER) || dedup != PROTO_DEDUP_ALL)
+		return 0;
+	memset(&f, 0, sizeof(f));
+	memset(&fr, 0, sizeof(fr));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (s->env->index != NULL &&
+	    pidx_stats(s->env->index, UINT32_MAX, &st) == 0)
+		pfilt_size(st.unique_digests, PROTO_FILTER_BITS_MAX,
+		    &nbits, &k);
+	cap = proto_rec_size(24 + PROTO_FILTER_CHUNK_MAX);
+	if ((buf = malloc(cap)) == NULL ||
+	    (nbits > 0 && ((chunk = malloc(PROTO_FILTER_CHUNK_MAX)) == NULL ||
+	    pfilt_init(&f, nbits, k) != 0))) {
+		dst_fail(s, "out of memory for the filter");
+		goto out;
+	}
+	if (nbits == 0) {
+		if (dst_send(s, buf, proto_enc_filter(buf, cap, &fr)) != 0) {
+			dst_fail(s, "cannot send FILTER");
+			goto out;
+		}
+		log_info("session %u: %s: no filter for the source (%s)",
+		    s->id, s->domain, s->env->index == NULL ? "no index" :
+		    "index too large");
+		rc = 0;
+		goto out;
+	}
+	n = pidx_each_key(s->env->index, dst_filter_add, &f);
+	fr.nbits = nbits;
+	fr.k = k;
+	fr.bits = chunk;
+	for (off = 0; off < nbits / 8; off += len) {
+		len = nbits / 8 - off < PROTO_FILTER_CHUNK_MAX ?
+		    (size_t)(nbits / 8 - off) : PROTO_FILTER_CHUNK_MAX;
+		(void)pfilt_get(&f, off, chunk, len);
+		fr.offset = off;
+		fr.bits_len = (uint32_t)len;
+		if (dst_send(s, buf, proto_enc_filter(buf, cap, &fr)) != 0) {
+			dst_fail(s, "cannot send FILTER");
+			goto out;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	log_info("session %u: %s: filter of %llu contents for the source: "
+	    "%llu KiB, %u probes, %.0f%% of bits set, %.1f ms", s->id,
+	    s->domain, (unsigned long long)n,
+	    (unsigned long long)(nbits / 8192), k, 100.0 * pfilt_fill(&f),
+	    (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	rc = 0;
+out:
+	pfilt_free(&f);
+	free(chunk);
+	free(buf);
+	return rc;
 }
 
 /* Build the empty, paused domain the pages will go into. */
@@ -395,6 +484,8 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 		s->advise = 1;
 		s->pages = di->pages;
 		s->flags = di->flags;
+		if (dst_send_filter(s, di->dedup) != 0)
+			return;
 		if (dst_send(s, buf, proto_enc_domain_ack(buf, sizeof(buf),
 		    0)) != 0) {
 			dst_fail(s, "cannot send DOMAIN_ACK");
@@ -443,6 +534,8 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 		    strerror(-rc));
 		return;
 	}
+	if (dst_send_filter(s, di->dedup) != 0)
+		return;
 	ack.domid = 0;
 	ack.streams = s->streams;
 	memcpy(ack.token, s->token, sizeof(ack.token));

@@ -50,6 +50,7 @@
 #include "pace.h"
 #include "pagehash.h"
 #include "pcomp.h"
+#include "pfilt.h"
 #include "proto.h"
 #include "tls.h"
 #include "ygate.h"
@@ -131,6 +132,10 @@ struct mig_src {
 						 * host (0 = other pages), */
 	uint8_t			(*kpre)[8];	/* the prefix scanned with it;
 						 * NULL = no keyed offers */
+	struct pfilt		 filt;		/* the destination's FILTER
+						 * (nbits 0: none) */
+	uint64_t		 filt_got;	/* its bytes received */
+	int			 filt_asked;	/* our HELLO had CAP_FILTER */
 	uint64_t		*keyed;		/* offered with kpre[p], not
 						 * hashed: digests[p] invalid */
 	pthread_t		 keys_thread;	/* src_keys_main */
@@ -620,6 +625,7 @@ src_release(struct mig_src *m)
 	free(m->kfp);
 	free(m->kpre);
 	free(m->keyed);
+	pfilt_free(&m->filt);
 	free(m->offer_pfns);
 	free(m->batch_start);
 	pcomp_free(m->pc);
@@ -680,6 +686,12 @@ src_send_hello(struct mig_src *m, struct link *l)
 	h.version_min = PROTO_VERSION;
 	h.version_max = PROTO_VERSION;
 	h.caps = PROTO_CAP_REF | PROTO_CAP_ZERO | PROTO_CAP_VERIFY;
+	/* The filter helps only keyed offers: --dedup all with an index. */
+	if (l == m->link && m->o.dedup == PROTO_DEDUP_ALL &&
+	    m->env->index_socket != NULL) {
+		h.caps |= PROTO_CAP_FILTER;
+		m->filt_asked = 1;
+	}
 	memcpy(h.host_id, m->env->host_id, sizeof(h.host_id));
 	snprintf(h.host_name, sizeof(h.host_name), "%s", m->env->host_name);
 	link_set_read_timeout(l, m->env->timeout_s);
@@ -944,6 +956,51 @@ out:
 }
 
 /*
+ * A chunk of the destination's FILTER (docs/PROTOCOL.md "FILTER"): only
+ * if we asked, nbits and k as in the first chunk, each chunk where the
+ * last one ended.  src_on_domain_ack checks it is complete.
+ */
+static void
+src_on_filter(struct mig_src *m, const struct proto_filter *f)
+{
+	int rc;
+
+	if (!m->filt_asked || m->state != MS_INFO) {
+		src_fail(m, "unexpected FILTER");
+		return;
+	}
+	if (f->nbits == 0) {
+		if (m->filt.nbits != 0 || m->filt_got != 0) {
+			src_fail(m, "FILTER: 'none' out of order");
+			return;
+		}
+		m->filt_got = 1;	/* "none" said: nothing may follow */
+		return;
+	}
+	if (f->offset == 0 && m->filt.nbits == 0 && m->filt_got == 0) {
+		if ((rc = pfilt_init(&m->filt, f->nbits, f->k)) != 0) {
+			src_fail(m, "FILTER of %llu bits: %s",
+			    (unsigned long long)f->nbits, strerror(-rc));
+			return;
+		}
+	} else if (f->nbits != m->filt.nbits || f->k != m->filt.k ||
+	    f->offset != m->filt_got) {
+		src_fail(m, "FILTER chunk at byte %llu of %llu bits, %u probes "
+		    "does not continue %llu bytes of %llu bits, %u probes",
+		    (unsigned long long)f->offset,
+		    (unsigned long long)f->nbits, f->k,
+		    (unsigned long long)m->filt_got,
+		    (unsigned long long)m->filt.nbits, m->filt.k);
+		return;
+	}
+	if ((rc = pfilt_put(&m->filt, f->offset, f->bits, f->bits_len)) != 0) {
+		src_fail(m, "FILTER chunk out of range");
+		return;
+	}
+	m->filt_got += f->bits_len;
+}
+
+/*
  * The destination built an empty domain and granted streams: open the
  * data streams, if any, then go live.
  */
@@ -953,6 +1010,17 @@ src_on_domain_ack(struct mig_src *m, const struct proto_domain_ack *a)
 	struct timeval tv = { .tv_sec = m->env->timeout_s / 3 ?
 	    m->env->timeout_s / 3 : 1, .tv_usec = 0 };
 
+	if (m->filt.nbits != 0 && m->filt_got != m->filt.nbits / 8) {
+		src_fail(m, "FILTER incomplete at DOMAIN_ACK: %llu of %llu "
+		    "bytes", (unsigned long long)m->filt_got,
+		    (unsigned long long)(m->filt.nbits / 8));
+		return;
+	}
+	if (m->filt.nbits != 0)
+		log_info("migration %u: %s: the destination's filter: %llu "
+		    "KiB, %u probes, %.0f%% of bits set", m->id, m->domain,
+		    (unsigned long long)(m->filt.nbits / 8192), m->filt.k,
+		    100.0 * pfilt_fill(&m->filt));
 	link_set_phase(m->link, PH_LIVE);
 	link_set_pages(m->link, m->pages);
 	if (a->streams > m->o.streams) {
@@ -1170,6 +1238,26 @@ src_offer_prefix(struct mig_src *m, uint64_t pfn, const void *page)
 }
 
 /*
+ * Does the destination's FILTER say it certainly lacks page pfn's content
+ * (by the prefix the scanner took of a page held once on this host)?
+ * Then the page goes as DATA, neither read nor offered here: classified
+ * as keyed, it is sent as it is in iteration 0 (src_classify).  Had the
+ * page changed since its scan, it still goes in full, which is always
+ * correct; only a content the destination gained since it built the
+ * filter is missed.
+ */
+static int
+src_filtered(struct mig_src *m, uint64_t pfn)
+{
+	if (m->filt.nbits == 0 || m->kpre == NULL || m->kfp[pfn] == 0 ||
+	    pfilt_maybe(&m->filt, m->kpre[pfn]))
+		return 0;
+	bm_set(m->keyed, pfn);
+	m->st.pages_filtered++;
+	return 1;
+}
+
+/*
  * Offer the candidate pages of the next window of SRC_OFFER_SPAN pfns by
  * their 8-byte digest prefixes (src_offer_prefix).  Zero pages are not
  * offered: they go as ZERO records.
@@ -1203,7 +1291,10 @@ src_offer_batch(struct mig_src *m)
 	while (v < vend) {
 		for (n = 0; v < vend && n < HV_MAP_BATCH_MAX;
 		    v = src_vnext(m, m->cand, v + 1, vend))
-			pfns[n++] = v % m->pages;
+			if (!src_filtered(m, v % m->pages))
+				pfns[n++] = v % m->pages;
+		if (n == 0)
+			continue;
 		if ((rc = m->env->ops->map(m->dom, pfns, n, 0, pages,
 		    &map)) != 0)
 			goto out;
@@ -2344,6 +2435,9 @@ src_on_record(struct link *l, const struct proto_rec *r, void *arg)
 		}
 		src_on_domain_ack(m, &r->u.domain_ack);
 		break;
+	case REC_FILTER:
+		src_on_filter(m, &r->u.filter);
+		break;
 	case REC_HAVE:
 		src_on_have(m, &r->u.have);
 		break;
@@ -3050,6 +3144,7 @@ mig_src_json(const struct mig_src *m)
 	json_add_u64(o, "pages_offered", m->st.pages_offered);
 	json_add_u64(o, "order_first_pages", m->st.pages_first);
 	json_add_u64(o, "pages_keyed", m->st.pages_keyed);
+	json_add_u64(o, "pages_filtered", m->st.pages_filtered);
 	json_add_u64(o, "pages_unlooked", m->st.pages_unlooked);
 	json_add_u64(o, "pages_have", m->st.pages_have);
 	if (m->o.advise) {

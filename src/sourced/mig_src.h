@@ -92,6 +92,8 @@ struct mig_stats {
 					 * shared on this host) */
 	uint64_t	pages_keyed;	/* offered with the host index's digest
 					 * prefix, unhashed (src_offer_batch) */
+	uint64_t	pages_filtered;	/* not offered: the destination's
+					 * FILTER said it lacks them */
 	uint64_t	pages_unlooked;	/* from iteration 1 on, sent as DATA
 					 * without a content lookup while the
 					 * yield gate was closed (ygate.h) */

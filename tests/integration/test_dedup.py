@@ -8,7 +8,8 @@ both hosts (the seed report's micro benchmark):
   - zero pages never go in full except with --dedup none;
   - with --dedup all, a page held once on the source host is offered
     keyed (unhashed) and the ones the destination fills pass HAVE's
-    check;
+    check; the ones the destination's FILTER rules out are not offered
+    at all (`pages_filtered`);
   - from iteration 1 on, a guest that rewrites pages with fresh content
     (nothing to find) gets most of them sent without a SHA-256 lookup
     (`pages_unlooked`, include/ygate.h), and its memory still verifies;
@@ -68,6 +69,17 @@ def share_rate(c, share, rate=None):
           "keyed %d of %d offered" % (al["pages_keyed"],
                                       al["pages_offered"]))
     check(al["pages_unconfirmed"] == 0, "unconfirmed fills: %r" % al)
+    # host-b lacks the guest's private pages: its FILTER says so, and
+    # host-a neither reads nor offers them (about 2% false positives are
+    # offered).  Iteration 0's pages of each kind come once.
+    private = (1 - share) * PAGES
+    check(0.95 * private <= al["pages_filtered"] <= private + 64,
+          "filtered %d of about %d private pages" % (al["pages_filtered"],
+                                                     private))
+    check(al["pages_offered"] <= share * PAGES + 0.05 * private + 64,
+          "offered %d with %d filtered" % (al["pages_offered"],
+                                           al["pages_filtered"]))
+    check(no["pages_filtered"] == 0, "none filtered: %r" % no)
     ratio = al["pages_ref"] / al["pages_total"]
     check(abs(ratio - share) <= 0.02,
           "pages_ref/pages_total = %.4f, F = %.2f" % (ratio, share))
