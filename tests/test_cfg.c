@@ -64,7 +64,7 @@ test_defaults(void **state)
 	assert_true(c.scan_cpu == 0.25);
 	assert_int_equal(c.scan_interval_ms, 10000);
 	assert_string_equal(c.dedup, "all");
-	assert_int_equal(c.downtime_ms, 300);
+	assert_int_equal(c.downtime_ms, 100);
 	assert_int_equal(c.max_iters, 30);
 	assert_int_equal(c.bandwidth, 0);
 	assert_int_equal(c.streams, 1);

@@ -391,7 +391,7 @@ cfg_defaults(struct cfg *c)
 	c->scan_interval_ms = 10000;
 	c->dedup = strdup("all");
 	c->compress = strdup("none");
-	c->downtime_ms = 300;
+	c->downtime_ms = 100;
 	c->max_iters = 30;
 	c->bandwidth = 0;
 	c->streams = 1;
