@@ -2246,7 +2246,7 @@ test_filter(void **state)
 	assert_int_equal(dec(&cases[20], 24, &lim_preauth, &r), 0);
 	assert_int_equal(dec(&cases[21], build(&cases[21]), &lim_preauth,
 	    &r), 0);
-	assert_int_equal(proto_type_name(REC_FILTER), cases[20].name);
+	assert_string_equal(proto_type_name(REC_FILTER), cases[20].name);
 
 	/* A filter of two full chunks and one word, in offset order. */
 	for (size_t i = 0; i < FI_BIG_LEN; i++)
