@@ -378,7 +378,7 @@ dst_send_filter(struct mig_dst *s, uint32_t dedup)
 	uint8_t *buf = NULL, *chunk = NULL;
 	uint64_t nbits = 0, off, n = 0;
 	uint32_t k = 0;
-	size_t cap, len;
+	size_t cap, len, most;
 	int rc = -1;
 
 	if (!(s->peer_caps & PROTO_CAP_FILTER) || dedup != PROTO_DEDUP_ALL)
@@ -390,9 +390,12 @@ dst_send_filter(struct mig_dst *s, uint32_t dedup)
 	    pidx_stats(s->env->index, UINT32_MAX, &st) == 0)
 		pfilt_size(st.unique_digests, PROTO_FILTER_BITS_MAX,
 		    &nbits, &k);
-	cap = proto_rec_size(24 + PROTO_FILTER_CHUNK_MAX);
+	/* The largest record: the whole filter, or a chunk of it. */
+	most = nbits / 8 < PROTO_FILTER_CHUNK_MAX ? (size_t)(nbits / 8) :
+	    PROTO_FILTER_CHUNK_MAX;
+	cap = proto_rec_size(24 + most);
 	if ((buf = malloc(cap)) == NULL ||
-	    (nbits > 0 && ((chunk = malloc(PROTO_FILTER_CHUNK_MAX)) == NULL ||
+	    (nbits > 0 && ((chunk = malloc(most)) == NULL ||
 	    pfilt_init(&f, nbits, k) != 0))) {
 		dst_fail(s, "out of memory for the filter");
 		goto out;
@@ -413,8 +416,8 @@ dst_send_filter(struct mig_dst *s, uint32_t dedup)
 	fr.k = k;
 	fr.bits = chunk;
 	for (off = 0; off < nbits / 8; off += len) {
-		len = nbits / 8 - off < PROTO_FILTER_CHUNK_MAX ?
-		    (size_t)(nbits / 8 - off) : PROTO_FILTER_CHUNK_MAX;
+		len = nbits / 8 - off < most ? (size_t)(nbits / 8 - off) :
+		    most;
 		(void)pfilt_get(&f, off, chunk, len);
 		fr.offset = off;
 		fr.bits_len = (uint32_t)len;

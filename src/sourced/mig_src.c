@@ -136,6 +136,7 @@ struct mig_src {
 						 * (nbits 0: none) */
 	uint64_t		 filt_got;	/* its bytes received */
 	int			 filt_asked;	/* our HELLO had CAP_FILTER */
+	int			 filt_none;	/* it said "no filter" */
 	uint64_t		*keyed;		/* offered with kpre[p], not
 						 * hashed: digests[p] invalid */
 	pthread_t		 keys_thread;	/* src_keys_main */
@@ -970,14 +971,14 @@ src_on_filter(struct mig_src *m, const struct proto_filter *f)
 		return;
 	}
 	if (f->nbits == 0) {
-		if (m->filt.nbits != 0 || m->filt_got != 0) {
+		if (m->filt.nbits != 0 || m->filt_none) {
 			src_fail(m, "FILTER: 'none' out of order");
 			return;
 		}
-		m->filt_got = 1;	/* "none" said: nothing may follow */
+		m->filt_none = 1;	/* nothing may follow */
 		return;
 	}
-	if (f->offset == 0 && m->filt.nbits == 0 && m->filt_got == 0) {
+	if (f->offset == 0 && m->filt.nbits == 0 && !m->filt_none) {
 		if ((rc = pfilt_init(&m->filt, f->nbits, f->k)) != 0) {
 			src_fail(m, "FILTER of %llu bits: %s",
 			    (unsigned long long)f->nbits, strerror(-rc));
