@@ -66,6 +66,14 @@ void	ctl_server_free(struct ctl_server *s);	/* accepts NULL; unlinks */
  * thread only.  The connection's next request is then handled.
  */
 void	ctl_reply(struct ctl_req *r, struct json_object *obj);
+/*
+ * ctl_reply() followed by len raw octets of data (copied): the reply
+ * object gets "data_bytes": len, and the octets follow its newline.  For
+ * bulk binary answers (destd's index-keys) that JSON would inflate; a
+ * client reads them with ctl_call_data().  len 0 is ctl_reply().
+ */
+void	ctl_reply_data(struct ctl_req *r, struct json_object *obj,
+	    const void *data, size_t len);
 /* Convenience: {"ok":false,"error":msg} */
 void	ctl_reply_error(struct ctl_req *r, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
@@ -89,5 +97,14 @@ unsigned ctl_req_uid(const struct ctl_req *r);
  */
 int	ctl_call(const char *path, struct json_object *req, int timeout_ms,
 	    struct json_object **out);
+/*
+ * ctl_call(), and the reply's raw octets (ctl_reply_data) into *data
+ * (malloc'd; NULL and *len 0 for a reply without "data_bytes"): at most
+ * max, else -EMSGSIZE; -EBADMSG for a "data_bytes" that is not a
+ * non-negative integer; -ECONNRESET if the connection ends before them.
+ */
+int	ctl_call_data(const char *path, struct json_object *req,
+	    int timeout_ms, size_t max, struct json_object **out, void **data,
+	    size_t *len);
 
 #endif

@@ -63,7 +63,9 @@ deferred_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Test commands: {"cmd":"echo"} replies with the request and the uid,
- * {"cmd":"defer","ms":N} replies after N ms, {"cmd":"error"} fails.
+ * {"cmd":"defer","ms":N} replies after N ms, {"cmd":"data","n":N}
+ * replies with N raw octets (octet i = i * 7 + 3 mod 256),
+ * {"cmd":"error"} fails.
  */
 static void
 handler(struct ctl_req *r, struct json_object *req, void *arg)
@@ -95,6 +97,19 @@ handler(struct ctl_req *r, struct json_object *req, void *arg)
 		tv.tv_sec = d->ms / 1000;
 		tv.tv_usec = (d->ms % 1000) * 1000;
 		evtimer_add(d->ev, &tv);
+	} else if (strcmp(c, "data") == 0) {
+		uint8_t *buf;
+		size_t i, n;
+
+		json_object_object_get_ex(req, "n", &ms);
+		n = (size_t)json_object_get_int64(ms);
+		buf = malloc(n ? n : 1);
+		for (i = 0; i < n; i++)
+			buf[i] = (uint8_t)(i * 7 + 3);
+		o = json_object_new_object();
+		json_object_object_add(o, "ok", json_object_new_boolean(1));
+		ctl_reply_data(r, o, buf, n);
+		free(buf);
 	} else
 		ctl_reply_error(r, "unknown command '%s'", c);
 }
@@ -262,6 +277,128 @@ test_roundtrip(void **state)
 	assert_int_equal(r, 0);
 	assert_true(get_bool(o, "ok"));
 	json_object_put(o);
+}
+
+/* ctl_reply_data() / ctl_call_data(): raw octets after the line. */
+static void
+test_data(void **state)
+{
+	struct fixture *f = *state;
+	static const size_t sizes[] = { 0, 1, 4095, 3u << 20 };
+	struct json_object *q, *o = NULL;
+	char req[64];
+	uint8_t *d;
+	void *data;
+	size_t i, k, len;
+
+	for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		snprintf(req, sizeof(req), "{\"cmd\":\"data\",\"n\":%zu}",
+		    sizes[k]);
+		q = json_tokener_parse(req);
+		assert_int_equal(ctl_call_data(f->path, q, 5000, 4u << 20, &o,
+		    &data, &len), 0);
+		assert_true(get_bool(o, "ok"));
+		assert_int_equal(len, sizes[k]);
+		if (sizes[k] == 0) {
+			assert_null(data);
+			assert_false(json_object_object_get_ex(o, "data_bytes",
+			    NULL));
+		} else {
+			assert_int_equal(get_int(o, "data_bytes"),
+			    (int)sizes[k]);
+			for (i = 0, d = data; i < len; i++)
+				if (d[i] != (uint8_t)(i * 7 + 3))
+					fail_msg("octet %zu of %zu", i, len);
+		}
+		free(data);
+		json_object_put(o);
+		/* A plain call reads the line and drops the octets. */
+		assert_int_equal(ctl_call(f->path, q, 5000, &o), 0);
+		assert_true(get_bool(o, "ok"));
+		json_object_put(o);
+		json_object_put(q);
+	}
+
+	/* More than the caller accepts: refused, nothing returned. */
+	q = json_tokener_parse("{\"cmd\":\"data\",\"n\":100}");
+	o = NULL;
+	assert_int_equal(ctl_call_data(f->path, q, 5000, 99, &o, &data, &len),
+	    -EMSGSIZE);
+	assert_null(o);
+	assert_null(data);
+	assert_int_equal(len, 0);
+	json_object_put(q);
+}
+
+/* A one-shot fake server: reads a line, writes reply, closes. */
+struct fake {
+	int		 lfd;
+	const char	*reply;
+};
+
+static void *
+fake_thread(void *arg)
+{
+	struct fake *fk = arg;
+	char buf[256];
+	int fd = accept(fk->lfd, NULL, NULL);
+
+	if (fd < 0)
+		return NULL;
+	(void)recv(fd, buf, sizeof(buf), 0);
+	(void)send(fd, fk->reply, strlen(fk->reply), MSG_NOSIGNAL);
+	close(fd);
+	return NULL;
+}
+
+static int
+fake_call(const char *dir, const char *reply, void **data, size_t *len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct json_object *q = json_tokener_parse("{\"cmd\":\"x\"}"), *o = NULL;
+	struct fake fk = { .reply = reply };
+	pthread_t t;
+	int r;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/fake.sock", dir);
+	fk.lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fk.lfd >= 0);
+	assert_int_equal(bind(fk.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fk.lfd, 1), 0);
+	assert_int_equal(pthread_create(&t, NULL, fake_thread, &fk), 0);
+	r = ctl_call_data(sa.sun_path, q, 5000, 1000, &o, data, len);
+	pthread_join(t, NULL);
+	close(fk.lfd);
+	unlink(sa.sun_path);
+	json_object_put(q);
+	if (r == 0)
+		json_object_put(o);
+	else
+		assert_null(o);
+	return r;
+}
+
+/* A server whose raw octets are short or badly announced. */
+static void
+test_data_bad(void **state)
+{
+	struct fixture *f = *state;
+	void *data;
+	size_t len;
+
+	assert_int_equal(fake_call(f->dir, "{\"ok\":true,\"data_bytes\":10}"
+	    "\nabc", &data, &len), -ECONNRESET);
+	assert_null(data);
+	assert_int_equal(fake_call(f->dir, "{\"ok\":true,\"data_bytes\":-1}"
+	    "\n", &data, &len), -EBADMSG);
+	assert_int_equal(fake_call(f->dir, "{\"ok\":true,\"data_bytes\":"
+	    "\"3\"}\nabc", &data, &len), -EBADMSG);
+	/* Octets after the announced ones are ignored. */
+	assert_int_equal(fake_call(f->dir, "{\"ok\":true,\"data_bytes\":3}"
+	    "\nabcdef", &data, &len), 0);
+	assert_int_equal(len, 3);
+	assert_memory_equal(data, "abc", 3);
+	free(data);
 }
 
 static void
@@ -695,6 +832,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_accessors),
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_data),
+		cmocka_unit_test(test_data_bad),
 		cmocka_unit_test(test_client_errors),
 		cmocka_unit_test(test_deferred),
 		cmocka_unit_test(test_ordering),

@@ -2,8 +2,8 @@
  * ctl.c - the daemons' UNIX control socket: newline-delimited JSON over
  * libevent bufferevents.  See ctl.h and docs/CONTROL.md.
  *
- * Threads: everything here except ctl_call() runs on the event-loop
- * thread that owns the base, including ctl_reply().
+ * Threads: everything here except ctl_call() and ctl_call_data() runs
+ * on the event-loop thread that owns the base, including ctl_reply().
  *
  * Each connection answers its requests in order: while one request
  * (c->pending) waits for its reply, later lines stay in the input buffer
@@ -444,6 +444,13 @@ ctl_server_free(struct ctl_server *s)
 void
 ctl_reply(struct ctl_req *r, struct json_object *obj)
 {
+	ctl_reply_data(r, obj, NULL, 0);
+}
+
+void
+ctl_reply_data(struct ctl_req *r, struct json_object *obj, const void *data,
+    size_t len)
+{
 	struct ctl_conn *c;
 
 	if (r == NULL) {
@@ -452,9 +459,13 @@ ctl_reply(struct ctl_req *r, struct json_object *obj)
 	}
 	c = r->c;
 	if (c != NULL) {
+		if (obj != NULL && len > 0)
+			json_object_object_add(obj, "data_bytes",
+			    json_object_new_uint64(len));
 		if (obj == NULL)
 			conn_write_error(c, "no reply");
-		else if (conn_write_obj(c, obj) < 0) {
+		else if (conn_write_obj(c, obj) < 0 || (len > 0 &&
+		    bufferevent_write(c->bev, data, len) < 0)) {
 			/* Cannot answer: the client would wait forever. */
 			c->pending = NULL;
 			free(r);
@@ -555,9 +566,39 @@ send_all(int fd, const char *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
-/* Read up to and excluding the first newline into *out (malloc'd). */
+/*
+ * Receive up to len octets by deadline: how many (at least 1), or
+ * -ECONNRESET when the peer closed first, -ETIMEDOUT or -errno.
+ */
+static ssize_t
+recv_some(int fd, void *buf, size_t len, int64_t deadline)
+{
+	ssize_t n;
+	int r;
+
+	for (;;) {
+		n = recv(fd, buf, len, MSG_DONTWAIT);
+		if (n > 0)
+			return n;
+		if (n == 0)
+			return -ECONNRESET;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		if ((r = wait_until(fd, POLLIN, deadline)) < 0)
+			return r;
+	}
+}
+
+/*
+ * Read up to and excluding the first newline into *out (malloc'd,
+ * NUL-terminated there); *extra and *nextra are the octets read after
+ * the newline (within *out, not terminated).
+ */
 static int
-recv_line(int fd, int64_t deadline, char **out)
+recv_line(int fd, int64_t deadline, char **out, const char **extra,
+    size_t *nextra)
 {
 	char *buf = NULL, *nl, *nb;
 	size_t len = 0, cap = 0;
@@ -575,20 +616,9 @@ recv_line(int fd, int64_t deadline, char **out)
 			}
 			buf = nb;
 		}
-		n = recv(fd, buf + len, cap - len - 1, MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN) {
-				r = -errno;
-				goto fail;
-			}
-			if ((r = wait_until(fd, POLLIN, deadline)) < 0)
-				goto fail;
-			continue;
-		}
-		if (n == 0) {
-			r = -ECONNRESET;	/* closed before a full reply */
+		if ((n = recv_some(fd, buf + len, cap - len - 1, deadline)) <
+		    0) {
+			r = (int)n;
 			goto fail;
 		}
 		nl = memchr(buf + len, '\n', (size_t)n);
@@ -600,6 +630,8 @@ recv_line(int fd, int64_t deadline, char **out)
 				goto fail;
 			}
 			*out = buf;
+			*extra = nl + 1;
+			*nextra = len - (size_t)(nl + 1 - buf);
 			return 0;
 		}
 		if (len > CTL_REPLY_MAX) {
@@ -612,18 +644,79 @@ fail:
 	return r;
 }
 
+/*
+ * The reply's raw octets (its "data_bytes"), have of them already read:
+ * at most max, else -EMSGSIZE; a reply without data_bytes has none.
+ */
+static int
+recv_data(int fd, int64_t deadline, struct json_object *rep, size_t max,
+    const char *have, size_t nhave, void **data, size_t *len)
+{
+	struct json_object *v;
+	uint8_t *buf;
+	size_t want, got;
+	ssize_t n;
+	int r;
+
+	*data = NULL;
+	*len = 0;
+	if (!json_object_object_get_ex(rep, "data_bytes", &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) < 0)
+		return -EBADMSG;
+	want = (size_t)json_object_get_uint64(v);
+	if (want > max)
+		return -EMSGSIZE;
+	if (want == 0)
+		return 0;
+	if ((buf = malloc(want)) == NULL)
+		return -ENOMEM;
+	got = nhave < want ? nhave : want;
+	memcpy(buf, have, got);
+	while (got < want) {
+		if ((n = recv_some(fd, buf + got, want - got, deadline)) < 0) {
+			r = (int)n;
+			goto fail;
+		}
+		got += (size_t)n;
+	}
+	*data = buf;
+	*len = want;
+	return 0;
+fail:
+	free(buf);
+	return r;
+}
+
 int
 ctl_call(const char *path, struct json_object *req, int timeout_ms,
     struct json_object **out)
 {
+	void *data;
+	size_t len;
+	int r;
+
+	r = ctl_call_data(path, req, timeout_ms, CTL_REPLY_MAX, out, &data,
+	    &len);
+	free(data);	/* not asked for: dropped */
+	return r;
+}
+
+int
+ctl_call_data(const char *path, struct json_object *req, int timeout_ms,
+    size_t max, struct json_object **out, void **data, size_t *len)
+{
 	struct json_object *o;
 	struct timespec ts;
-	const char *s;
+	const char *s, *extra = NULL;
 	char *line = NULL, *msg = NULL;
 	int64_t deadline = -1;
-	size_t n;
+	size_t n, nextra = 0;
 	int fd, r;
 
+	*data = NULL;
+	*len = 0;
 	if (timeout_ms >= 0) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
@@ -645,11 +738,16 @@ ctl_call(const char *path, struct json_object *req, int timeout_ms,
 		goto out;
 	}
 	if ((r = send_all(fd, msg, n + 1, deadline)) < 0 ||
-	    (r = recv_line(fd, deadline, &line)) < 0)
+	    (r = recv_line(fd, deadline, &line, &extra, &nextra)) < 0)
 		goto out;
 	o = json_tokener_parse(line);
 	if (o == NULL) {
 		r = -EBADMSG;
+		goto out;
+	}
+	if ((r = recv_data(fd, deadline, o, max, extra, nextra, data,
+	    len)) < 0) {
+		json_object_put(o);
 		goto out;
 	}
 	*out = o;

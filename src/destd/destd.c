@@ -380,12 +380,15 @@ cmd_index_shared(struct destd *dd, struct ctl_req *r, struct json_object *req)
 
 /*
  * For pfns [first, first + count) of a local domain, the pages whose
- * content is held once on this host (pidx_dom_keys): per pfn 32
- * lowercase hex digits, the XXH3 fingerprint (16; 0 = any other page)
- * then the first 8 bytes of the SHA-256 taken with it (16).  sourced
- * checks a page's XXH3 against the fingerprint and, if equal, offers that
- * prefix without hashing the page.  At most DESTD_KEYS_MAX pfns per
- * request, so a reply stays under CTL_REPLY_MAX.
+ * content is held once on this host (pidx_dom_keys): the XXH3
+ * fingerprint (0 = any other page) and the first 8 bytes of the SHA-256
+ * taken with it.  sourced checks a page's XXH3 against the fingerprint
+ * and, if equal, offers that prefix without hashing the page.  With
+ * "binary": true the reply carries them as raw octets after its line
+ * (ctl_reply_data), 16 a pfn: the fingerprint little-endian, then the
+ * prefix; else as "keys", 32 lowercase hex digits a pfn (fingerprint,
+ * then prefix).  At most DESTD_KEYS_MAX pfns per request, so a reply
+ * stays under CTL_REPLY_MAX either way.
  */
 #define DESTD_KEYS_MAX	131072
 
@@ -395,30 +398,46 @@ cmd_index_keys(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	static const char hx[] = "0123456789abcdef";
 	struct json_object *o;
 	int64_t domid, first, count;
-	uint8_t (*pre)[8];
+	uint8_t (*pre)[8], *raw = NULL, *p;
 	uint64_t *fps;
-	char *hex, *h;
+	char *hex = NULL, *h;
 	size_t i;
-	int rc, j;
+	int rc, j, binary = 0;
 
 	if (ctl_get_int(req, "domid", &domid) != 1 ||
 	    ctl_get_int(req, "first", &first) != 1 ||
 	    ctl_get_int(req, "count", &count) != 1 || domid < 0 ||
 	    domid > UINT32_MAX || first < 0 || count <= 0 ||
-	    count > DESTD_KEYS_MAX) {
+	    count > DESTD_KEYS_MAX ||
+	    ctl_get_bool(req, "binary", &binary) < 0) {
 		ctl_reply_error(r, "index-keys needs integer domid, first "
-		    "and count (1 to %d)", DESTD_KEYS_MAX);
+		    "and count (1 to %d), and a boolean binary if any",
+		    DESTD_KEYS_MAX);
 		return;
 	}
 	fps = malloc((size_t)count * sizeof(*fps));
 	pre = malloc((size_t)count * 8);
-	hex = malloc((size_t)count * 32 + 1);
-	if (fps == NULL || pre == NULL || hex == NULL) {
+	if (binary)
+		raw = malloc((size_t)count * 16);
+	else
+		hex = malloc((size_t)count * 32 + 1);
+	if (fps == NULL || pre == NULL || (raw == NULL && hex == NULL)) {
 		ctl_reply_error(r, "out of memory");
 		goto out;
 	}
 	rc = pidx_dom_keys(dd->env.index, (uint32_t)domid, (uint64_t)first,
 	    (size_t)count, fps, pre);
+	o = ctl_ok();
+	json_object_object_add(o, "indexed", json_object_new_boolean(rc == 0));
+	if (binary) {
+		for (i = 0, p = raw; i < (size_t)count; i++, p += 16) {
+			for (j = 0; j < 8; j++)
+				p[j] = (uint8_t)(fps[i] >> (8 * j));
+			memcpy(p + 8, pre[i], 8);
+		}
+		ctl_reply_data(r, o, raw, (size_t)count * 16);
+		goto out;
+	}
 	for (i = 0, h = hex; i < (size_t)count; i++) {
 		for (j = 60; j >= 0; j -= 4)
 			*h++ = hx[(fps[i] >> j) & 15];
@@ -428,13 +447,12 @@ cmd_index_keys(struct destd *dd, struct ctl_req *r, struct json_object *req)
 		}
 	}
 	*h = '\0';
-	o = ctl_ok();
-	json_object_object_add(o, "indexed", json_object_new_boolean(rc == 0));
 	json_object_object_add(o, "keys", json_object_new_string(hex));
 	ctl_reply(r, o);
 out:
 	free(fps);
 	free(pre);
+	free(raw);
 	free(hex);
 }
 

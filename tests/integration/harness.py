@@ -201,20 +201,32 @@ class Host:
         return run([MIGRATECTL, "--control", sock or self.sourced_sock] +
                    list(args), check_rc=check_rc, timeout=timeout)
 
-    def destd_call(self, req, timeout=60):
-        """One request on destd's control socket; the reply."""
+    def destd_call(self, req, timeout=60, data=False):
+        """One request on destd's control socket; the reply, or with
+        data=True (reply, the raw octets after its line: "data_bytes")."""
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(timeout)
         s.connect(self.destd_sock)
         s.sendall((json.dumps(req) + "\n").encode())
         buf = b""
-        while not buf.endswith(b"\n"):
+        while b"\n" not in buf:
             chunk = s.recv(1 << 20)
             if not chunk:
                 break
             buf += chunk
+        line, _, raw = buf.partition(b"\n")
+        rep = json.loads(line)
+        want = rep.get("data_bytes", 0)
+        while len(raw) < want:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            raw += chunk
         s.close()
-        return json.loads(buf)
+        if data:
+            return rep, raw
+        check(want == 0, "unasked raw octets: %r" % rep)
+        return rep
 
     def scan_wait(self, passes=1):
         """Wait until destd's scanner has indexed what exists now."""

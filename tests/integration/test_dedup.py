@@ -223,6 +223,18 @@ def index_keys(c):
           int(at(100)[:16], 16) != 0, "pfn 100: %s" % at(100))
     check(all(int(at(p), 16) == 0 for p in range(n, n + 64)),
           "pfns beyond the domain are not all zero")
+    # The binary form (what sourced asks for): the same keys, 16 octets
+    # a pfn, the fingerprint little-endian, then the prefix.
+    rep, raw = a.destd_call({"cmd": "index-keys", "domid": dom["domid"],
+                             "first": 64, "count": n, "binary": True},
+                            data=True)
+    check(rep.get("ok") and rep.get("indexed") and "keys" not in rep and
+          rep.get("data_bytes") == 16 * n and len(raw) == 16 * n,
+          "binary index-keys: %r, %d octets" % (rep, len(raw)))
+    for i in range(n):
+        fp = int.from_bytes(raw[16 * i:16 * i + 8], "little")
+        check("%016x%s" % (fp, raw[16 * i + 8:16 * i + 16].hex()) ==
+              at(64 + i), "pfn %d: binary and hex forms differ" % (64 + i))
     # The same content at a second pfn: shared now, keyed nowhere.
     a.simhv("poke", "k", "101", "--from", f)
     a.scan_wait()
@@ -231,7 +243,7 @@ def index_keys(c):
     check(rep.get("ok") and rep["keys"] == "0" * 64,
           "shared content still keyed: %r" % rep)
     for bad in ({"count": 0}, {"count": 131073}, {"first": -1},
-                {"domid": "x"}):
+                {"domid": "x"}, {"binary": 1}):
         req = {"cmd": "index-keys", "domid": dom["domid"], "first": 0,
                "count": 1}
         req.update(bad)
