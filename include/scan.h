@@ -20,6 +20,11 @@ struct scan_params {
 	unsigned		 interval_ms;	/* pause between full passes */
 	unsigned		 batch_pages;	/* pages per map batch; 0 = 256,
 						 * capped at HV_MAP_BATCH_MAX */
+	/* Called on the scanner thread after each full pass, before it
+	 * counts (so scan_wait() returns after it), or NULL.  It may read
+	 * the index, not update it; its time counts as the scanner's. */
+	void			(*pass_done)(struct pidx *ix, void *arg);
+	void			*pass_arg;
 };
 
 struct scan_stats {

@@ -25,6 +25,7 @@
 #include "hv.h"
 #include "pagehash.h"
 #include "pidx.h"
+#include "hfilt.h"
 #include "scan.h"
 
 /* ---- the fake host ---- */
@@ -520,6 +521,86 @@ test_first_pass(void **state)
 	pidx_free(ix);
 }
 
+/*
+ * pass_done: called after every pass, before the pass counts, so that the
+ * host filter it publishes (hfilt.h, as destd does) holds every content
+ * once scan_sync() returns; a snapshot outlives its replacement while
+ * referenced.
+ */
+struct pd_arg {
+	struct hfilt	*h;
+	unsigned	 calls;		/* scanner thread, read after sync */
+};
+
+static void
+pd_hook(struct pidx *ix, void *arg)
+{
+	struct pd_arg *a = arg;
+	struct hfilt_snap *sn;
+
+	assert_int_equal(hfilt_build(ix, 1u << 20, &sn), 0);
+	hfilt_set(a->h, sn);
+	__atomic_add_fetch(&a->calls, 1, __ATOMIC_RELAXED);
+}
+
+static int
+snap_has(const struct hfilt_snap *sn, uint64_t c)
+{
+	uint8_t page[HV_PAGE_SIZE], d[32];
+
+	fill(page, c);
+	ph_sha256(page, d);
+	return pfilt_maybe(&sn->f, d);
+}
+
+static void
+test_pass_done(void **state)
+{
+	struct pidx *ix = pidx_new();
+	struct pd_arg a = { .h = hfilt_new() };
+	struct hfilt_snap *old, *sn;
+	struct scan_params p;
+	struct scan *s = NULL;
+	char dir[] = "fake-host";
+	size_t i;
+
+	assert_non_null(ix);
+	assert_non_null(a.h);
+	assert_null(hfilt_get(a.h));
+	f_add(1, NEL(dom1), dom1);
+	f_add(2, NEL(dom2), dom2);
+	memset(&p, 0, sizeof(p));
+	p.ops = &fake_ops;
+	p.hvp.state_dir = dir;
+	p.cpu_budget = 1.0;
+	p.interval_ms = 60000;
+	p.pass_done = pd_hook;
+	p.pass_arg = &a;
+	assert_int_equal(scan_start(ix, &p, &s), 0);
+	assert_int_equal(scan_sync(s, 10000), 0);
+	assert_true(__atomic_load_n(&a.calls, __ATOMIC_RELAXED) >= 1);
+	assert_non_null(old = hfilt_get(a.h));
+	/* dom1 and dom2's 21 distinct non-zero contents, none missing. */
+	assert_int_equal(old->contents, 21);
+	assert_true(old->f.nbits >= 21 * PFILT_BITS_PER);
+	for (i = 0; i < NEL(dom1); i++)
+		if (dom1[i] > 0)
+			assert_true(snap_has(old, (uint64_t)dom1[i]));
+	/* A new content is in the next pass's filter. */
+	f_set(1, 12, 4242);
+	assert_int_equal(scan_sync(s, 10000), 0);
+	assert_non_null(sn = hfilt_get(a.h));
+	assert_true(sn != old);
+	assert_true(snap_has(sn, 4242));
+	/* The old snapshot is still ours to read until we put it. */
+	assert_true(snap_has(old, 100));
+	hfilt_put(old);
+	hfilt_put(sn);
+	scan_stop(s);
+	hfilt_free(a.h);
+	pidx_free(ix);
+}
+
 /* Domains that cannot be opened or mapped are skipped, never fatal. */
 static void
 test_failures(void **state)
@@ -680,6 +761,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_first_pass, f_reset),
 		cmocka_unit_test_teardown(test_failures, f_reset),
+		cmocka_unit_test_teardown(test_pass_done, f_reset),
 		cmocka_unit_test_teardown(test_budget_and_stop, f_reset),
 		cmocka_unit_test_teardown(test_wait_timeout, f_reset),
 	};

@@ -244,7 +244,10 @@ scan_pass(struct scan *s)
 		if ((r = scan_domain(s, &di[i], wall0, cpu0)) != 0)
 			goto out;
 	}
+	if (s->p.pass_done != NULL)
+		s->p.pass_done(s->ix, s->p.pass_arg);
 	pthread_mutex_lock(&s->mu);
+	s->st.cpu_s = (double)ts_ns(CLOCK_THREAD_CPUTIME_ID) / 1e9;
 	s->st.passes++;
 	s->st.domains = n;
 	s->busy = 0;		/* with passes++: scan_sync() relies on it */

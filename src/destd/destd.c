@@ -31,6 +31,7 @@
 #include "cfg.h"
 #include "ctl.h"
 #include "destd.h"
+#include "hfilt.h"
 #include "hostid.h"
 #include "hv.h"
 #include "journal.h"
@@ -477,8 +478,10 @@ cmd_index(struct destd *dd, struct ctl_req *r, struct json_object *req)
 {
 	struct json_object *o = ctl_ok(), *arr = json_object_new_array(), *d;
 	struct hv_dom_info *doms = NULL;
+	struct hfilt_snap *sn;
 	struct pidx_stats st;
 	struct scan_stats ss;
+	struct timespec now;
 	size_t n = 0, i;
 
 	if (dd->env.ops->list(dd->env.hv, &doms, &n) == 0) {
@@ -506,6 +509,23 @@ cmd_index(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	    json_object_new_uint64(ss.pages_hashed));
 	json_object_object_add(d, "cpu_s", json_object_new_double(ss.cpu_s));
 	json_object_object_add(o, "scanner", d);
+	if ((sn = hfilt_get(dd->env.filter)) != NULL) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		d = json_object_new_object();
+		json_object_object_add(d, "contents",
+		    json_object_new_uint64(sn->contents));
+		json_object_object_add(d, "bytes",
+		    json_object_new_uint64(sn->f.nbits / 8));
+		json_object_object_add(d, "probes",
+		    json_object_new_int(sn->f.k));
+		json_object_object_add(d, "build_ms",
+		    json_object_new_double(sn->build_ms));
+		json_object_object_add(d, "age_ms", json_object_new_double(
+		    (double)(now.tv_sec - sn->built.tv_sec) * 1e3 +
+		    (double)(now.tv_nsec - sn->built.tv_nsec) / 1e6));
+		json_object_object_add(o, "filter", d);
+		hfilt_put(sn);
+	}
 	ctl_reply(r, o);
 }
 
@@ -736,6 +756,23 @@ usage(FILE *f)
 	    "[--host-name NAME] [--verbose]\n"
 	    "           [--compress-accept none|zstd,lz4] [--max-streams N]\n"
 	    "       %s --version\n", "sharemig-destd");
+}
+
+/*
+ * The scanner finished a pass: rebuild the host's filter for incoming
+ * migrations (hfilt.h), on the scanner thread.  Without memory the
+ * previous one stays: a staler filter only costs dedup.
+ */
+static void
+destd_pass_done(struct pidx *ix, void *arg)
+{
+	struct hfilt_snap *sn;
+
+	if (hfilt_build(ix, PROTO_FILTER_BITS_MAX, &sn) == 0)
+		hfilt_set(arg, sn);
+	else
+		log_warn("scanner: no memory to rebuild the filter for "
+		    "incoming migrations: the previous one stays");
 }
 
 int
@@ -974,7 +1011,8 @@ destd_main(int argc, char **argv)
 			log_warn("cleaning up half-built incoming domains: %s",
 			    strerror(-rc));
 	}
-	if ((dd.env.index = pidx_new()) == NULL)
+	if ((dd.env.index = pidx_new()) == NULL ||
+	    (dd.env.filter = hfilt_new()) == NULL)
 		fatal("out of memory");
 	memset(&sp, 0, sizeof(sp));
 	sp.ops = dd.env.ops;
@@ -982,6 +1020,8 @@ destd_main(int argc, char **argv)
 	sp.cpu_budget = cfg.scan_cpu;
 	sp.interval_ms = cfg.scan_interval_ms;
 	sp.batch_pages = 256;
+	sp.pass_done = destd_pass_done;
+	sp.pass_arg = dd.env.filter;
 	if ((rc = scan_start(dd.env.index, &sp, &dd.scan)) != 0)
 		fatal("cannot start the scanner: %s", strerror(-rc));
 
@@ -1038,6 +1078,7 @@ destd_main(int argc, char **argv)
 	ctl_server_free(dd.ctl);
 	prom_server_free(dd.http);
 	scan_stop(dd.scan);
+	hfilt_free(dd.env.filter);
 	pidx_free(dd.env.index);
 	event_free(dd.ev_sigint);
 	event_free(dd.ev_sigterm);

@@ -27,6 +27,7 @@
 #include "filler.h"
 #include "pagehash.h"
 #include "pcomp.h"
+#include "hfilt.h"
 #include "pfilt.h"
 #include "pidx.h"
 #include "proto.h"
@@ -354,49 +355,48 @@ dst_grant_streams(struct mig_dst *s, uint32_t asked)
 	return s->ev_barrier != NULL ? 0 : -ENOMEM;
 }
 
-static void
-dst_filter_add(const uint8_t *key, void *arg)
-{
-	pfilt_add(arg, key);
-}
-
 /*
  * The source asked for FILTER (docs/PROTOCOL.md "FILTER"): a Bloom filter
  * of the prefixes of every content this host's index holds, so that it
- * need not read and offer the pages we certainly do not have.  Sent
- * before DOMAIN_ACK, in records of PROTO_FILTER_CHUNK_MAX bytes; nbits
- * 0 when there is no index or it is too large for PROTO_FILTER_BITS_MAX.
- * 0, or -1 after dst_fail().
+ * need not read and offer the pages we certainly do not have.  The
+ * scanner rebuilds it at the end of each pass (hfilt.h); before its first
+ * pass ends, this session builds one (walking the index on the event
+ * loop).  Sent before DOMAIN_ACK, in records of PROTO_FILTER_CHUNK_MAX
+ * bytes; nbits 0 when there is no index or it is too large for
+ * PROTO_FILTER_BITS_MAX.  0, or -1 after dst_fail().
  */
 static int
 dst_send_filter(struct mig_dst *s, uint32_t dedup)
 {
 	struct proto_filter fr;
-	struct pidx_stats st;
-	struct pfilt f;
-	struct timespec t0, t1;
+	struct hfilt_snap *sn = NULL;
+	struct timespec now;
+	const char *whence = "the last scan pass";
 	uint8_t *buf = NULL, *chunk = NULL;
-	uint64_t nbits = 0, off, n = 0;
-	uint32_t k = 0;
+	uint64_t nbits = 0, off;
 	size_t cap, len, most;
 	int rc = -1;
 
 	if (!(s->peer_caps & PROTO_CAP_FILTER) || dedup != PROTO_DEDUP_ALL)
 		return 0;
-	memset(&f, 0, sizeof(f));
 	memset(&fr, 0, sizeof(fr));
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (s->env->index != NULL &&
-	    pidx_stats(s->env->index, UINT32_MAX, &st) == 0)
-		pfilt_size(st.unique_digests, PROTO_FILTER_BITS_MAX,
-		    &nbits, &k);
+	if (s->env->index != NULL && s->env->filter != NULL &&
+	    (sn = hfilt_get(s->env->filter)) == NULL) {
+		whence = "built now: no scan pass has ended yet";
+		if (hfilt_build(s->env->index, PROTO_FILTER_BITS_MAX,
+		    &sn) != 0) {
+			dst_fail(s, "out of memory for the filter");
+			return -1;
+		}
+	}
+	if (sn != NULL)
+		nbits = sn->f.nbits;
 	/* The largest record: the whole filter, or a chunk of it. */
 	most = nbits / 8 < PROTO_FILTER_CHUNK_MAX ? (size_t)(nbits / 8) :
 	    PROTO_FILTER_CHUNK_MAX;
 	cap = proto_rec_size(24 + most);
 	if ((buf = malloc(cap)) == NULL ||
-	    (nbits > 0 && ((chunk = malloc(most)) == NULL ||
-	    pfilt_init(&f, nbits, k) != 0))) {
+	    (nbits > 0 && (chunk = malloc(most)) == NULL)) {
 		dst_fail(s, "out of memory for the filter");
 		goto out;
 	}
@@ -406,19 +406,18 @@ dst_send_filter(struct mig_dst *s, uint32_t dedup)
 			goto out;
 		}
 		log_info("session %u: %s: no filter for the source (%s)",
-		    s->id, s->domain, s->env->index == NULL ? "no index" :
+		    s->id, s->domain, sn == NULL ? "no index" :
 		    "index too large");
 		rc = 0;
 		goto out;
 	}
-	n = pidx_each_key(s->env->index, dst_filter_add, &f);
 	fr.nbits = nbits;
-	fr.k = k;
+	fr.k = sn->f.k;
 	fr.bits = chunk;
 	for (off = 0; off < nbits / 8; off += len) {
 		len = nbits / 8 - off < most ? (size_t)(nbits / 8 - off) :
 		    most;
-		(void)pfilt_get(&f, off, chunk, len);
+		(void)pfilt_get(&sn->f, off, chunk, len);
 		fr.offset = off;
 		fr.bits_len = (uint32_t)len;
 		if (dst_send(s, buf, proto_enc_filter(buf, cap, &fr)) != 0) {
@@ -426,16 +425,18 @@ dst_send_filter(struct mig_dst *s, uint32_t dedup)
 			goto out;
 		}
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	log_info("session %u: %s: filter of %llu contents for the source: "
-	    "%llu KiB, %u probes, %.0f%% of bits set, %.1f ms", s->id,
-	    s->domain, (unsigned long long)n,
-	    (unsigned long long)(nbits / 8192), k, 100.0 * pfilt_fill(&f),
-	    (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
-	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	log_info("session %u: %s: filter of %llu contents for the source "
+	    "(%s, %.0f ms ago, built in %.1f ms): %llu KiB, %u probes, %.0f%% "
+	    "of bits set", s->id, s->domain,
+	    (unsigned long long)sn->contents, whence,
+	    (double)(now.tv_sec - sn->built.tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - sn->built.tv_nsec) / 1e6, sn->build_ms,
+	    (unsigned long long)(nbits / 8192), sn->f.k,
+	    100.0 * pfilt_fill(&sn->f));
 	rc = 0;
 out:
-	pfilt_free(&f);
+	hfilt_put(sn);
 	free(chunk);
 	free(buf);
 	return rc;

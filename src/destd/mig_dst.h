@@ -18,6 +18,7 @@
 #include "pidx.h"
 
 struct bufferevent;
+struct hfilt;
 struct json_object;
 struct mig_dst;
 
@@ -26,6 +27,9 @@ struct dst_env {
 	const struct hv_ops	*ops;
 	struct hv		*hv;		/* event-loop thread's instance */
 	struct pidx		*index;		/* shared with the scanner */
+	struct hfilt		*filter;	/* the index's FILTER, rebuilt
+						 * by the scanner (hfilt.h);
+						 * NULL without an index */
 	const struct hv_params	*hvp;		/* to open the fill workers'
 						 * instances */
 	uint8_t			 host_id[16];

@@ -997,11 +997,12 @@ index_row(const char *name, const char *domid, struct json_object *o,
 	    (unsigned long long)ju64(o, "shared_pages"), rate * 100);
 }
 
-/* destd's index: a table per domain, host totals, the scanner. */
+/* destd's index: a table per domain, host totals, the scanner, the
+ * filter. */
 static int
 cmd_index(struct ctx *c, int argc, char **argv)
 {
-	struct json_object *rep, *doms, *d, *host, *scan;
+	struct json_object *rep, *doms, *d, *host, *scan, *filt;
 	double r;
 	size_t i;
 	int rc;
@@ -1040,6 +1041,13 @@ cmd_index(struct ctx *c, int argc, char **argv)
 		    (unsigned long long)ju64(scan, "pages_scanned"),
 		    (unsigned long long)ju64(scan, "pages_hashed"),
 		    jnum(scan, "cpu_s"));
+	if (!c->json && json_object_object_get_ex(rep, "filter", &filt))
+		printf("filter for incoming migrations: %llu contents, %llu "
+		    "KiB, %d probes, built in %.1f ms, %.0f s ago\n",
+		    (unsigned long long)ju64(filt, "contents"),
+		    (unsigned long long)ju64(filt, "bytes") / 1024,
+		    (int)ju64(filt, "probes"), jnum(filt, "build_ms"),
+		    jnum(filt, "age_ms") / 1e3);
 	if (c->json)
 		emit(rep);
 	json_object_put(rep);

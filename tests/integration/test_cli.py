@@ -56,6 +56,8 @@ INDEX_STATS = {"pages": int, "zero_pages": int, "unique_digests": int,
                "sharing_rate": (int, float)}
 SCANNER = {"passes": int, "pages_scanned": int, "pages_hashed": int,
            "cpu_s": (int, float)}
+FILTER = {"contents": int, "bytes": int, "probes": int,
+          "build_ms": (int, float), "age_ms": (int, float)}
 SESSION = {"id": int, "status": str, "peer": str, "domain": str,
            "pages_total": int, "pages_data": int, "pages_ref": int,
            "pages_zero": int, "refs_failed": int, "fills_stale": int,
@@ -415,13 +417,19 @@ def json_schema(c, a, b):
     check(p.returncode == 0 and o["schema"] == SCHEMA, "index %r" % o)
     fields(o["host"], INDEX_STATS, "index host")
     fields(o["scanner"], SCANNER, "index scanner")
+    fields(o["filter"], FILTER, "index filter")
+    # Built at the last pass's end: the index may have moved on since.
+    check(o["filter"]["contents"] > 0 and
+          o["filter"]["bytes"] >= o["filter"]["contents"] and
+          o["filter"]["age_ms"] >= 0, "index filter: %r" % o)
     check(o["domains"], "index: no domains: %r" % o)
     for d in o["domains"]:
         fields(d, dict(INDEX_STATS, name=str, domid=int), "index domain")
         check(0 <= d["sharing_rate"] <= 1, "rate %r" % d)
     p = b.ctl("index", sock=b.destd_sock)
     check(p.returncode == 0 and "SHARING" in p.stdout and
-          "(host)" in p.stdout and "scanner:" in p.stdout,
+          "(host)" in p.stdout and "scanner:" in p.stdout and
+          "filter for incoming migrations:" in p.stdout,
           "index table: %r" % p.stdout)
     rows = [ln for ln in p.stdout.splitlines()
             if re.match(r"^\S+\s+\d+\s+\d+\s+\d+\s+\d+\s+[0-9.]+%$", ln)]
