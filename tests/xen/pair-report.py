@@ -111,6 +111,16 @@ def main():
           "%d < %d" % (link["mig1"], link["mig3"]))
     check("--dedup all sent REF pages", a.get("pages_ref", 0) > 0,
           "pages_ref=%s" % a.get("pages_ref"))
+    # Host A's destd indexed mig1 before it left (dom0-init pair-src):
+    # its pages held once on A go by the scanner's prefix, unhashed, and
+    # B's FILTER rules out those whose content B lacks.
+    check("--dedup all offered pages by A's index (keyed)",
+          a.get("pages_keyed", 0) > 0,
+          "pages_keyed=%s" % a.get("pages_keyed"))
+    check("--dedup all: B's FILTER ruled out pages B lacks",
+          a.get("pages_filtered", 0) > 0,
+          "pages_filtered=%s of %s pages" % (a.get("pages_filtered"),
+                                             a.get("pages_total")))
 
     print()
     print("| run | bytes_wire | link bytes (A eth0 tx+rx) | pages data / ref"
