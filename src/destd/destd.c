@@ -650,8 +650,10 @@ destd_metrics(struct evbuffer *b, void *arg)
 	static const char *const kinds[] = { "data", "ref", "zero", "had" };
 	uint64_t tot[DC_MAX];
 	struct json_object *j;
+	struct hfilt_snap *sn;
 	struct pidx_stats st;
 	struct scan_stats ss;
+	struct timespec now;
 	size_t i, k, live = 0;
 
 	memcpy(tot, dd->ended, sizeof(tot));
@@ -727,6 +729,21 @@ destd_metrics(struct evbuffer *b, void *arg)
 	    "Domains in the scanner's last pass.", ss.domains);
 	prom_u64(b, "sharemig_scanner_busy", "gauge",
 	    "1 while a pass is under way.", (uint64_t)(ss.busy != 0));
+	if ((sn = hfilt_get(dd->env.filter)) != NULL) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		prom_u64(b, "sharemig_filter_contents", "gauge",
+		    "Contents in the FILTER incoming migrations get (rebuilt "
+		    "at the end of each scanner pass).", sn->contents);
+		prom_u64(b, "sharemig_filter_bytes", "gauge",
+		    "Size of that filter (0: the index is too large for one).",
+		    sn->f.nbits / 8);
+		prom_head(b, "sharemig_filter_age_seconds", "gauge",
+		    "Time since that filter was built.");
+		evbuffer_add_printf(b, "sharemig_filter_age_seconds %.3f\n",
+		    (double)(now.tv_sec - sn->built.tv_sec) +
+		    (double)(now.tv_nsec - sn->built.tv_nsec) / 1e9);
+		hfilt_put(sn);
+	}
 }
 
 

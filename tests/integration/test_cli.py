@@ -578,6 +578,9 @@ def metrics(c, a, b, ports):
     check(dst["sharemig_index_pages"] > 0 and
           0 <= dst["sharemig_index_sharing_ratio"] <= 1, "index %r" % dst)
     check(dst["sharemig_scanner_passes_total"] >= 1, "scanner passes")
+    check(dst["sharemig_filter_contents"] > 0 and
+          dst["sharemig_filter_bytes"] >= dst["sharemig_filter_contents"]
+          and dst["sharemig_filter_age_seconds"] >= 0, "filter %r" % dst)
     try:
         urllib.request.urlopen("http://127.0.0.1:%d/other" % pa, timeout=30)
         raise AssertionError("/other served")
