@@ -175,6 +175,10 @@ struct mig_src {
 	struct mig_stats	 st;
 	uint64_t		 dirty_prev;
 	unsigned		 no_progress;
+	uint8_t			 peer_id[16];	/* the destination's host id */
+	int			 peer_id_ok;
+	double			 est_data_ms;	/* the last stop decision's
+						 * estimate of its pages' time */
 	struct timespec		 t_start, t_pause, t_iter;
 	struct timespec		 t_wait;	/* since: pages wait for HAVE */
 	int			 waiting;
@@ -916,6 +920,8 @@ src_on_hello(struct mig_src *m, const struct proto_hello *h)
 		    pcomp_name((uint32_t)m->o.compress));
 		return;
 	}
+	memcpy(m->peer_id, h->host_id, sizeof(m->peer_id));
+	m->peer_id_ok = 1;
 	link_set_phase(m->link, PH_INFO);
 	if ((rc = m->env->ops->config_get(m->dom, &config, &config_len)) != 0) {
 		src_fail(m, "cannot read the domain's configuration: %s",
@@ -1976,6 +1982,61 @@ src_hold_hot(struct mig_src *m)
 	bm_zero(m->hot, m->pages);
 }
 
+/* The destination's entry in env's handover table, or NULL. */
+static struct src_handover *
+src_handover_find(struct mig_src *m)
+{
+	struct src_handover *h = m->env->handover;
+	size_t i;
+
+	if (!m->peer_id_ok)
+		return NULL;
+	for (i = 0; i < SRC_HANDOVER_HOSTS; i++)
+		if (h[i].n > 0 && memcmp(h[i].host_id, m->peer_id, 16) == 0)
+			return &h[i];
+	return NULL;
+}
+
+/*
+ * Learn from a completed handover: downtime minus the estimate of the
+ * final round's pages.  Only when that estimate was within twice the
+ * target: a larger final round (an iteration cap, no progress) measures
+ * the bandwidth estimate more than the handover.  A new destination
+ * takes a free slot or the least recently used one.
+ */
+static void
+src_handover_learn(struct mig_src *m)
+{
+	struct src_env *env = m->env;
+	struct src_handover *h;
+	double sample = m->st.downtime_ms - m->est_data_ms;
+	size_t i;
+
+	if (!m->peer_id_ok || m->est_data_ms < 0 ||
+	    m->est_data_ms > 2.0 * m->o.downtime_ms)
+		return;
+	if (sample < 0)
+		sample = 0;
+	if (sample > 60000)
+		sample = 60000;
+	if ((h = src_handover_find(m)) == NULL) {
+		h = &env->handover[0];
+		for (i = 0; i < SRC_HANDOVER_HOSTS; i++) {
+			if (env->handover[i].n == 0) {
+				h = &env->handover[i];
+				break;
+			}
+			if (env->handover[i].used < h->used)
+				h = &env->handover[i];
+		}
+		memcpy(h->host_id, m->peer_id, 16);
+		h->n = 0;
+	}
+	h->ms = h->n == 0 ? sample : 0.7 * h->ms + 0.3 * sample;
+	h->n++;
+	h->used = ++env->handover_tick;
+}
+
 /*
  * The stop policy, run when an iteration's records have all left the
  * output buffer and the kernel (src_sockq): fetch the dirty set and
@@ -1995,7 +2056,8 @@ src_iter_done(struct mig_src *m)
 	struct proto_iter_end ie;
 	struct timespec now;
 	uint8_t buf[64];
-	double ms, bw, est_ms, floor_bw = SRC_MIN_BW;
+	struct src_handover *h;
+	double ms, bw, est_ms, hand, floor_bw = SRC_MIN_BW;
 	uint64_t dirty, bytes;
 	int rc, stop, progress;
 
@@ -2045,8 +2107,10 @@ src_iter_done(struct mig_src *m)
 		return;
 	}
 	(void)src_send(m, buf, proto_enc_iter_end(buf, sizeof(buf), &ie));
-	est_ms = ((double)dirty * PROTO_PAGE_SIZE + (double)src_sockq(m)) *
-	    1e3 / bw;
+	m->est_data_ms = ((double)dirty * PROTO_PAGE_SIZE +
+	    (double)src_sockq(m)) * 1e3 / bw;
+	hand = (h = src_handover_find(m)) != NULL ? h->ms : 0;
+	est_ms = m->est_data_ms + hand;
 	if (m->st.iterations > 1 && dirty * 10 >= m->dirty_prev * 9)
 		m->no_progress++;
 	else
@@ -2065,10 +2129,14 @@ src_iter_done(struct mig_src *m)
 		    src_throttle(m, pace_throttle_next(m->throttle_pct, 0)) != 0)
 			stop = 1;
 	}
+	m->st.downtime_est_ms = est_ms;
+	m->st.handover_est_ms = hand;
+	m->st.handover_samples = h != NULL ? h->n : 0;
 	log_info("migration %u: %s: iteration %u: %llu bytes in %.0f ms, "
-	    "%llu pages dirty, estimated downtime %.1f ms, throttle %u%%%s%s",
+	    "%llu pages dirty, estimated downtime %.1f ms (%.1f of it the "
+	    "handover), throttle %u%%%s%s",
 	    m->id, m->domain, m->st.iterations - 1, (unsigned long long)bytes,
-	    ms, (unsigned long long)dirty, est_ms, m->throttle_pct,
+	    ms, (unsigned long long)dirty, est_ms, hand, m->throttle_pct,
 	    m->known != NULL && ygate_closed(&m->yg) ?
 	    ", content lookups sampled (low yield)" : "",
 	    stop ? ": stop and copy" : "");
@@ -2401,6 +2469,7 @@ src_on_running(struct mig_src *m, const struct proto_running *r)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	m->st.downtime_ms = ts_ms(&m->t_pause, &now);
+	src_handover_learn(m);
 	log_debug("migration %u: %s: RUNNING", m->id, m->domain);
 	m->st.cpu_dest_s = (double)r->cpu_dest_us / 1e6;
 	m->st.refs_failed_dest = r->refs_failed;
@@ -2780,6 +2849,7 @@ mig_src_start(struct src_env *env, uint32_t id, const char *domain,
 	m->o = *o;
 	m->done = done;
 	m->done_arg = arg;
+	m->est_data_ms = -1;	/* no stop decision yet */
 	m->state = MS_CONNECTING;
 	snprintf(m->domain, sizeof(m->domain), "%s", domain);
 	snprintf(m->dest, sizeof(m->dest), "%s", dest);
@@ -3191,6 +3261,9 @@ mig_src_json(const struct mig_src *m)
 	json_object_object_add(o, "iteration_stats", src_iter_json(m));
 	json_add_double(o, "total_ms", total, 1);
 	json_add_double(o, "downtime_ms", m->st.downtime_ms, 1);
+	json_add_double(o, "downtime_estimate_ms", m->st.downtime_est_ms, 1);
+	json_add_double(o, "handover_estimate_ms", m->st.handover_est_ms, 1);
+	json_add_u64(o, "handover_samples", m->st.handover_samples);
 	json_add_double(o, "cpu_source_s", m->st.cpu_source_s, 3);
 	json_add_double(o, "cpu_dest_s", m->st.cpu_dest_s, 3);
 	json_add_u64(o, "refs_failed_dest", m->st.refs_failed_dest);

@@ -24,6 +24,24 @@ struct json_object;
 struct mig_src;
 
 /* Daemon-wide state a job uses; read-only after start-up. */
+/*
+ * What one destination's handover takes beyond the final round's pages:
+ * pausing, END to READY, GO to RUNNING, the destination loading the
+ * context and unpausing.  The stop rule estimates the final round from
+ * the dirty set and the bandwidth; this part it learns, per destination
+ * host (HELLO's host id), from the downtime of earlier migrations there:
+ * an exponentially weighted average of downtime minus that estimate.
+ * Kept in memory only (a restarted sourced learns again).
+ */
+#define SRC_HANDOVER_HOSTS	64
+
+struct src_handover {
+	uint8_t		host_id[16];
+	double		ms;		/* the average */
+	unsigned	n;		/* samples; 0 = a free slot */
+	uint64_t	used;		/* last use, for replacement */
+};
+
 struct src_env {
 	struct event_base	*base;
 	const struct hv_ops	*ops;
@@ -34,6 +52,8 @@ struct src_env {
 	uint8_t			 host_id[16];
 	char			 host_name[64];
 	unsigned		 timeout_s;	/* silence that ends a session */
+	struct src_handover	 handover[SRC_HANDOVER_HOSTS];
+	uint64_t		 handover_tick;
 };
 
 struct mig_opts {
@@ -107,6 +127,11 @@ struct mig_stats {
 	unsigned	iterations;
 	double		total_ms;
 	double		downtime_ms;
+	double		downtime_est_ms;	/* the stop rule's estimate */
+	double		handover_est_ms;	/* ... its learned handover part
+						 * (struct src_handover) */
+	unsigned	handover_samples;	/* ... learned from this many
+						 * earlier migrations */
 	double		cpu_source_s;
 	double		cpu_dest_s;
 	uint64_t	refs_failed_dest;

@@ -28,6 +28,9 @@ def setup(c):
     return a, b
 
 
+OUTS = {}
+
+
 def migrate_running(a, b, name, dedup):
     a.create(name, PAGES, share=0.5, seed=11)
     a.scan_wait()
@@ -42,6 +45,7 @@ def migrate_running(a, b, name, dedup):
         check(k in out, "JSON lacks %s: %r" % (k, out))
     check(out["memory_sha256_source"] == out["memory_sha256_dest"],
           "I1: digests differ: %r" % out)
+    OUTS[dedup] = out
     check(out["pages_total"] == PAGES, "pages_total %r" % out)
     # The sim backend vouches for every page: all of them are hashed.
     check(out.get("memory_pages_verified") == PAGES and
@@ -70,6 +74,20 @@ def migrate_running(a, b, name, dedup):
     check(b.status(name)["writes"] > w0, "guest does not run on host-b")
     rc, msg = b.selfcheck(name)
     check(rc == 0, "self-check after migration: %s" % msg)
+
+
+def handover_learned():
+    """The stop rule's downtime estimate learns the handover per
+    destination: nothing for sourced's first migration to host-b, then
+    what the earlier ones took beyond their final round's pages."""
+    first, later = OUTS["none"], OUTS["all"]
+    check(first["handover_samples"] == 0 and
+          first["handover_estimate_ms"] == 0,
+          "first migration to host-b: %r" % first)
+    check(later["handover_samples"] >= 1 and
+          later["handover_estimate_ms"] >= 0 and
+          later["downtime_estimate_ms"] >= later["handover_estimate_ms"],
+          "third migration to host-b learned nothing: %r" % later)
 
 
 def migrate_paused(a, b):
@@ -166,6 +184,8 @@ def main():
         for mode in ("none", "shared", "all"):
             r.case("running guest, --dedup %s" % mode, migrate_running,
                    a, b, "g-" + mode, mode)
+        r.case("the downtime estimate learns host-b's handover",
+               handover_learned)
         r.case("--paused: simhv digest equals the source digest",
                migrate_paused, a, b)
         r.case("A -> B -> A", back_and_forth, a, b)
