@@ -52,5 +52,7 @@ void	hfilt_set(struct hfilt *h, struct hfilt_snap *snap);
 /* The published snapshot with a reference for the caller, or NULL. */
 struct hfilt_snap *hfilt_get(struct hfilt *h);
 void	hfilt_put(struct hfilt_snap *snap);	/* accepts NULL */
+/* Milliseconds since snap was built (CLOCK_MONOTONIC). */
+double	hfilt_age_ms(const struct hfilt_snap *snap);
 
 #endif

@@ -100,6 +100,15 @@ hfilt_get(struct hfilt *h)
 	return sn;
 }
 
+double
+hfilt_age_ms(const struct hfilt_snap *snap)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return ms_between(&snap->built, &now);
+}
+
 void
 hfilt_put(struct hfilt_snap *snap)
 {

@@ -7,6 +7,7 @@
  * needs to know which of a guest's pages are shared on the host (the
  * "shared" dedup policy).  The migration path reads the index directly.
  */
+#include <endian.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -400,7 +401,7 @@ cmd_index_keys(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	struct json_object *o;
 	int64_t domid, first, count;
 	uint8_t (*pre)[8], *raw = NULL, *p;
-	uint64_t *fps;
+	uint64_t *fps, le;
 	char *hex = NULL, *h;
 	size_t i;
 	int rc, j, binary = 0;
@@ -432,8 +433,8 @@ cmd_index_keys(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	json_object_object_add(o, "indexed", json_object_new_boolean(rc == 0));
 	if (binary) {
 		for (i = 0, p = raw; i < (size_t)count; i++, p += 16) {
-			for (j = 0; j < 8; j++)
-				p[j] = (uint8_t)(fps[i] >> (8 * j));
+			le = htole64(fps[i]);
+			memcpy(p, &le, 8);
 			memcpy(p + 8, pre[i], 8);
 		}
 		ctl_reply_data(r, o, raw, (size_t)count * 16);
@@ -481,7 +482,6 @@ cmd_index(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	struct hfilt_snap *sn;
 	struct pidx_stats st;
 	struct scan_stats ss;
-	struct timespec now;
 	size_t n = 0, i;
 
 	if (dd->env.ops->list(dd->env.hv, &doms, &n) == 0) {
@@ -510,7 +510,6 @@ cmd_index(struct destd *dd, struct ctl_req *r, struct json_object *req)
 	json_object_object_add(d, "cpu_s", json_object_new_double(ss.cpu_s));
 	json_object_object_add(o, "scanner", d);
 	if ((sn = hfilt_get(dd->env.filter)) != NULL) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
 		d = json_object_new_object();
 		json_object_object_add(d, "contents",
 		    json_object_new_uint64(sn->contents));
@@ -520,9 +519,8 @@ cmd_index(struct destd *dd, struct ctl_req *r, struct json_object *req)
 		    json_object_new_int(sn->f.k));
 		json_object_object_add(d, "build_ms",
 		    json_object_new_double(sn->build_ms));
-		json_object_object_add(d, "age_ms", json_object_new_double(
-		    (double)(now.tv_sec - sn->built.tv_sec) * 1e3 +
-		    (double)(now.tv_nsec - sn->built.tv_nsec) / 1e6));
+		json_object_object_add(d, "age_ms",
+		    json_object_new_double(hfilt_age_ms(sn)));
 		json_object_object_add(o, "filter", d);
 		hfilt_put(sn);
 	}
@@ -653,7 +651,6 @@ destd_metrics(struct evbuffer *b, void *arg)
 	struct hfilt_snap *sn;
 	struct pidx_stats st;
 	struct scan_stats ss;
-	struct timespec now;
 	size_t i, k, live = 0;
 
 	memcpy(tot, dd->ended, sizeof(tot));
@@ -730,7 +727,6 @@ destd_metrics(struct evbuffer *b, void *arg)
 	prom_u64(b, "sharemig_scanner_busy", "gauge",
 	    "1 while a pass is under way.", (uint64_t)(ss.busy != 0));
 	if ((sn = hfilt_get(dd->env.filter)) != NULL) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
 		prom_u64(b, "sharemig_filter_contents", "gauge",
 		    "Contents in the FILTER incoming migrations get (rebuilt "
 		    "at the end of each scanner pass).", sn->contents);
@@ -740,8 +736,7 @@ destd_metrics(struct evbuffer *b, void *arg)
 		prom_head(b, "sharemig_filter_age_seconds", "gauge",
 		    "Time since that filter was built.");
 		evbuffer_add_printf(b, "sharemig_filter_age_seconds %.3f\n",
-		    (double)(now.tv_sec - sn->built.tv_sec) +
-		    (double)(now.tv_nsec - sn->built.tv_nsec) / 1e9);
+		    hfilt_age_ms(sn) / 1e3);
 		hfilt_put(sn);
 	}
 }

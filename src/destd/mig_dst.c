@@ -370,7 +370,6 @@ dst_send_filter(struct mig_dst *s, uint32_t dedup)
 {
 	struct proto_filter fr;
 	struct hfilt_snap *sn = NULL;
-	struct timespec now;
 	const char *whence = "the last scan pass";
 	uint8_t *buf = NULL, *chunk = NULL;
 	uint64_t nbits = 0, off;
@@ -425,13 +424,11 @@ dst_send_filter(struct mig_dst *s, uint32_t dedup)
 			goto out;
 		}
 	}
-	clock_gettime(CLOCK_MONOTONIC, &now);
 	log_info("session %u: %s: filter of %llu contents for the source "
 	    "(%s, %.0f ms ago, built in %.1f ms): %llu KiB, %u probes, %.0f%% "
 	    "of bits set", s->id, s->domain,
 	    (unsigned long long)sn->contents, whence,
-	    (double)(now.tv_sec - sn->built.tv_sec) * 1e3 +
-	    (double)(now.tv_nsec - sn->built.tv_nsec) / 1e6, sn->build_ms,
+	    hfilt_age_ms(sn), sn->build_ms,
 	    (unsigned long long)(nbits / 8192), sn->f.k,
 	    100.0 * pfilt_fill(&sn->f));
 	rc = 0;

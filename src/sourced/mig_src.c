@@ -21,6 +21,7 @@
  * unpaused: it keeps running here (I5).  Failure after GO and before
  * RUNNING: "ambiguous", the source copy stays paused and is kept.
  */
+#include <endian.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -2625,11 +2626,11 @@ src_keys_main(void *arg)
 	struct mig_src *m = arg;
 	struct json_object *req, *rep = NULL, *v;
 	struct timespec t0, t1;
-	uint64_t first, cnt, i;
+	uint64_t first, cnt, i, le;
 	const uint8_t *p;
 	void *data = NULL;
 	size_t len;
-	int rc, j;
+	int rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (first = 0; first < m->pages; first += cnt) {
@@ -2668,10 +2669,8 @@ src_keys_main(void *arg)
 			goto out;
 		}
 		for (i = 0, p = data; i < cnt; i++, p += 16) {
-			m->kfp[first + i] = 0;
-			for (j = 7; j >= 0; j--)
-				m->kfp[first + i] =
-				    m->kfp[first + i] << 8 | p[j];
+			memcpy(&le, p, 8);
+			m->kfp[first + i] = le64toh(le);
 			memcpy(m->kpre[first + i], p + 8, 8);
 		}
 		json_object_put(rep);
