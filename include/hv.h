@@ -33,6 +33,16 @@
 #define HV_DOM_PAUSED	0x2u	/* paused (by a pause op) */
 #define HV_DOM_INCOMING	0x4u	/* being built by a migration; not usable */
 #define HV_DOM_DYING	0x8u
+/*
+ * Reported by dom_info() on the handle create() returned, while the
+ * domain is still incoming: every page of it read as zero when create()
+ * returned, so a page nobody has written through map() since still
+ * does, and writing zeros to it is redundant.  sim: the domain is a
+ * sparse file (a page never written is a hole).  xen: never (libxl
+ * builds firmware and tables into the new domain, and a pfn may be a
+ * hole that must be populated).
+ */
+#define HV_DOM_ZEROED	0x10u
 
 struct hv_dom_info {
 	uint32_t	domid;

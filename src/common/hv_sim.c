@@ -29,6 +29,7 @@ struct hv_dom {
 	struct hv	*hv;
 	struct simdom	*sd;
 	size_t		 nmaps;		/* live hv_maps */
+	int		 created;	/* by sim_create: HV_DOM_ZEROED */
 };
 
 struct hv_map {
@@ -152,6 +153,9 @@ static int
 sim_dom_info(struct hv_dom *d, struct hv_dom_info *out)
 {
 	fill_info(d->sd, out);
+	/* sd_create() grew the file from nothing: its pages are holes. */
+	if (d->created && (out->flags & HV_DOM_INCOMING))
+		out->flags |= HV_DOM_ZEROED;
 	return 0;
 }
 
@@ -312,6 +316,7 @@ sim_create(struct hv *hv, const struct hv_dom_info *shape,
 		return r;
 	}
 	d->hv = hv;
+	d->created = 1;
 	*out = d;
 	return 0;
 }

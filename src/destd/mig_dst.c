@@ -107,6 +107,15 @@ struct mig_dst {
 
 	/* Statistics. */
 	uint64_t		 pages_data, pages_zero, pages_ref;
+	/*
+	 * The backend created the domain zeroed (HV_DOM_ZEROED): a ZERO
+	 * record for a page this session never mapped writable (touched)
+	 * is counted and not written, so the page stays unallocated, as
+	 * QEMU's RAM loader leaves an already-zero page alone.
+	 */
+	int			 zeroed;
+	uint64_t		*touched;
+	uint64_t		 zero_skipped;
 	uint64_t		 bytes_data;	/* PAGE_DATA payload as received */
 	uint64_t		 refs_filled, refs_failed;
 	uint64_t		 offered, had;
@@ -444,7 +453,7 @@ static void
 dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 {
 	struct proto_domain_ack ack;
-	struct hv_dom_info shape;
+	struct hv_dom_info shape, inf;
 	uint8_t buf[64];
 	int rc;
 
@@ -518,6 +527,10 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 		dst_fail(s, "out of memory");
 		return;
 	}
+	if (s->env->ops->dom_info(s->dom, &inf) == 0 &&
+	    (inf.flags & HV_DOM_ZEROED) &&
+	    (s->touched = bm_alloc(di->pages)) != NULL)
+		s->zeroed = 1;
 	s->pages = di->pages;
 	s->flags = di->flags;
 	s->dedup = di->dedup;
@@ -567,11 +580,21 @@ dst_resolved(struct mig_dst *s, uint64_t pfn)
 	}
 }
 
-/* Map a run of the incoming domain's pages writable. */
+/*
+ * Map a run of the incoming domain's pages writable.  Every write to the
+ * domain goes through here (on the event loop; the fill worker writes
+ * only pages mapped here), so the pages mapped are the ones that may no
+ * longer be zero (touched).
+ */
 static int
 dst_map(struct mig_dst *s, const uint64_t *pfns, uint32_t n, void **pages,
     struct hv_map **map)
 {
+	uint32_t i;
+
+	if (s->zeroed)
+		for (i = 0; i < n; i++)
+			bm_set(s->touched, pfns[i]);
 	return s->env->ops->map(s->dom, pfns, n, 1, pages, map);
 }
 
@@ -629,18 +652,28 @@ dst_on_page_zero(struct mig_dst *s, const struct proto_pfn_list *zl)
 	uint64_t pfns[HV_MAP_BATCH_MAX];
 	void *pages[HV_MAP_BATCH_MAX];
 	struct hv_map *map;
-	uint32_t i, j, n;
+	uint32_t i, j, k, n;
+	uint64_t pfn;
 	int rc;
 
 	for (i = 0; i < zl->count && filler_busy(s->filler) > 0; i++)
 		dst_fill_wait(s, proto_pfn_at(zl->pfns, i));
 	if (mig_dst_terminal(s))
 		return;
-	for (i = 0; i < zl->count; i += n) {
-		n = zl->count - i < HV_MAP_BATCH_MAX ? zl->count - i :
-		    HV_MAP_BATCH_MAX;
-		for (j = 0; j < n; j++)
-			pfns[j] = proto_pfn_at(zl->pfns, i + j);
+	for (i = 0; i < zl->count; i += k) {
+		/* Up to a map batch of pages that may not read as zero. */
+		for (k = n = 0; i + k < zl->count && n < HV_MAP_BATCH_MAX;
+		    k++) {
+			pfn = proto_pfn_at(zl->pfns, i + k);
+			if (s->zeroed && !bm_test(s->touched, pfn)) {
+				dst_resolved(s, pfn);	/* still zero */
+				s->zero_skipped++;
+				continue;
+			}
+			pfns[n++] = pfn;
+		}
+		if (n == 0)
+			continue;
 		if ((rc = dst_map(s, pfns, n, pages, &map)) != 0) {
 			dst_fail(s, "cannot map pages of %s: %s", s->domain,
 			    strerror(-rc));
@@ -1393,6 +1426,7 @@ mig_dst_free(struct mig_dst *s)
 	fill_ctx_close(&s->fc);
 	free(s->unresolved);
 	free(s->recvd);
+	free(s->touched);
 	pcomp_free(s->pc);
 	free(s->zbuf);
 	free(s);
@@ -1448,6 +1482,9 @@ mig_dst_json(const struct mig_dst *s)
 	json_object_object_add(o, "pages_ref", json_object_new_uint64(
 	    s->pages_ref + (s->advise ? 0 : s->had)));
 	json_object_object_add(o, "pages_zero", json_object_new_uint64(s->pages_zero));
+	/* ZERO pages left unwritten: the new domain still held zeros. */
+	json_object_object_add(o, "pages_zero_skipped",
+	    json_object_new_uint64(s->zero_skipped));
 	json_object_object_add(o, "refs_failed", json_object_new_uint64(s->refs_failed));
 	json_object_object_add(o, "fills_stale", json_object_new_uint64(
 	    s->fc.stale));

@@ -60,7 +60,8 @@ FILTER = {"contents": int, "bytes": int, "probes": int,
           "build_ms": (int, float), "age_ms": (int, float)}
 SESSION = {"id": int, "status": str, "peer": str, "domain": str,
            "pages_total": int, "pages_data": int, "pages_ref": int,
-           "pages_zero": int, "refs_failed": int, "fills_stale": int,
+           "pages_zero": int, "pages_zero_skipped": int,
+           "refs_failed": int, "fills_stale": int,
            "pages_offered": int, "pages_had": int}
 ERROR = {"ok": bool, "error": str, "exit_code": int, "schema": int}
 
