@@ -108,12 +108,12 @@ struct mig_dst {
 	/* Statistics. */
 	uint64_t		 pages_data, pages_zero, pages_ref;
 	/*
-	 * The backend created the domain zeroed (HV_DOM_ZEROED): a ZERO
-	 * record for a page this session never mapped writable (touched)
-	 * is counted and not written, so the page stays unallocated, as
-	 * QEMU's RAM loader leaves an already-zero page alone.
+	 * Set only when the backend created the domain zeroed
+	 * (HV_DOM_ZEROED): the pages this session has mapped writable.  A
+	 * ZERO record for a page not in it is counted and not written, so
+	 * the page stays unallocated, as QEMU's RAM loader leaves an
+	 * already-zero page alone.
 	 */
-	int			 zeroed;
 	uint64_t		*touched;
 	uint64_t		 zero_skipped;
 	uint64_t		 bytes_data;	/* PAGE_DATA payload as received */
@@ -527,10 +527,10 @@ dst_on_domain_info(struct mig_dst *s, const struct proto_domain_info *di)
 		dst_fail(s, "out of memory");
 		return;
 	}
+	/* Without the bitmap (no memory) every ZERO page is written. */
 	if (s->env->ops->dom_info(s->dom, &inf) == 0 &&
-	    (inf.flags & HV_DOM_ZEROED) &&
-	    (s->touched = bm_alloc(di->pages)) != NULL)
-		s->zeroed = 1;
+	    (inf.flags & HV_DOM_ZEROED))
+		s->touched = bm_alloc(di->pages);
 	s->pages = di->pages;
 	s->flags = di->flags;
 	s->dedup = di->dedup;
@@ -592,7 +592,7 @@ dst_map(struct mig_dst *s, const uint64_t *pfns, uint32_t n, void **pages,
 {
 	uint32_t i;
 
-	if (s->zeroed)
+	if (s->touched != NULL)
 		for (i = 0; i < n; i++)
 			bm_set(s->touched, pfns[i]);
 	return s->env->ops->map(s->dom, pfns, n, 1, pages, map);
@@ -665,7 +665,7 @@ dst_on_page_zero(struct mig_dst *s, const struct proto_pfn_list *zl)
 		for (k = n = 0; i + k < zl->count && n < HV_MAP_BATCH_MAX;
 		    k++) {
 			pfn = proto_pfn_at(zl->pfns, i + k);
-			if (s->zeroed && !bm_test(s->touched, pfn)) {
+			if (s->touched != NULL && !bm_test(s->touched, pfn)) {
 				dst_resolved(s, pfn);	/* still zero */
 				s->zero_skipped++;
 				continue;
