@@ -14,7 +14,10 @@
 #                              with --dedup all --verify, another with
 #                              --dedup none --verify, a third with stock
 #                              `xl migrate`; PASS/FAIL per check, a table
-#                              of bytes, pages and times
+#                              of bytes, pages and times.  PAIR_RUNS picks
+#                              the runs: "all none xl" (the default, the
+#                              whole evaluation) or "all" (the meson
+#                              suite's xen_lab_pair, run by CI)
 #   tests/xen/lab.sh shell     boot to a dom0 shell on the terminal
 #
 # Exit status 0 when the serial log has the PASS line(s).  Needs root only
@@ -26,6 +29,8 @@
 # SHAREMIG_XEN_DEBUG=1 (libxc/libxl messages from the backend),
 # PAIR_MIGRATE_ARGS (pair only: extra `migratectl migrate` options for
 # both sharemig runs, e.g. "--max-iterations 1"; default none),
+# PAIR_RUNS (pair only: which of all, none, xl to run, in that order;
+# default "all none xl"),
 # PAIR_STALL, PAIR_GRACE, PAIR_RETRY_MIN (xlpair and pair: see
 # watch_pair; 240, 420 and 900 s).
 set -eu
@@ -234,13 +239,14 @@ run_pair() {	# run_pair SECONDS
 	log "booting two emulated hosts joined on 127.0.0.1:$PORT" \
 	    "(at most $TIMEOUT s)"
 	rm -f "$W/serial-src.log" "$W/serial-dst.log"
-	boot "$W/serial-dst.log" "sharemig.mode=$m-dst sharemig.ip=10.0.0.2" \
+	boot "$W/serial-dst.log" \
+	    "sharemig.mode=$m-dst sharemig.ip=10.0.0.2 $pruns" \
 	    -netdev "socket,id=n0,listen=127.0.0.1:$PORT" \
 	    -device e1000,netdev=n0,mac=52:54:00:00:00:02 &
 	dst=$!
 	sleep 3
 	boot "$W/serial-src.log" \
-	    "sharemig.mode=$m-src sharemig.ip=10.0.0.1 $margs" \
+	    "sharemig.mode=$m-src sharemig.ip=10.0.0.1 $pruns $margs" \
 	    -netdev "socket,id=n0,connect=127.0.0.1:$PORT" \
 	    -device e1000,netdev=n0,mac=52:54:00:00:00:01 &
 	src=$!
@@ -257,6 +263,24 @@ xlpair|pair)
 	# for spaces (a comma would split QEMU's -initrd module list).
 	margs=$(printf '%s' "${PAIR_MIGRATE_ARGS:-}" | tr ' ' +)
 	[ -n "$margs" ] && margs="sharemig.migargs=$margs"
+	# The pair's runs, in the order all, none, xl (dom0-init and
+	# pair-report.py map them to the guests mig1, mig2, mig3).
+	runs=
+	for r in all none xl; do
+		case " ${PAIR_RUNS:-all none xl} " in
+		*" $r "*) runs="$runs $r" ;;
+		esac
+	done
+	for r in ${PAIR_RUNS:-}; do
+		case "$r" in
+		all|none|xl) ;;
+		*) log "PAIR_RUNS: unknown run '$r' (all, none, xl)"; exit 2 ;;
+		esac
+	done
+	runs=${runs# }
+	[ -n "$runs" ] || { log "PAIR_RUNS names no run"; exit 2; }
+	pruns="sharemig.runs=$(printf '%s' "$runs" | tr ' ' +)"
+	[ "$MODE" = pair ] && log "pair runs: $runs"
 	# LAB_TIMEOUT bounds the whole mode, retry included.  An emulator
 	# that stalls (no dom0 heartbeat for PAIR_STALL s) gets both hosts
 	# booted once more when PAIR_RETRY_MIN s are left.
@@ -278,8 +302,9 @@ xlpair|pair)
 	log "source:"; show "$W/serial-src.log"
 	log "destination:"; show "$W/serial-dst.log"
 	if [ "$MODE" = pair ]; then
-		python3 "$HERE/pair-report.py" "$W/serial-src.log" \
-		    "$W/serial-dst.log" "$W/report.json" >"$W/report.txt" ||
+		python3 "$HERE/pair-report.py" --runs "$runs" \
+		    "$W/serial-src.log" "$W/serial-dst.log" "$W/report.json" \
+		    >"$W/report.txt" ||
 		    rc=1
 		cat "$W/report.txt"
 	else
@@ -323,7 +348,7 @@ if [ $rc != 0 ] && [ -s "$W/serial-src.log" ]; then
 	for h in src dst; do
 		log "last lines of $h:"
 		grep -a -E '^(lab-dom0|SHAREMIG)' "$W/serial-$h.log" |
-		    tail -n 3 | tr -d '\r' | cut -c1-200 >&2
+		    tail -n 5 | tr -d '\r' | cut -c1-240 >&2
 	done
 	[ -z "${stopped:-}" ] || log "hosts stopped: $stopped"
 fi
