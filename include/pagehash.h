@@ -17,6 +17,27 @@
 
 /* SHA-256 of one page. */
 void	ph_sha256(const void *page, uint8_t out[PH_DIGEST_LEN]);
+/*
+ * SHA-256 of two pages at once: on CPUs with SHA-NI about 1.6 times the
+ * rate of two ph_sha256 calls (pagehash.c says why).
+ */
+void	ph_sha256_2(const void *p0, const void *p1,
+	    uint8_t out0[PH_DIGEST_LEN], uint8_t out1[PH_DIGEST_LEN]);
+/*
+ * Pairs pages up for ph_sha256_2: ph_queue_add hashes a page when a second
+ * one arrives, so a digest is written only after the next add or the
+ * flush; the page must stay mapped and out stay valid until then.  Start
+ * from a zeroed struct; flush before using the digests.
+ */
+struct ph_queue {
+	const void	*page;		/* waiting for a partner, or NULL */
+	uint8_t		*out;
+};
+void	ph_queue_add(struct ph_queue *q, const void *page,
+	    uint8_t out[PH_DIGEST_LEN]);
+void	ph_queue_flush(struct ph_queue *q);
+/* 1 if pages are hashed by the SHA-NI code, 0 if by OpenSSL. */
+int	ph_sha256_ni(void);
 /* SHA-256 of len bytes (whole-memory digests are built with ph_ctx_*). */
 void	ph_sha256_buf(const void *buf, size_t len, uint8_t out[PH_DIGEST_LEN]);
 /* XXH3-64 of one page. */

@@ -160,12 +160,97 @@ now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/*
+ * Whole pages through ph_sha256, ph_sha256_2 and ph_queue against
+ * ph_sha256_buf (OpenSSL's EVP, the reference) on random pages, at an
+ * odd offset too: the SHA-NI path when the CPU has it, else OpenSSL
+ * itself (the test's second run sets SHAREMIG_SHA=openssl).
+ */
+static void
+test_pages_vs_openssl(void **state)
+{
+	enum { NPG = 257 };
+	uint8_t *mem, (*want)[PH_DIGEST_LEN], (*got)[PH_DIGEST_LEN];
+	struct ph_queue q;
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	size_t i, j, off;
+	const uint8_t *pg;
+
+	(void)state;
+	mem = malloc(NPG * PH_PAGE_SIZE + 64);
+	want = malloc(NPG * PH_DIGEST_LEN);
+	got = malloc(NPG * PH_DIGEST_LEN);
+	assert_non_null(mem);
+	assert_non_null(want);
+	assert_non_null(got);
+	for (i = 0; i < NPG * PH_PAGE_SIZE + 64; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		mem[i] = (uint8_t)x;
+	}
+	/* a page of 0xff and a page with one bit set, among random ones */
+	memset(mem + 5 * PH_PAGE_SIZE, 0xff, PH_PAGE_SIZE);
+	memset(mem + 6 * PH_PAGE_SIZE, 0, PH_PAGE_SIZE);
+	mem[6 * PH_PAGE_SIZE + 4095] = 1;
+	for (off = 0; off <= 5; off += 5) {
+		for (i = 0; i < NPG; i++)
+			ph_sha256_buf(mem + off + i * PH_PAGE_SIZE,
+			    PH_PAGE_SIZE, want[i]);
+		for (i = 0; i < NPG; i++) {
+			pg = mem + off + i * PH_PAGE_SIZE;
+			ph_sha256(pg, got[i]);
+			assert_memory_equal(got[i], want[i], PH_DIGEST_LEN);
+		}
+		memset(got, 0, NPG * PH_DIGEST_LEN);
+		for (i = 0; i + 1 < NPG; i += 2)
+			ph_sha256_2(mem + off + i * PH_PAGE_SIZE,
+			    mem + off + (i + 1) * PH_PAGE_SIZE, got[i],
+			    got[i + 1]);
+		for (i = 0; i + 1 < NPG; i++)
+			assert_memory_equal(got[i], want[i], PH_DIGEST_LEN);
+		/* the queue, in a shuffled order, odd count */
+		memset(got, 0, NPG * PH_DIGEST_LEN);
+		memset(&q, 0, sizeof(q));
+		for (i = 0; i < NPG; i++) {
+			j = (i * 101) % NPG;
+			ph_queue_add(&q, mem + off + j * PH_PAGE_SIZE, got[j]);
+		}
+		ph_queue_flush(&q);
+		ph_queue_flush(&q);		/* empty: does nothing */
+		assert_null(q.page);
+		for (i = 0; i < NPG; i++)
+			assert_memory_equal(got[i], want[i], PH_DIGEST_LEN);
+	}
+	/* the same page twice in one call */
+	ph_sha256_2(mem, mem, got[0], got[1]);
+	ph_sha256_buf(mem, PH_PAGE_SIZE, want[0]);
+	assert_memory_equal(got[0], want[0], PH_DIGEST_LEN);
+	assert_memory_equal(got[1], want[0], PH_DIGEST_LEN);
+	free(mem);
+	free(want);
+	free(got);
+}
+
+/* SHAREMIG_SHA=openssl turns the SHA-NI path off. */
+static void
+test_path(void **state)
+{
+	const char *e = getenv("SHAREMIG_SHA");
+
+	(void)state;
+	if (e != NULL && strcmp(e, "openssl") == 0)
+		assert_int_equal(ph_sha256_ni(), 0);
+	printf("page SHA-256 by %s\n", ph_sha256_ni() ? "SHA-NI (own code)" :
+	    "OpenSSL");
+}
+
 /* Throwaway benchmark: pages/s of each primitive over 64 MiB. */
 static void
 bench(void)
 {
 	size_t n = 16384, i, rounds = 4, r;
-	uint8_t *mem, d[PH_DIGEST_LEN];
+	uint8_t *mem, d[PH_DIGEST_LEN], d2[PH_DIGEST_LEN];
 	volatile uint64_t sink = 0;
 	double t;
 
@@ -183,6 +268,25 @@ bench(void)
 	t = now_s() - t;
 	printf("sha256: %.0f pages/s (%.2f GB/s)\n", n * rounds / t,
 	    n * rounds * PH_PAGE_SIZE / t / 1e9);
+	t = now_s();
+	for (r = 0; r < rounds; r++)
+		for (i = 0; i + 1 < n; i += 2) {
+			ph_sha256_2(mem + i * PH_PAGE_SIZE,
+			    mem + (i + 1) * PH_PAGE_SIZE, d, d2);
+			sink += d[0] + d2[0];
+		}
+	t = now_s() - t;
+	printf("sha256 two at once: %.0f pages/s (%.2f GB/s)\n",
+	    n * rounds / t, n * rounds * PH_PAGE_SIZE / t / 1e9);
+	t = now_s();
+	for (r = 0; r < rounds; r++)
+		for (i = 0; i < n; i++) {
+			ph_sha256_buf(mem + i * PH_PAGE_SIZE, PH_PAGE_SIZE, d);
+			sink += d[0];
+		}
+	t = now_s() - t;
+	printf("sha256 OpenSSL EVP: %.0f pages/s (%.2f GB/s)\n",
+	    n * rounds / t, n * rounds * PH_PAGE_SIZE / t / 1e9);
 	t = now_s();
 	for (r = 0; r < rounds; r++)
 		for (i = 0; i < n; i++)
@@ -211,6 +315,8 @@ main(void)
 		cmocka_unit_test(test_is_zero),
 		cmocka_unit_test(test_ctx),
 		cmocka_unit_test(test_hex),
+		cmocka_unit_test(test_pages_vs_openssl),
+		cmocka_unit_test(test_path),
 	};
 
 	if (getenv("SHAREMIG_BENCH") != NULL)

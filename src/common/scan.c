@@ -126,6 +126,7 @@ scan_batch(struct scan *s, struct hv_dom *hd, uint32_t domid, uint64_t base,
 {
 	const struct hv_ops *ops = s->p.ops;
 	struct hv_map *m = NULL;
+	struct ph_queue q = { NULL, NULL };
 	size_t i, nu = 0;
 	uint64_t fp;
 	int r;
@@ -153,12 +154,14 @@ scan_batch(struct scan *s, struct hv_dom *hd, uint32_t domid, uint64_t base,
 				memcpy(s->udig[nu], ph_zero_digest(),
 				    PH_DIGEST_LEN);
 			} else {
-				ph_sha256(s->pages[i], s->udig[nu]);
+				/* two at a time (pagehash.h) */
+				ph_queue_add(&q, s->pages[i], s->udig[nu]);
 				(*hashed)++;
 			}
 		}
 		nu++;
 	}
+	ph_queue_flush(&q);
 	ops->unmap(hd, m);
 	if (nu == 0)
 		return 0;

@@ -58,13 +58,9 @@ fill_src_dom(struct fill_ctx *c, uint32_t domid)
 	return c->src[k].dom;
 }
 
-/*
- * Copy page pfn of domain d into dst and check that the copy's SHA-256
- * (left in got) starts with digest[0..dlen).
- */
+/* Copy page pfn of domain d into dst, unverified.  0, -ENOENT or -errno. */
 static int
-fill_copy_verified(struct fill_ctx *c, struct hv_dom *d, uint64_t pfn,
-    void *dst, const uint8_t *digest, size_t dlen, uint8_t got[32])
+fill_copy(struct fill_ctx *c, struct hv_dom *d, uint64_t pfn, void *dst)
 {
 	struct hv_map *map;
 	void *page;
@@ -79,6 +75,21 @@ fill_copy_verified(struct fill_ctx *c, struct hv_dom *d, uint64_t pfn,
 	if (page != dst)
 		memcpy(dst, page, PROTO_PAGE_SIZE);
 	c->ops->unmap(d, map);
+	return 0;
+}
+
+/*
+ * Copy page pfn of domain d into dst and check that the copy's SHA-256
+ * (left in got) starts with digest[0..dlen).
+ */
+static int
+fill_copy_verified(struct fill_ctx *c, struct hv_dom *d, uint64_t pfn,
+    void *dst, const uint8_t *digest, size_t dlen, uint8_t got[32])
+{
+	int rc;
+
+	if ((rc = fill_copy(c, d, pfn, dst)) != 0)
+		return rc;
 	ph_sha256(dst, got);
 	if (memcmp(got, digest, dlen) != 0) {
 		c->stale++;
@@ -126,6 +137,31 @@ fill_offered(struct fill_ctx *c, const uint8_t prefix[8], void *dst,
 	return -ENOENT;
 }
 
+/*
+ * The first try of an OFFER entry, as fill_offered would make it: copy
+ * the first location of the first index key with that prefix into dst,
+ * unverified, and that key into key.  FIRST_COPIED, FIRST_NONE when no
+ * key has that prefix (nothing to fill from), or FIRST_FAILED.
+ */
+enum { FIRST_NONE, FIRST_COPIED, FIRST_FAILED };
+
+static int
+fill_offered_first(struct fill_ctx *c, const uint8_t prefix[8], void *dst,
+    uint8_t key[PIDX_KEY_LEN])
+{
+	struct pidx_loc loc;
+	struct hv_dom *d;
+
+	if (pidx_find_prefix(c->index, prefix, (uint8_t (*)[PIDX_KEY_LEN])key,
+	    1) == 0)
+		return FIRST_NONE;
+	if (pidx_lookup(c->index, key, &loc, 1) == 0 ||
+	    (d = fill_src_dom(c, loc.domid)) == NULL ||
+	    fill_copy(c, d, loc.pfn, dst) != 0)
+		return FIRST_FAILED;
+	return FIRST_COPIED;
+}
+
 /* ---- the worker ---- */
 
 struct filler {
@@ -158,11 +194,22 @@ thread_cpu_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/*
+ * In two passes, so that the copies are hashed two at a time (pagehash.h):
+ * first every entry's first try (fill_offered_first) is copied and
+ * queued for hashing; then each copy whose digest starts with its key is
+ * kept, an entry with no key of its prefix is left unfilled, and any
+ * other goes through fill_offered from the start (which tries that copy
+ * again, counts it stale if it still differs, and tries the other keys
+ * and locations).  The same fills as one fill_offered per entry, in entry
+ * order.
+ */
 void
 fill_job_run(struct fill_ctx *c, struct fill_job *j)
 {
+	struct ph_queue q = { NULL, NULL };
 	struct ph_ctx *ctx;
-	uint8_t got[32];
+	uint8_t (*got)[32] = NULL, (*key)[PIDX_KEY_LEN] = NULL, *tried = NULL;
 	double t0 = thread_cpu_s();
 	uint64_t stale0 = c->stale;
 	uint32_t i;
@@ -171,18 +218,43 @@ fill_job_run(struct fill_ctx *c, struct fill_job *j)
 	memset(j->confirm, 0, sizeof(j->confirm));
 	if (c->hv == NULL || (ctx = ph_ctx_new()) == NULL)
 		goto out;	/* nothing filled: the source sends them all */
+	got = malloc((size_t)j->count * sizeof(*got));
+	key = malloc((size_t)j->count * sizeof(*key));
+	tried = calloc(j->count, 1);
+	if (got == NULL || key == NULL || tried == NULL) {
+		free(tried);	/* one pass, one entry at a time */
+		tried = NULL;
+	}
+	for (i = 0; tried != NULL && i < j->count; i++) {
+		if (j->pages[i] == NULL)
+			continue;
+		tried[i] = (uint8_t)fill_offered_first(c, j->prefix[i],
+		    j->pages[i], key[i]);
+		if (tried[i] == FIRST_COPIED)
+			ph_queue_add(&q, j->pages[i], got[i]);
+	}
+	ph_queue_flush(&q);
 	for (i = 0; i < j->count; i++) {
 		if (j->pages[i] == NULL ||
-		    fill_offered(c, j->prefix[i], j->pages[i], got) != 0)
+		    (tried != NULL && tried[i] == FIRST_NONE))
 			continue;
+		if (tried == NULL || tried[i] != FIRST_COPIED ||
+		    memcmp(got[i], key[i], PIDX_KEY_LEN) != 0) {
+			if (got == NULL || fill_offered(c, j->prefix[i],
+			    j->pages[i], got[i]) != 0)
+				continue;
+		}
 		j->has[i] = 1;
-		ph_ctx_update(ctx, got, 32);
+		ph_ctx_update(ctx, got[i], 32);
 		j->nhad++;
 	}
 	ph_ctx_final(ctx, j->confirm);
 	if (j->nhad == 0)
 		memset(j->confirm, 0, sizeof(j->confirm));
 out:
+	free(got);
+	free(key);
+	free(tried);
 	j->stale = c->stale - stale0;
 	j->cpu_s = thread_cpu_s() - t0;
 }

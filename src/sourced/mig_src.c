@@ -1221,12 +1221,15 @@ src_offer_grow(struct mig_src *m, size_t more)
  * still equals the host index's fingerprint is offered unhashed with the
  * prefix the scanner took with that fingerprint (keyed): few such pages
  * are filled, and a filled one is hashed when its HAVE comes
- * (src_hash_keyed).  Other pages are hashed now.  Either way the page is
- * read after log-dirty was enabled, so a later write is in the dirty log
- * (I2), and the prefix is only a hint: identity is proven by SHA-256.
+ * (src_hash_keyed).  Other pages are hashed through q, two at a time:
+ * the returned prefix is written when q is flushed (pagehash.h).  Either
+ * way the page is read after log-dirty was enabled, so a later write is in
+ * the dirty log (I2), and the prefix is only a hint: identity is proven by
+ * SHA-256.
  */
 static const uint8_t *
-src_offer_prefix(struct mig_src *m, uint64_t pfn, const void *page)
+src_offer_prefix(struct mig_src *m, struct ph_queue *q, uint64_t pfn,
+    const void *page)
 {
 	if (ph_is_zero(page)) {
 		memcpy(m->digests[pfn], ph_zero_digest(), 32);
@@ -1240,7 +1243,7 @@ src_offer_prefix(struct mig_src *m, uint64_t pfn, const void *page)
 		m->st.pages_keyed++;
 		return m->kpre[pfn];
 	}
-	ph_sha256(page, m->digests[pfn]);
+	ph_queue_add(q, page, m->digests[pfn]);
 	bm_set(m->hashed, pfn);
 	return m->digests[pfn];
 }
@@ -1276,12 +1279,13 @@ src_offer_batch(struct mig_src *m)
 	uint64_t pfns[HV_MAP_BATCH_MAX], bits[SRC_OFFER_SPAN / 64];
 	uint8_t (*pre)[8] = NULL;
 	void *pages[HV_MAP_BATCH_MAX];
+	struct ph_queue q = { NULL, NULL };
 	struct hv_map *map;
 	uint8_t *buf = NULL;
 	uint64_t vbase = m->ocursor, pass = vbase / m->pages, v, vend;
 	uint64_t base = vbase % m->pages, end, opfn[PROTO_PFN_BATCH_MAX];
-	const uint8_t *p8;
-	uint32_t n, i, on = 0;
+	const uint8_t *p8, *pp[HV_MAP_BATCH_MAX];
+	uint32_t n, i, on = 0, first;
 	size_t cap;
 	int rc, len;
 
@@ -1306,19 +1310,24 @@ src_offer_batch(struct mig_src *m)
 		if ((rc = m->env->ops->map(m->dom, pfns, n, 0, pages,
 		    &map)) != 0)
 			goto out;
+		first = on;
 		for (i = 0; i < n; i++) {
 			if (pages[i] == NULL) {
 				bm_set(m->holes, pfns[i]);
 				continue;		/* hole */
 			}
-			if ((p8 = src_offer_prefix(m, pfns[i], pages[i])) ==
-			    NULL)
+			if ((p8 = src_offer_prefix(m, &q, pfns[i],
+			    pages[i])) == NULL)
 				continue;
 			bits[(pfns[i] - base) / 64] |=
 			    1ull << ((pfns[i] - base) % 64);
-			memcpy(pre[on], p8, 8);
+			pp[on - first] = p8;
 			opfn[on++] = pfns[i];
 		}
+		/* the digests are written once the queue is flushed */
+		ph_queue_flush(&q);
+		for (i = first; i < on; i++)
+			memcpy(pre[i], pp[i - first], 8);
 		m->env->ops->unmap(m->dom, map);
 	}
 	rc = 0;
@@ -1360,6 +1369,7 @@ src_hash_keyed(struct mig_src *m, const struct proto_have *h, uint32_t start)
 {
 	uint64_t batch[HV_MAP_BATCH_MAX];
 	void *pages[HV_MAP_BATCH_MAX];
+	struct ph_queue q = { NULL, NULL };
 	struct hv_map *map;
 	uint32_t i, k, nb;
 	int rc;
@@ -1378,7 +1388,11 @@ src_hash_keyed(struct mig_src *m, const struct proto_have *h, uint32_t start)
 			if (pages[k] == NULL)	/* gone: fails the check */
 				memset(m->digests[batch[k]], 0, 32);
 			else
-				ph_sha256(pages[k], m->digests[batch[k]]);
+				ph_queue_add(&q, pages[k],
+				    m->digests[batch[k]]);
+		}
+		ph_queue_flush(&q);
+		for (k = 0; k < nb; k++) {
 			if (memcmp(m->digests[batch[k]], ph_zero_digest(),
 			    32) == 0)
 				bm_set(m->zero, batch[k]);
