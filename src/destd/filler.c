@@ -208,53 +208,48 @@ void
 fill_job_run(struct fill_ctx *c, struct fill_job *j)
 {
 	struct ph_queue q = { NULL, NULL };
-	struct ph_ctx *ctx;
-	uint8_t (*got)[32] = NULL, (*key)[PIDX_KEY_LEN] = NULL, *tried = NULL;
+	struct ph_ctx *ctx = NULL;
+	struct {
+		uint8_t	 got[32];		/* the copy's digest */
+		uint8_t	 key[PIDX_KEY_LEN];	/* its first try's key */
+		uint8_t	 first;			/* FIRST_* */
+	} *e = NULL;
 	double t0 = thread_cpu_s();
 	uint64_t stale0 = c->stale;
 	uint32_t i;
 
 	j->nhad = 0;
 	memset(j->confirm, 0, sizeof(j->confirm));
-	if (c->hv == NULL || (ctx = ph_ctx_new()) == NULL)
+	if (c->hv == NULL || (ctx = ph_ctx_new()) == NULL ||
+	    (e = calloc(j->count, sizeof(*e))) == NULL) {
+		ph_ctx_free(ctx);
 		goto out;	/* nothing filled: the source sends them all */
-	got = malloc((size_t)j->count * sizeof(*got));
-	key = malloc((size_t)j->count * sizeof(*key));
-	tried = calloc(j->count, 1);
-	if (got == NULL || key == NULL || tried == NULL) {
-		free(tried);	/* one pass, one entry at a time */
-		tried = NULL;
 	}
-	for (i = 0; tried != NULL && i < j->count; i++) {
+	for (i = 0; i < j->count; i++) {
 		if (j->pages[i] == NULL)
 			continue;
-		tried[i] = (uint8_t)fill_offered_first(c, j->prefix[i],
-		    j->pages[i], key[i]);
-		if (tried[i] == FIRST_COPIED)
-			ph_queue_add(&q, j->pages[i], got[i]);
+		e[i].first = (uint8_t)fill_offered_first(c, j->prefix[i],
+		    j->pages[i], e[i].key);
+		if (e[i].first == FIRST_COPIED)
+			ph_queue_add(&q, j->pages[i], e[i].got);
 	}
 	ph_queue_flush(&q);
 	for (i = 0; i < j->count; i++) {
-		if (j->pages[i] == NULL ||
-		    (tried != NULL && tried[i] == FIRST_NONE))
+		if (j->pages[i] == NULL || e[i].first == FIRST_NONE)
 			continue;
-		if (tried == NULL || tried[i] != FIRST_COPIED ||
-		    memcmp(got[i], key[i], PIDX_KEY_LEN) != 0) {
-			if (got == NULL || fill_offered(c, j->prefix[i],
-			    j->pages[i], got[i]) != 0)
-				continue;
-		}
+		if ((e[i].first != FIRST_COPIED ||
+		    memcmp(e[i].got, e[i].key, PIDX_KEY_LEN) != 0) &&
+		    fill_offered(c, j->prefix[i], j->pages[i], e[i].got) != 0)
+			continue;
 		j->has[i] = 1;
-		ph_ctx_update(ctx, got[i], 32);
+		ph_ctx_update(ctx, e[i].got, 32);
 		j->nhad++;
 	}
 	ph_ctx_final(ctx, j->confirm);
 	if (j->nhad == 0)
 		memset(j->confirm, 0, sizeof(j->confirm));
 out:
-	free(got);
-	free(key);
-	free(tried);
+	free(e);
 	j->stale = c->stale - stale0;
 	j->cpu_s = thread_cpu_s() - t0;
 }
