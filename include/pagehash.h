@@ -19,7 +19,8 @@
 void	ph_sha256(const void *page, uint8_t out[PH_DIGEST_LEN]);
 /*
  * SHA-256 of two pages at once: on CPUs with SHA-NI about 1.6 times the
- * rate of two ph_sha256 calls (pagehash.c says why).
+ * rate of two ph_sha256 calls (2.35 against 1.44 GB/s in stop 16's full
+ * run; pagehash.c says why).
  */
 void	ph_sha256_2(const void *p0, const void *p1,
 	    uint8_t out0[PH_DIGEST_LEN], uint8_t out1[PH_DIGEST_LEN]);

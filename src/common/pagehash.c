@@ -21,10 +21,11 @@
  * instruction's latency, not its throughput; OpenSSL has no call that
  * hashes two independent messages, and two interleaved chains keep the
  * unit busy.  Measured on an AMD EPYC of this project's machines
- * (test_pagehash with SHAREMIG_BENCH=1, docs/BENCHMARKS.md): OpenSSL
- * 1.25 GB/s, this code 1.4 GB/s for one page (the padding block of a
- * 4096-byte message is constant, so its schedule is precomputed, and
- * there is no EVP call per page) and about 2.2 GB/s for two (the Linux
+ * (test_pagehash with SHAREMIG_BENCH=1 in stop 16's full bench/run,
+ * docs/BENCHMARKS.md): OpenSSL's EVP 1.39 GB/s, this code 1.44 GB/s for
+ * one page (the padding block of a 4096-byte message is constant, so its
+ * schedule is precomputed, and there is no EVP call per page) and 2.35
+ * GB/s for two (the Linux
  * kernel's sha256_finup_2x, 6.11, interleaves two messages for the same
  * reason).  OpenSSL stays the reference: the first use checks both
  * paths against it on fixed pages and falls back to OpenSSL if either
