@@ -152,18 +152,19 @@ int	sd_config_format(const struct sd_config *cfg, char *buf, size_t size);
 const char *sd_profile_name(uint32_t profile);
 
 /*
- * Create DIR/NAME.dom.incoming: zeroed memory, a fresh domid, paused
- * (pause_req = 1), no guest, SD_F_INCOMING, memory mapped writable.
- * The returned handle holds the incoming lock until sd_commit() or
- * sd_close().  -EEXIST if NAME.dom exists or another live creator is
- * building NAME.dom.incoming; a stale .incoming file is replaced.
- */
-/*
  * Remove every NAME.dom.incoming in dir whose builder is gone (its lock
  * is free), and stale creation temporaries.  *names lists the domains
  * removed (malloc'd; free with sd_list_free).  0 or the first error.
  */
 int	sd_reap_incoming(const char *dir, char ***names, size_t *n);
+/*
+ * Create DIR/NAME.dom.incoming: zeroed memory (a heap chunk when
+ * one fits, see sd_heap_add), a fresh domid, paused
+ * (pause_req = 1), no guest, SD_F_INCOMING, memory mapped writable.
+ * The returned handle holds the incoming lock until sd_commit() or
+ * sd_close().  -EEXIST if NAME.dom exists or another live creator is
+ * building NAME.dom.incoming; a stale .incoming file is replaced.
+ */
 int	sd_create(const char *dir, const char *name, uint64_t pages,
 	    uint32_t vcpus, const uint8_t uuid[16], const struct sd_config *cfg,
 	    struct simdom **out);
@@ -181,6 +182,17 @@ void	sd_close(struct simdom *sd);	/* accepts NULL */
 /* Kill the guest (SIGKILL, waits until gone), unlink the file and close
  * the handle (always, even on error). */
 int	sd_destroy(struct simdom *sd);
+
+/*
+ * The host's heap, DIR/heap (docs/SIM.md): memory allocated ahead of any
+ * domain, which sd_create takes before it grows a file of its own.
+ * add: one chunk big enough for a domain of that many pages (-EINVAL out
+ * of range, -ENOSPC).  stat: chunks and bytes held.  release: remove them
+ * all and the directory.
+ */
+int	sd_heap_add(const char *dir, uint64_t pages);
+int	sd_heap_stat(const char *dir, uint64_t *chunks, uint64_t *bytes);
+int	sd_heap_release(const char *dir);
 
 /* Names of the normal (not incoming) domains of DIR, sorted, malloc'd
  * array of malloc'd strings. */

@@ -264,6 +264,69 @@ test_create_open(void **state)
 	rmtree(dir);
 }
 
+/* The heap: chunks are taken smallest-fit, zeroed, cut to size; a
+ * destroyed domain's memory does not go back; release empties it. */
+static void
+test_heap(void **state)
+{
+	struct sd_config cfg = cfg_micro();
+	struct simdom *a, *b, *c;
+	uint64_t chunks, bytes;
+	struct stat st;
+	char path[512];
+	size_t i;
+	int zero;
+
+	(void)state;
+	char *dir = mktmp();
+	assert_int_equal(sd_heap_stat(dir, &chunks, &bytes), 0);
+	assert_int_equal(chunks, 0);
+	assert_int_equal(sd_heap_add(dir, 15), -EINVAL);
+	assert_int_equal(sd_heap_add(dir, 1000), 0);
+	assert_int_equal(sd_heap_add(dir, 100), 0);
+	assert_int_equal(sd_heap_stat(dir, &chunks, &bytes), 0);
+	assert_int_equal(chunks, 2);
+	assert_int_equal(bytes, (8192 + 1000 * 4096) + (8192 + 100 * 4096));
+
+	/* 64 pages: the 100-page chunk is the smallest that fits. */
+	assert_int_equal(sd_create(dir, "a", 64, 1, uuid0, &cfg, &a), 0);
+	assert_int_equal(sd_heap_stat(dir, &chunks, &bytes), 0);
+	assert_int_equal(chunks, 1);
+	assert_int_equal(bytes, 8192 + 1000 * 4096);
+	snprintf(path, sizeof(path), "%s/a.dom.incoming", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 8192 + 64 * 4096);
+	assert_int_equal(a->ctrl->pages, 64);
+	for (zero = 1, i = 0; i < 64 * 4096; i++)
+		zero &= a->mem[i] == 0;
+	assert_true(zero);
+
+	/* 2000 pages: no chunk fits, so a file of its own. */
+	assert_int_equal(sd_create(dir, "b", 2000, 1, uuid0, &cfg, &b), 0);
+	assert_int_equal(sd_heap_stat(dir, &chunks, &bytes), 0);
+	assert_int_equal(chunks, 1);
+	/* 1000 pages: the last chunk. */
+	assert_int_equal(sd_create(dir, "c", 1000, 1, uuid0, &cfg, &c), 0);
+	assert_int_equal(sd_heap_stat(dir, &chunks, &bytes), 0);
+	assert_int_equal(chunks, 0);
+	c->mem[5] = 7;
+	assert_int_equal(sd_commit(c), 0);
+	assert_int_equal(sd_destroy(c), 0);
+	assert_int_equal(sd_heap_stat(dir, &chunks, &bytes), 0);
+	assert_int_equal(chunks, 0);
+	assert_int_equal(sd_destroy(a), 0);
+	assert_int_equal(sd_destroy(b), 0);
+
+	assert_int_equal(sd_heap_add(dir, 16), 0);
+	assert_true(exists(dir, "heap"));
+	assert_int_equal(sd_heap_release(dir), 0);
+	assert_false(exists(dir, "heap"));
+	assert_int_equal(sd_heap_stat(dir, &chunks, &bytes), 0);
+	assert_int_equal(chunks, 0);
+	assert_int_equal(sd_heap_release(dir), 0);
+	rmtree(dir);
+}
+
 static void
 test_incoming_lock(void **state)
 {
@@ -490,6 +553,7 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_create_open),
+		cmocka_unit_test(test_heap),
 		cmocka_unit_test(test_incoming_lock),
 		cmocka_unit_test(test_reap_incoming),
 		cmocka_unit_test(test_domids),

@@ -600,6 +600,225 @@ fail:
 	return r;
 }
 
+/*
+ * The host's heap (docs/SIM.md, "The heap").  Xen builds a domain from
+ * its own heap: memory that is already there and was scrubbed when it was
+ * freed, so populating a new domain costs dom0 next to nothing.  A sim
+ * domain's memory is a tmpfs file, and the first write to each of its
+ * pages makes the kernel find and clear a page, in whichever process
+ * writes first: for an incoming domain, destd.  DIR/heap holds files of
+ * memory allocated and cleared ahead (never written since), each big
+ * enough for one domain; sd_create takes
+ * the smallest that fits instead of growing a new file.  Memory of a
+ * destroyed domain is never put back: a process that still maps it could
+ * write into the domain that took it next.
+ */
+
+#define HEAP_DIR	"heap"
+#define HEAP_TMP	".tmp."
+
+static uint64_t
+file_size(uint64_t pages)
+{
+	uint64_t boff, blen, moff;
+
+	sd_layout(pages, &boff, &blen, &moff);
+	return moff + pages * HV_PAGE_SIZE;
+}
+
+/*
+ * Take the smallest chunk of DIR/heap of at least size bytes: open it,
+ * then rename it over tmp (the caller's fresh temporary of the same
+ * file system).  A chunk another creator renamed first is skipped.
+ * Returns the open descriptor, or -1 when no chunk fits (the caller then
+ * grows its own file).
+ */
+static int
+heap_take(const char *dir, uint64_t size, const char *tmp)
+{
+	char *hdir, *path, *best;
+	uint64_t best_size;
+	struct dirent *de;
+	struct stat st;
+	DIR *dp;
+	int fd;
+
+	if ((hdir = path_join(dir, HEAP_DIR, "")) == NULL)
+		return -1;
+	for (;;) {
+		if ((dp = opendir(hdir)) == NULL)
+			break;
+		best = NULL;
+		best_size = 0;
+		while ((de = readdir(dp)) != NULL) {
+			if (de->d_name[0] == '.' ||
+			    fstatat(dirfd(dp), de->d_name, &st,
+			    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(st.st_mode) ||
+			    (uint64_t)st.st_size < size ||
+			    (best != NULL && (uint64_t)st.st_size >= best_size))
+				continue;
+			free(best);
+			best = strdup(de->d_name);
+			best_size = (uint64_t)st.st_size;
+		}
+		closedir(dp);
+		if (best == NULL)
+			break;
+		path = path_join(hdir, best, "");
+		free(best);
+		if (path == NULL)
+			break;
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0 && rename(path, tmp) == 0) {
+			free(path);
+			free(hdir);
+			return fd;
+		}
+		if (fd >= 0)
+			close(fd);
+		free(path);
+		if (errno != ENOENT)
+			break;		/* e.g. EXDEV: no heap for this dir */
+		/* Another creator took it: look again. */
+	}
+	free(hdir);
+	return -1;
+}
+
+/* Make the kernel clear every page of the chunk: a write fault on each
+ * (MADV_POPULATE_WRITE, Linux 5.14; else a read-and-write of a byte of
+ * each page, which leaves it zero). */
+static int
+heap_clear(int fd, uint64_t size)
+{
+	volatile uint8_t *p;
+	uint64_t off;
+	void *m;
+
+	m = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+	    0);
+	if (m == MAP_FAILED)
+		return -errno;
+#ifdef MADV_POPULATE_WRITE
+	if (madvise(m, (size_t)size, MADV_POPULATE_WRITE) == 0) {
+		munmap(m, (size_t)size);
+		return 0;
+	}
+#endif
+	p = m;
+	for (off = 0; off < size; off += HV_PAGE_SIZE)
+		p[off] = p[off];
+	munmap(m, (size_t)size);
+	return 0;
+}
+
+int
+sd_heap_add(const char *dir, uint64_t pages)
+{
+	char *hdir = NULL, *tmp = NULL, *final = NULL;
+	uint64_t size;
+	int fd = -1, r;
+
+	if (pages < SD_PAGES_MIN || pages > SD_PAGES_MAX)
+		return -EINVAL;
+	size = file_size(pages);
+	if ((hdir = path_join(dir, HEAP_DIR, "")) == NULL ||
+	    asprintf(&tmp, "%s/" HEAP_TMP "XXXXXX", hdir) == -1) {
+		tmp = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	if (mkdir(hdir, 0700) == -1 && errno != EEXIST) {
+		r = -errno;
+		goto out;
+	}
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
+		r = -errno;
+		goto out;
+	}
+	/* Allocated now (ENOSPC if it is not there), then zeroed now:
+	 * tmpfs leaves fallocated pages to be cleared by their first
+	 * fault, which is the cost the heap is for.  The chunk is renamed
+	 * from its temporary name (same random part, so unique) only once
+	 * complete. */
+	if ((r = -posix_fallocate(fd, 0, (off_t)size)) < 0 ||
+	    (r = heap_clear(fd, size)) < 0)
+		goto out;
+	if (asprintf(&final, "%s/chunk.%s", hdir, tmp + strlen(tmp) - 6) ==
+	    -1) {
+		final = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	r = rename(tmp, final) == -1 ? -errno : 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (r < 0 && fd >= 0)
+		unlink(tmp);
+	free(final);
+	free(tmp);
+	free(hdir);
+	return r;
+}
+
+int
+sd_heap_stat(const char *dir, uint64_t *chunks, uint64_t *bytes)
+{
+	struct dirent *de;
+	struct stat st;
+	char *hdir;
+	DIR *dp;
+
+	*chunks = *bytes = 0;
+	if ((hdir = path_join(dir, HEAP_DIR, "")) == NULL)
+		return -ENOMEM;
+	dp = opendir(hdir);
+	free(hdir);
+	if (dp == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(dp)) != NULL) {
+		if (de->d_name[0] == '.' ||
+		    fstatat(dirfd(dp), de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(st.st_mode))
+			continue;
+		(*chunks)++;
+		*bytes += (uint64_t)st.st_size;
+	}
+	closedir(dp);
+	return 0;
+}
+
+int
+sd_heap_release(const char *dir)
+{
+	struct dirent *de;
+	char *hdir;
+	DIR *dp;
+	int r = 0;
+
+	if ((hdir = path_join(dir, HEAP_DIR, "")) == NULL)
+		return -ENOMEM;
+	if ((dp = opendir(hdir)) == NULL) {
+		r = errno == ENOENT ? 0 : -errno;
+		free(hdir);
+		return r;
+	}
+	while ((de = readdir(dp)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(dp), de->d_name, 0) == -1 &&
+		    errno != ENOENT && r == 0)
+			r = -errno;
+	}
+	closedir(dp);
+	if (r == 0 && rmdir(hdir) == -1 && errno != ENOENT)
+		r = -errno;
+	free(hdir);
+	return r;
+}
+
 int
 sd_create(const char *dir, const char *name, uint64_t pages,
     uint32_t vcpus, const uint8_t uuid[16], const struct sd_config *cfg,
@@ -611,7 +830,7 @@ sd_create(const char *dir, const char *name, uint64_t pages,
 	uint64_t boff, blen, moff;
 	uint32_t domid;
 	struct stat st;
-	int r, tries;
+	int fd, r, tries;
 
 	if (!sd_name_valid(name) || pages < SD_PAGES_MIN ||
 	    pages > SD_PAGES_MAX || cfg->uid == 0 ||
@@ -635,6 +854,10 @@ sd_create(const char *dir, const char *name, uint64_t pages,
 		free(tmp);
 		tmp = NULL;
 		goto fail;
+	}
+	if ((fd = heap_take(dir, file_size(pages), tmp)) >= 0) {
+		close(sd->fd);
+		sd->fd = fd;
 	}
 	/* The lock is taken before the file becomes visible, so a visible
 	 * unlocked .incoming file is always stale. */

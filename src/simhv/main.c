@@ -44,6 +44,7 @@ struct opts {
 	const char	*pages;
 	const char	*from;		/* poke --from FILE */
 	int		 json;
+	int		 release;	/* heap --release */
 	int		 argc;		/* positional arguments */
 	char	       **argv;
 };
@@ -427,6 +428,47 @@ cmd_destroy(struct opts *o)
 	return 0;
 }
 
+#define HEAP_USAGE "--state-dir DIR [--pages N | --release] [--json]"
+
+/* The host's heap (docs/SIM.md): add a chunk for a domain of --pages
+ * pages, or give all chunks back, then print what it holds. */
+static int
+cmd_heap(struct opts *o)
+{
+	uint64_t pages, chunks, bytes;
+	json_object *j;
+	int r;
+
+	if (o->release && o->pages != NULL)
+		return usage_err("heap", HEAP_USAGE,
+		    "--pages and --release exclude each other");
+	if (o->pages != NULL) {
+		if (parse_num(o->pages, &pages) < 0 || pages < SD_PAGES_MIN ||
+		    pages > SD_PAGES_MAX)
+			return usage_err("heap", HEAP_USAGE,
+			    "--pages must be 16..2^26");
+		if ((r = sd_heap_add(o->dir, pages)) < 0)
+			return fail("heap", o->dir, "cannot add a chunk", r);
+	}
+	if (o->release && (r = sd_heap_release(o->dir)) < 0)
+		return fail("heap", o->dir, "cannot release", r);
+	if ((r = sd_heap_stat(o->dir, &chunks, &bytes)) < 0)
+		return fail("heap", o->dir, "cannot read", r);
+	if (o->json) {
+		j = json_object_new_object();
+		json_object_object_add(j, "chunks",
+		    json_object_new_int64((int64_t)chunks));
+		json_object_object_add(j, "bytes",
+		    json_object_new_int64((int64_t)bytes));
+		printf("%s\n", json_object_to_json_string_ext(j,
+		    JSON_C_TO_STRING_PLAIN));
+		json_object_put(j);
+	} else
+		printf("%" PRIu64 " chunks, %.1f MiB\n", chunks,
+		    (double)bytes / (1 << 20));
+	return 0;
+}
+
 static const struct cmd cmds[] = {
 	{ "create", 0, 0, cmd_create, "--state-dir DIR --name NAME --pages N "
 	    "--profile idle|micro|writer [--share F] [--rate N] [--seed S] "
@@ -439,6 +481,7 @@ static const struct cmd cmds[] = {
 	{ "status", 1, 1, cmd_status, "--state-dir DIR NAME [--json]" },
 	{ "poke", 2, 0, cmd_poke, "--state-dir DIR NAME PFN [--from FILE]" },
 	{ "destroy", 1, 0, cmd_destroy, "--state-dir DIR NAME" },
+	{ "heap", 0, 1, cmd_heap, HEAP_USAGE },
 };
 
 static void
@@ -466,6 +509,7 @@ main(int argc, char **argv)
 		{ "compressible", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "from", required_argument, NULL, 'F' },
+		{ "release", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -508,6 +552,12 @@ main(int argc, char **argv)
 		case 'r': slot = &o.rate; break;
 		case 'S': slot = &o.seed; break;
 		case 'C': slot = &o.compressible; break;
+		case 'R':
+			if (cmd->fn != cmd_heap)
+				return usage_err(cmd->name, cmd->usage,
+				    "option not valid for this command");
+			o.release = 1;
+			break;
 		case 'j':
 			if (!cmd->json)
 				return usage_err(cmd->name, cmd->usage,
@@ -524,7 +574,8 @@ main(int argc, char **argv)
 		}
 		if (slot != NULL) {
 			if (cmd->fn != cmd_create && c != 'd' &&
-			    !(cmd->fn == cmd_poke && c == 'F'))
+			    !(cmd->fn == cmd_poke && c == 'F') &&
+			    !(cmd->fn == cmd_heap && c == 'p'))
 				return usage_err(cmd->name, cmd->usage,
 				    "option not valid for this command");
 			*slot = optarg;

@@ -5,7 +5,8 @@ each --dedup mode; after each migration:
     --paused `simhv digest` of the paused destination copy equals them;
   - the guest resumes on the destination and its own self-check (which
     knows what every page must hold) passes, and it keeps writing;
-  - the source copy is gone.
+  - the source copy is gone;
+and once onto a destination whose memory was allocated ahead (the heap).
 """
 
 import json
@@ -88,6 +89,25 @@ def handover_learned():
           later["handover_estimate_ms"] >= 0 and
           later["downtime_estimate_ms"] >= later["handover_estimate_ms"],
           "third migration to host-b learned nothing: %r" % later)
+
+
+def heap_json(host):
+    return json.loads(host.simhv("heap", "--json").stdout)
+
+
+def onto_heap(a, b):
+    """A destination with memory allocated ahead (simhv heap, docs/SIM.md):
+    the incoming domain takes the chunk that fits, and I1 and the guest's
+    self-check hold as on a fresh file."""
+    b.simhv("heap", "--pages", str(PAGES))
+    b.simhv("heap", "--pages", str(PAGES * 4))
+    check(heap_json(b)["chunks"] == 2, "heap: %r" % heap_json(b))
+    migrate_running(a, b, "g-heap", "all")
+    h = heap_json(b)
+    check(h["chunks"] == 1 and h["bytes"] > PAGES * 4 * 4096,
+          "the smallest chunk was not taken: %r" % h)
+    b.simhv("heap", "--release")
+    check(heap_json(b) == {"chunks": 0, "bytes": 0}, "release left chunks")
 
 
 def migrate_paused(a, b):
@@ -186,6 +206,7 @@ def main():
                    a, b, "g-" + mode, mode)
         r.case("the downtime estimate learns host-b's handover",
                handover_learned)
+        r.case("onto a destination with a heap chunk", onto_heap, a, b)
         r.case("--paused: simhv digest equals the source digest",
                migrate_paused, a, b)
         r.case("A -> B -> A", back_and_forth, a, b)
