@@ -25,6 +25,16 @@ void	ph_sha256(const void *page, uint8_t out[PH_DIGEST_LEN]);
 void	ph_sha256_2(const void *p0, const void *p1,
 	    uint8_t out0[PH_DIGEST_LEN], uint8_t out1[PH_DIGEST_LEN]);
 /*
+ * Copy a page and hash the copy: dst gets src's 4096 bytes and out the
+ * SHA-256 of the bytes written to dst (DESIGN I4: the copy's digest),
+ * even if src changes meanwhile; nothing else may write dst meanwhile.
+ * With SHA-NI one pass over src, the copy riding in the hash's idle issue
+ * slots; else memcpy, then ph_sha256 of dst.  dst == src hashes in place.
+ */
+void	ph_copy_sha256(void *dst, const void *src, uint8_t out[PH_DIGEST_LEN]);
+void	ph_copy_sha256_2(void *d0, const void *s0, void *d1, const void *s1,
+	    uint8_t out0[PH_DIGEST_LEN], uint8_t out1[PH_DIGEST_LEN]);
+/*
  * Pairs pages up for ph_sha256_2: ph_queue_add hashes a page when a second
  * one arrives, so a digest is written only after the next add or the
  * flush; the page must stay mapped and out stay valid until then.  Start

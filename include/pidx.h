@@ -94,6 +94,14 @@ size_t	pidx_lookup(struct pidx *ix, const uint8_t *key,
  * most max.  Returns how many were written. */
 size_t	pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
 	    uint8_t (*keys)[PIDX_KEY_LEN], size_t max);
+/*
+ * pidx_find_prefix for one key, then pidx_lookup of that key for one
+ * location, in one probe sequence: 0 if no content has that prefix, 1
+ * if one does (its key in key) but has no location, 2 if *loc is its
+ * first location too.
+ */
+int	pidx_find_prefix_loc(struct pidx *ix, const uint8_t prefix[8],
+	    uint8_t key[PIDX_KEY_LEN], struct pidx_loc *loc);
 /* Number of locations holding this content (0 if unknown, and 0 for the
  * zero page's digest: see pidx_lookup). */
 uint64_t pidx_count(struct pidx *ix, const uint8_t *key);

@@ -249,6 +249,86 @@ test_inline(void **state)
 	unmap_free(f, j);
 }
 
+/*
+ * More donors than the context keeps open (FILL_SRC_DOMS), offered so
+ * that an entry whose domain is a cache hit in an old slot waits, mapped,
+ * for its partner while the partner's lookup opens a new domain into that
+ * very slot.  The waiting entry's domain must stay open: every entry is
+ * filled with its donor's bytes.  (Were it closed, the copy would read a
+ * stale pointer and the slow path would hide it here; the sanitizer
+ * pass of .ci/run reports the use after free.)
+ */
+static void
+test_many_donors(void **state)
+{
+	enum { NDON = FILL_SRC_DOMS + 3, PER = 4 };
+	/* donors 0..7 fill the cache; then (old hit, new miss) pairs */
+	static const unsigned seq[] = { 0, 1, 2, 3, 4, 5, 6, 7, 0, 8, 1, 9,
+		2, 10, 3, 0, 4, 1 };
+	enum { N = sizeof(seq) / sizeof(seq[0]) };
+	struct fix *f = *state;
+	struct hv_dom *d[NDON];
+	struct hv_dom_info info;
+	struct hv_map *map;
+	struct fill_ctx c;
+	struct fill_job *j;
+	uint8_t page[NDON][PER][4096], dg[NDON][PER][32];
+	unsigned used[NDON] = { 0 }, at[N];
+	uint64_t pfns[16], fps[16];
+	void *pages[16];
+	char name[16];
+	unsigned k, i, e;
+
+	_Static_assert(FILL_SRC_DOMS == 8, "seq assumes 8 open domains");
+	for (k = 0; k < NDON; k++) {
+		snprintf(name, sizeof(name), "don%u", k);
+		make_dom(f->dir, name, 16, 0.0, 1000 + k);
+		assert_int_equal(ops->dom_open(f->hv, name, &d[k]), 0);
+		assert_int_equal(ops->dom_info(d[k], &info), 0);
+		for (i = 0; i < 16; i++)
+			pfns[i] = i;
+		assert_int_equal(ops->map(d[k], pfns, 16, 0, pages, &map), 0);
+		for (i = 0; i < PER; i++) {
+			memcpy(page[k][i], pages[i], 4096);
+			ph_sha256(pages[i], dg[k][i]);
+			fps[i] = ph_xxh3(pages[i]) | 1;
+		}
+		ops->unmap(d[k], map);
+		assert_int_equal(pidx_dom_set(f->ix, info.domid, 16), 0);
+		assert_int_equal(pidx_update(f->ix, info.domid, pfns, PER, fps,
+		    (const uint8_t (*)[32])dg[k]), 0);
+	}
+	j = calloc(1, sizeof(*j));
+	assert_non_null(j);
+	j->count = N;
+	j->pfns = calloc(N, sizeof(*j->pfns));
+	j->prefix = calloc(N, sizeof(*j->prefix));
+	j->pages = calloc(N, sizeof(*j->pages));
+	j->has = calloc(N, 1);
+	assert_true(j->pfns && j->prefix && j->pages && j->has);
+	for (e = 0; e < N; e++) {
+		at[e] = used[seq[e]]++;
+		assert_true(at[e] < PER);
+		j->pfns[e] = 100 + e;
+		memcpy(j->prefix[e], dg[seq[e]][at[e]], 8);
+	}
+	assert_int_equal(ops->map(f->in, j->pfns, N, 1, j->pages,
+	    &j->maps[0]), 0);
+	j->nmaps = 1;
+	fill_ctx_init(&c, ops, f->hv, f->ix);
+	fill_job_run(&c, j);
+	assert_int_equal(j->nhad, N);
+	assert_int_equal(j->stale, 0);
+	for (e = 0; e < N; e++) {
+		assert_int_equal(j->has[e], 1);
+		assert_memory_equal(j->pages[e], page[seq[e]][at[e]], 4096);
+	}
+	fill_ctx_close(&c);
+	unmap_free(f, j);
+	for (k = 0; k < NDON; k++)
+		ops->dom_close(d[k]);
+}
+
 /* A worker with n jobs submitted: batches batch0.., pfns from i * stride. */
 static struct filler *
 worker_with(struct fix *f, unsigned n, uint32_t batch0, uint64_t stride)
@@ -337,6 +417,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fill_page, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_inline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_donors, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_worker_order, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_drain, setup, teardown),

@@ -493,8 +493,9 @@ static void
 test_find_prefix(void **state)
 {
 	struct pidx *ix = pidx_new();
-	uint8_t d[32], got[4][PIDX_KEY_LEN], pre[8];
+	uint8_t d[32], got[4][PIDX_KEY_LEN], pre[8], kl[PIDX_KEY_LEN];
 	uint64_t fps[3] = { 11, 12, 13 }, pfns[3] = { 0, 1, 2 };
+	struct pidx_loc l1, l2;
 	uint8_t cd[3][32];
 	int i;
 
@@ -512,10 +513,19 @@ test_find_prefix(void **state)
 		assert_int_equal(pidx_lookup(ix, got[0], &loc, 1), 1);
 		assert_int_equal(loc.pfn, 5);
 		assert_int_equal(pidx_count(ix, got[0]), 1);
+		/* Both in one call. */
+		memset(&loc, 0, sizeof(loc));
+		assert_int_equal(pidx_find_prefix_loc(ix, d, kl, &loc), 2);
+		assert_memory_equal(kl, d, PIDX_KEY_LEN);
+		assert_int_equal(loc.domid, 1);
+		assert_int_equal(loc.pfn, 5);
 	}
 	dig(d, 43, 0);
 	assert_int_equal(pidx_find_prefix(ix, d, got, 4), 0);
 	assert_int_equal(pidx_find_prefix(ix, ph_zero_digest(), got, 4), 0);
+	assert_int_equal(pidx_find_prefix_loc(ix, d, kl, &l2), 0);
+	assert_int_equal(pidx_find_prefix_loc(ix, ph_zero_digest(), kl, &l2),
+	    0);
 	/* Three contents sharing one prefix. */
 	for (i = 0; i < 3; i++)
 		dig(cd[i], 100 + i, 1);
@@ -524,6 +534,13 @@ test_find_prefix(void **state)
 	memcpy(pre, cd[0], 8);
 	assert_int_equal(pidx_find_prefix(ix, pre, got, 4), 3);
 	assert_int_equal(pidx_find_prefix(ix, pre, got, 2), 2);
+	/* The first of them, with its location, as the two calls give. */
+	assert_int_equal(pidx_find_prefix(ix, pre, got, 1), 1);
+	assert_int_equal(pidx_find_prefix_loc(ix, pre, kl, &l2), 2);
+	assert_memory_equal(kl, got[0], PIDX_KEY_LEN);
+	assert_int_equal(pidx_lookup(ix, kl, &l1, 1), 1);
+	assert_int_equal(l2.domid, l1.domid);
+	assert_int_equal(l2.pfn, l1.pfn);
 	pidx_free(ix);
 }
 

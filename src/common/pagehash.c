@@ -157,10 +157,15 @@ ph_ni_rounds4(__m128i *abef, __m128i *cdgh, __m128i wk)
 
 /*
  * Hash n (1 or 2, a constant after inlining) pages side by side: the two
- * chains are independent, so their instructions interleave.
+ * chains are independent, so their instructions interleave.  With copy
+ * (also a constant), each 16 bytes of p[l] loaded for the schedule is
+ * also stored to d[l]: the digest is of exactly the bytes written there,
+ * whatever a writer of p[l] does meanwhile, and the stores fill issue
+ * slots the latency-bound rounds leave idle.
  */
 PH_NI_INLINE void
-ph_ni_lanes(const uint8_t *const *p, uint8_t *const *out, const unsigned n)
+ph_ni_lanes(const uint8_t *const *p, uint8_t *const *out, const unsigned n,
+    uint8_t *const *d, const unsigned copy)
 {
 	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bll,
 	    0x0405060700010203ll);
@@ -182,10 +187,14 @@ ph_ni_lanes(const uint8_t *const *p, uint8_t *const *out, const unsigned n)
 			sabef[l] = abef[l];
 			scdgh[l] = cdgh[l];
 #pragma GCC unroll 4
-			for (j = 0; j < 4; j++)
-				w[l][j] = _mm_shuffle_epi8(_mm_loadu_si128(
-				    (const __m128i *)(p[l] + 64 * b +
-				    16 * j)), bswap);
+			for (j = 0; j < 4; j++) {
+				x = _mm_loadu_si128((const __m128i *)(p[l] +
+				    64 * b + 16 * j));
+				if (copy)
+					_mm_storeu_si128((__m128i *)(d[l] +
+					    64 * b + 16 * j), x);
+				w[l][j] = _mm_shuffle_epi8(x, bswap);
+			}
 		}
 #pragma GCC unroll 16
 		for (q = 0; q < 16; q++) {
@@ -238,13 +247,27 @@ ph_ni_lanes(const uint8_t *const *p, uint8_t *const *out, const unsigned n)
 PH_NI static void
 ph_ni_one(const uint8_t *const *p, uint8_t *const *out)
 {
-	ph_ni_lanes(p, out, 1);
+	ph_ni_lanes(p, out, 1, NULL, 0);
 }
 
 PH_NI static void
 ph_ni_two(const uint8_t *const *p, uint8_t *const *out)
 {
-	ph_ni_lanes(p, out, 2);
+	ph_ni_lanes(p, out, 2, NULL, 0);
+}
+
+PH_NI static void
+ph_ni_copy_one(const uint8_t *const *p, uint8_t *const *out,
+    uint8_t *const *d)
+{
+	ph_ni_lanes(p, out, 1, d, 1);
+}
+
+PH_NI static void
+ph_ni_copy_two(const uint8_t *const *p, uint8_t *const *out,
+    uint8_t *const *d)
+{
+	ph_ni_lanes(p, out, 2, d, 1);
 }
 
 static void
@@ -256,16 +279,31 @@ ph_ni_pages(const void *const *p, uint8_t *const *out, unsigned n)
 		ph_ni_one((const uint8_t *const *)p, out);
 }
 
+static void
+ph_ni_copy_pages(void *const *d, const void *const *p, uint8_t *const *out,
+    unsigned n)
+{
+	if (n == 2)
+		ph_ni_copy_two((const uint8_t *const *)p, out,
+		    (uint8_t *const *)d);
+	else
+		ph_ni_copy_one((const uint8_t *const *)p, out,
+		    (uint8_t *const *)d);
+}
+
 /*
  * 1 if the CPU has SHA, SSSE3 and SSE4.1 and this code agrees with
- * OpenSSL on two fixed pages, one at a time and both at once.
+ * OpenSSL on two fixed pages, one at a time and both at once, hashing
+ * alone and copying too (the copies equal to their pages).
  */
 static int
 ph_ni_init(void)
 {
-	static uint8_t pg[2][PH_PAGE_SIZE];
-	uint8_t want[2][PH_DIGEST_LEN], got[3][PH_DIGEST_LEN];
+	static uint8_t pg[2][PH_PAGE_SIZE], cp[3][PH_PAGE_SIZE];
+	uint8_t want[2][PH_DIGEST_LEN], got[6][PH_DIGEST_LEN];
 	uint8_t *o1[1] = { got[0] }, *o2[2] = { got[1], got[2] };
+	uint8_t *c1[1] = { got[3] }, *c2[2] = { got[4], got[5] };
+	void *d1[1] = { cp[0] }, *d2[2] = { cp[1], cp[2] };
 	const void *p1[1] = { pg[0] }, *p2[2] = { pg[0], pg[1] };
 	unsigned a, b, c, d, i;
 
@@ -287,9 +325,14 @@ ph_ni_init(void)
 			return 0;
 	ph_ni_pages(p1, o1, 1);
 	ph_ni_pages(p2, o2, 2);
-	return memcmp(got[0], want[0], PH_DIGEST_LEN) == 0 &&
-	    memcmp(got[1], want[0], PH_DIGEST_LEN) == 0 &&
-	    memcmp(got[2], want[1], PH_DIGEST_LEN) == 0;
+	ph_ni_copy_pages(d1, p1, c1, 1);
+	ph_ni_copy_pages(d2, p2, c2, 2);
+	for (i = 0; i < 6; i++)
+		if (memcmp(got[i], want[i == 2 || i == 5], PH_DIGEST_LEN) != 0)
+			return 0;
+	return memcmp(cp[0], pg[0], PH_PAGE_SIZE) == 0 &&
+	    memcmp(cp[1], pg[0], PH_PAGE_SIZE) == 0 &&
+	    memcmp(cp[2], pg[1], PH_PAGE_SIZE) == 0;
 }
 #else
 static int
@@ -301,6 +344,17 @@ ph_ni_init(void)
 static void
 ph_ni_pages(const void *const *p, uint8_t *const *out, unsigned n)
 {
+	(void)p;
+	(void)out;
+	(void)n;
+	abort();		/* never called: ph_use_ni is 0 */
+}
+
+static void
+ph_ni_copy_pages(void *const *d, const void *const *p, uint8_t *const *out,
+    unsigned n)
+{
+	(void)d;
 	(void)p;
 	(void)out;
 	(void)n;
@@ -374,6 +428,36 @@ ph_sha256_2(const void *p0, const void *p1, uint8_t out0[PH_DIGEST_LEN],
 		ph_evp_page(p0, out0);
 		ph_evp_page(p1, out1);
 	}
+}
+
+void
+ph_copy_sha256(void *dst, const void *src, uint8_t out[PH_DIGEST_LEN])
+{
+	ph_sha();
+	if (ph_use_ni) {
+		ph_ni_copy_pages(&dst, &src, &out, 1);
+		return;
+	}
+	if (dst != src)
+		memcpy(dst, src, PH_PAGE_SIZE);
+	ph_evp_page(dst, out);
+}
+
+void
+ph_copy_sha256_2(void *d0, const void *s0, void *d1, const void *s1,
+    uint8_t out0[PH_DIGEST_LEN], uint8_t out1[PH_DIGEST_LEN])
+{
+	void *d[2] = { d0, d1 };
+	const void *p[2] = { s0, s1 };
+	uint8_t *o[2] = { out0, out1 };
+
+	ph_sha();
+	if (ph_use_ni) {
+		ph_ni_copy_pages(d, p, o, 2);
+		return;
+	}
+	ph_copy_sha256(d0, s0, out0);
+	ph_copy_sha256(d1, s1, out1);
 }
 
 void

@@ -818,6 +818,39 @@ pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
 	return n;
 }
 
+int
+pidx_find_prefix_loc(struct pidx *ix, const uint8_t prefix[8],
+    uint8_t key[PIDX_KEY_LEN], struct pidx_loc *loc)
+{
+	uint8_t k[PIDX_KEY_LEN];
+	const struct pidx_ent *en;
+	struct pidx_seg *s;
+	uint32_t mask, i, e, p;
+	int r = 0;
+
+	memset(k, 0, sizeof(k));
+	memcpy(k, prefix, 8);
+	pthread_rwlock_rdlock(&ix->lock);
+	mask = ix->slot_cap - 1;
+	for (i = home(k, mask); (e = ix->slots[i]) != PIDX_NONE;
+	    i = (i + 1) & mask) {
+		en = ent(ix, e);
+		if (memcmp(en->d, prefix, 8) != 0 || is_zero_key(en->d))
+			continue;
+		memcpy(key, en->d, PIDX_KEY_LEN);
+		r = 1;
+		if (is_loc(p = en->head)) {
+			s = ix->segtab[p >> PIDX_SEG_SHIFT];
+			loc->domid = s->dom->domid;
+			loc->pfn = s->pfn_base + (p & (PIDX_SEG_PAGES - 1));
+			r = 2;
+		}
+		break;
+	}
+	pthread_rwlock_unlock(&ix->lock);
+	return r;
+}
+
 uint64_t
 pidx_count(struct pidx *ix, const uint8_t *key)
 {

@@ -48,6 +48,8 @@ fill_src_dom(struct fill_ctx *c, uint32_t domid)
 		if (c->src[i].dom != NULL && c->src[i].domid == domid)
 			return c->src[i].dom;
 	k = c->src_next++ % FILL_SRC_DOMS;
+	if (c->src[k].dom != NULL && c->src[k].dom == c->pinned)
+		k = c->src_next++ % FILL_SRC_DOMS;	/* the next one */
 	if (c->src[k].dom != NULL)
 		c->ops->dom_close(c->src[k].dom);
 	c->src[k].dom = NULL;
@@ -58,23 +60,22 @@ fill_src_dom(struct fill_ctx *c, uint32_t domid)
 	return c->src[k].dom;
 }
 
-/* Copy page pfn of domain d into dst, unverified.  0, -ENOENT or -errno. */
+/* Map page pfn of domain d: 0 (*page, *map set), -ENOENT (a hole) or
+ * -errno. */
 static int
-fill_copy(struct fill_ctx *c, struct hv_dom *d, uint64_t pfn, void *dst)
+fill_map(struct fill_ctx *c, struct hv_dom *d, uint64_t pfn, const void **page,
+    struct hv_map **map)
 {
-	struct hv_map *map;
-	void *page;
+	void *p;
 	int rc;
 
-	if ((rc = c->ops->map(d, &pfn, 1, 0, &page, &map)) != 0)
+	if ((rc = c->ops->map(d, &pfn, 1, 0, &p, map)) != 0)
 		return rc;
-	if (page == NULL) {
-		c->ops->unmap(d, map);
+	if (p == NULL) {
+		c->ops->unmap(d, *map);
 		return -ENOENT;
 	}
-	if (page != dst)
-		memcpy(dst, page, PROTO_PAGE_SIZE);
-	c->ops->unmap(d, map);
+	*page = p;
 	return 0;
 }
 
@@ -86,11 +87,14 @@ static int
 fill_copy_verified(struct fill_ctx *c, struct hv_dom *d, uint64_t pfn,
     void *dst, const uint8_t *digest, size_t dlen, uint8_t got[32])
 {
+	struct hv_map *map;
+	const void *page;
 	int rc;
 
-	if ((rc = fill_copy(c, d, pfn, dst)) != 0)
+	if ((rc = fill_map(c, d, pfn, &page, &map)) != 0)
 		return rc;
-	ph_sha256(dst, got);
+	ph_copy_sha256(dst, page, got);
+	c->ops->unmap(d, map);
 	if (memcmp(got, digest, dlen) != 0) {
 		c->stale++;
 		return -ESTALE;
@@ -138,28 +142,33 @@ fill_offered(struct fill_ctx *c, const uint8_t prefix[8], void *dst,
 }
 
 /*
- * The first try of an OFFER entry, as fill_offered would make it: copy
- * the first location of the first index key with that prefix into dst,
- * unverified, and that key into key.  FIRST_COPIED, FIRST_NONE when no
- * key has that prefix (nothing to fill from), or FIRST_FAILED.
+ * The first try of an OFFER entry, as fill_offered would make it: the
+ * first location of the first index key with that prefix, mapped into
+ * *src (the caller copies it and unmaps), and that key into key.
+ * FIRST_MAPPED, FIRST_NONE when no key has that prefix (nothing to fill
+ * from), or FIRST_FAILED.
  */
-enum { FIRST_NONE, FIRST_COPIED, FIRST_FAILED };
+enum { FIRST_NONE, FIRST_MAPPED, FIRST_FAILED };
+
+struct fill_src {
+	struct hv_dom	*dom;
+	struct hv_map	*map;
+	const void	*page;
+};
 
 static int
-fill_offered_first(struct fill_ctx *c, const uint8_t prefix[8], void *dst,
-    uint8_t key[PIDX_KEY_LEN])
+fill_offered_first(struct fill_ctx *c, const uint8_t prefix[8],
+    uint8_t key[PIDX_KEY_LEN], struct fill_src *src)
 {
 	struct pidx_loc loc;
-	struct hv_dom *d;
+	int r = pidx_find_prefix_loc(c->index, prefix, key, &loc);
 
-	if (pidx_find_prefix(c->index, prefix, (uint8_t (*)[PIDX_KEY_LEN])key,
-	    1) == 0)
+	if (r == 0)
 		return FIRST_NONE;
-	if (pidx_lookup(c->index, key, &loc, 1) == 0 ||
-	    (d = fill_src_dom(c, loc.domid)) == NULL ||
-	    fill_copy(c, d, loc.pfn, dst) != 0)
+	if (r == 1 || (src->dom = fill_src_dom(c, loc.domid)) == NULL ||
+	    fill_map(c, src->dom, loc.pfn, &src->page, &src->map) != 0)
 		return FIRST_FAILED;
-	return FIRST_COPIED;
+	return FIRST_MAPPED;
 }
 
 /* ---- the worker ---- */
@@ -195,9 +204,11 @@ thread_cpu_s(void)
 }
 
 /*
- * In two passes, so that the copies are hashed two at a time (pagehash.h):
- * first every entry's first try (fill_offered_first) is copied and
- * queued for hashing; then each copy whose digest starts with its key is
+ * In two passes, so that the copies are made and hashed two at a time
+ * (ph_copy_sha256_2: the digest is of the bytes written into the new
+ * domain, DESIGN I4): first every entry's first try (fill_offered_first)
+ * is mapped, and copied and hashed with the next one (at most two
+ * mapped at once); then each copy whose digest starts with its key is
  * kept, an entry with no key of its prefix is left unfilled, and any
  * other goes through fill_offered from the start (which tries that copy
  * again, counts it stale if it still differs, and tries the other keys
@@ -207,16 +218,16 @@ thread_cpu_s(void)
 void
 fill_job_run(struct fill_ctx *c, struct fill_job *j)
 {
-	struct ph_queue q = { NULL, NULL };
 	struct ph_ctx *ctx = NULL;
 	struct {
 		uint8_t	 got[32];		/* the copy's digest */
 		uint8_t	 key[PIDX_KEY_LEN];	/* its first try's key */
 		uint8_t	 first;			/* FIRST_* */
 	} *e = NULL;
+	struct fill_src src[2];
 	double t0 = thread_cpu_s();
 	uint64_t stale0 = c->stale;
-	uint32_t i;
+	uint32_t i, pend = UINT32_MAX;	/* a mapped first try, not copied */
 
 	j->nhad = 0;
 	memset(j->confirm, 0, sizeof(j->confirm));
@@ -229,15 +240,30 @@ fill_job_run(struct fill_ctx *c, struct fill_job *j)
 		if (j->pages[i] == NULL)
 			continue;
 		e[i].first = (uint8_t)fill_offered_first(c, j->prefix[i],
-		    j->pages[i], e[i].key);
-		if (e[i].first == FIRST_COPIED)
-			ph_queue_add(&q, j->pages[i], e[i].got);
+		    e[i].key, &src[pend == UINT32_MAX ? 0 : 1]);
+		if (e[i].first != FIRST_MAPPED)
+			continue;
+		if (pend == UINT32_MAX) {
+			pend = i;
+			c->pinned = src[0].dom;	/* kept open until copied */
+			continue;
+		}
+		ph_copy_sha256_2(j->pages[pend], src[0].page, j->pages[i],
+		    src[1].page, e[pend].got, e[i].got);
+		c->ops->unmap(src[0].dom, src[0].map);
+		c->ops->unmap(src[1].dom, src[1].map);
+		pend = UINT32_MAX;
+		c->pinned = NULL;
 	}
-	ph_queue_flush(&q);
+	if (pend != UINT32_MAX) {
+		ph_copy_sha256(j->pages[pend], src[0].page, e[pend].got);
+		c->ops->unmap(src[0].dom, src[0].map);
+		c->pinned = NULL;
+	}
 	for (i = 0; i < j->count; i++) {
 		if (j->pages[i] == NULL || e[i].first == FIRST_NONE)
 			continue;
-		if ((e[i].first != FIRST_COPIED ||
+		if ((e[i].first != FIRST_MAPPED ||
 		    memcmp(e[i].got, e[i].key, PIDX_KEY_LEN) != 0) &&
 		    fill_offered(c, j->prefix[i], j->pages[i], e[i].got) != 0)
 			continue;

@@ -46,6 +46,7 @@ struct fill_ctx {
 		struct hv_dom	*dom;
 	}			 src[FILL_SRC_DOMS];
 	unsigned		 src_next;
+	struct hv_dom		*pinned;	/* mapped now: not to close */
 	uint64_t		 stale;		/* copies rejected by SHA-256 */
 	uint64_t		 hinted;	/* fills from the hint pfn */
 };
