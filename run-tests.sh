@@ -18,7 +18,7 @@ python3 scripts/test-summary.py build/meson-logs/testlog.json normal \
     >> "$SHAREMIG_TEST_SUMMARY"
 
 if [ "${SHAREMIG_SKIP_ASAN:-0}" != 1 ]; then
-	[ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined \
+	[ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined \
 	    -Db_lundef=false >/dev/null
 	ninja -C build-asan >/dev/null || { echo "asan build failed"; \
 	    echo "asan-build FAIL" >> "$SHAREMIG_TEST_SUMMARY"; }
@@ -37,7 +37,7 @@ FUZZ_BUILD=${SHAREMIG_FUZZ_BUILD:-build-fuzz}
 if ! command -v clang >/dev/null; then
 	echo "clang not found: the fuzz smoke needs it (scripts/install-deps.sh)"
 	echo "fuzz-smoke clang-missing FAIL" >> "$SHAREMIG_TEST_SUMMARY"
-elif { [ -d "$FUZZ_BUILD" ] || CC=clang meson setup "$FUZZ_BUILD" \
+elif { [ -f "$FUZZ_BUILD/build.ninja" ] || CC=clang meson setup "$FUZZ_BUILD" \
     -Dfuzz=true -Dtests=false -Dman=disabled >/dev/null; } &&
     ninja -C "$FUZZ_BUILD" fuzz/fuzz_proto fuzz/fuzz_ctl fuzz/fuzz_ctl_sock \
     fuzz/fuzz_cfg >/dev/null; then
