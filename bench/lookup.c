@@ -66,7 +66,11 @@ main(int argc, char **argv)
 	struct pidx_loc locs[4];
 	struct pidx_stats st;
 	struct dmap *m;
-	double t0, t_lookup, t_miss, t_prefix, t_dmap;
+	double t0, t_lookup, t_miss, t_prefix, t_ploc, t_plocn, t_dmap;
+	uint8_t bpre[64][8], bkeys[64][PIDX_KEY_LEN];
+	struct pidx_loc blocs[64];
+	int bres[64];
+	size_t k;
 	uint32_t dom;
 
 	dg = malloc(per * sizeof(*dg));
@@ -118,6 +122,21 @@ main(int argc, char **argv)
 	for (i = 0; i < n; i++)
 		sink += pidx_find_prefix(ix, dg[next() % per], pre, 4);
 	t_prefix = cpu_s() - t0;
+	/* The fill worker's first try: one at a time, then 64 at once. */
+	t0 = cpu_s();
+	for (i = 0; i < n; i++)
+		sink += (uint64_t)pidx_find_prefix_loc(ix, dg[next() % per],
+		    pre[0], locs);
+	t_ploc = cpu_s() - t0;
+	t0 = cpu_s();
+	for (i = 0; i < n; i += 64) {
+		for (k = 0; k < 64; k++)
+			memcpy(bpre[k], dg[next() % per], 8);
+		pidx_find_prefix_loc_n(ix, 64, (const uint8_t (*)[8])bpre,
+		    bkeys, blocs, bres);
+		sink += (uint64_t)bres[63];
+	}
+	t_plocn = cpu_s() - t0;
 
 	/* Source side: dmap of one 512 MiB guest's worth of digests. */
 	if ((m = dmap_new(131072)) == NULL)
@@ -137,11 +156,14 @@ main(int argc, char **argv)
 	printf("{\"pages\":%llu,\"unique_digests\":%llu,\"index_bytes\":%llu,"
 	    "\"bytes_per_page\":%.2f,\"pidx_lookup_hit_per_s\":%.0f,"
 	    "\"pidx_lookup_miss_per_s\":%.0f,\"pidx_find_prefix_per_s\":%.0f,"
+	    "\"pidx_find_prefix_loc_per_s\":%.0f,"
+	    "\"pidx_find_prefix_loc_n_per_s\":%.0f,"
 	    "\"dmap_get_per_s\":%.0f,\"hits\":%llu,\"sink\":%llu}\n",
 	    (unsigned long long)st.pages,
 	    (unsigned long long)st.unique_digests,
 	    (unsigned long long)st.bytes, (double)st.bytes / (double)st.pages,
-	    n / t_lookup, n / t_miss, n / t_prefix, n / t_dmap,
+	    n / t_lookup, n / t_miss, n / t_prefix, n / t_ploc, n / t_plocn,
+	    n / t_dmap,
 	    (unsigned long long)hits, (unsigned long long)(sink & 1));
 	dmap_free(m);
 	pidx_free(ix);

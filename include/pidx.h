@@ -102,6 +102,11 @@ size_t	pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
  */
 int	pidx_find_prefix_loc(struct pidx *ix, const uint8_t prefix[8],
 	    uint8_t key[PIDX_KEY_LEN], struct pidx_loc *loc);
+/* The same for n prefixes under one read lock, their memory fetched
+ * ahead: res[i] as pidx_find_prefix_loc would return for prefixes[i]. */
+void	pidx_find_prefix_loc_n(struct pidx *ix, size_t n,
+	    const uint8_t (*prefixes)[8], uint8_t (*keys)[PIDX_KEY_LEN],
+	    struct pidx_loc *locs, int *res);
 /* Number of locations holding this content (0 if unknown, and 0 for the
  * zero page's digest: see pidx_lookup). */
 uint64_t pidx_count(struct pidx *ix, const uint8_t *key);

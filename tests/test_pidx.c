@@ -541,6 +541,51 @@ test_find_prefix(void **state)
 	assert_int_equal(pidx_lookup(ix, kl, &l1, 1), 1);
 	assert_int_equal(l2.domid, l1.domid);
 	assert_int_equal(l2.pfn, l1.pfn);
+	/* Many at once: what one at a time gives, for hits, misses and the
+	 * zero page, batches shorter and longer than the pipeline. */
+	{
+		uint8_t bp[21][8], bk[21][PIDX_KEY_LEN], k1[PIDX_KEY_LEN];
+		struct pidx_loc bl[21];
+		int br[21], r1;
+		size_t n, m;
+
+		/* zero pages, the three contents of one prefix, and the
+		 * contents 41..60 (only 42 is indexed) */
+		for (i = 0; i < 21; i++) {
+			if (i % 5 == 4) {
+				memcpy(bp[i], ph_zero_digest(), 8);
+			} else if (i % 3 == 0) {
+				memcpy(bp[i], cd[(i / 3) % 3], 8);
+			} else {
+				dig(d, 40 + i, 0);
+				memcpy(bp[i], d, 8);
+			}
+		}
+		memcpy(bp[1], pre, 8);
+		for (n = 0; n <= 21; n += 1 + n / 2) {
+			memset(br, 0x55, sizeof(br));
+			pidx_find_prefix_loc_n(ix, n, (const uint8_t (*)[8])bp,
+			    bk, bl, br);
+			for (m = 0; m < n; m++) {
+				r1 = pidx_find_prefix_loc(ix, bp[m], k1, &l1);
+				assert_int_equal(br[m], r1);
+				if (r1 == 0)
+					continue;
+				assert_memory_equal(bk[m], k1, PIDX_KEY_LEN);
+				assert_int_equal(bl[m].domid, l1.domid);
+				assert_int_equal(bl[m].pfn, l1.pfn);
+			}
+			if (n < 21)
+				assert_int_equal(br[n], 0x55555555);
+		}
+		/* some of each kind were asked */
+		pidx_find_prefix_loc_n(ix, 21, (const uint8_t (*)[8])bp, bk,
+		    bl, br);
+		assert_int_equal(br[1], 2);
+		assert_int_equal(br[2], 2);
+		assert_int_equal(br[4], 0);
+		assert_int_equal(br[5], 0);
+	}
 	pidx_free(ix);
 }
 

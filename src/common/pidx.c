@@ -818,19 +818,18 @@ pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
 	return n;
 }
 
-int
-pidx_find_prefix_loc(struct pidx *ix, const uint8_t prefix[8],
+/* pidx_find_prefix_loc under the read lock. */
+static int
+find_prefix_loc(struct pidx *ix, const uint8_t prefix[8],
     uint8_t key[PIDX_KEY_LEN], struct pidx_loc *loc)
 {
 	uint8_t k[PIDX_KEY_LEN];
 	const struct pidx_ent *en;
 	struct pidx_seg *s;
 	uint32_t mask, i, e, p;
-	int r = 0;
 
 	memset(k, 0, sizeof(k));
 	memcpy(k, prefix, 8);
-	pthread_rwlock_rdlock(&ix->lock);
 	mask = ix->slot_cap - 1;
 	for (i = home(k, mask); (e = ix->slots[i]) != PIDX_NONE;
 	    i = (i + 1) & mask) {
@@ -838,17 +837,60 @@ pidx_find_prefix_loc(struct pidx *ix, const uint8_t prefix[8],
 		if (memcmp(en->d, prefix, 8) != 0 || is_zero_key(en->d))
 			continue;
 		memcpy(key, en->d, PIDX_KEY_LEN);
-		r = 1;
-		if (is_loc(p = en->head)) {
-			s = ix->segtab[p >> PIDX_SEG_SHIFT];
-			loc->domid = s->dom->domid;
-			loc->pfn = s->pfn_base + (p & (PIDX_SEG_PAGES - 1));
-			r = 2;
-		}
-		break;
+		if (!is_loc(p = en->head))
+			return 1;
+		s = ix->segtab[p >> PIDX_SEG_SHIFT];
+		loc->domid = s->dom->domid;
+		loc->pfn = s->pfn_base + (p & (PIDX_SEG_PAGES - 1));
+		return 2;
 	}
+	return 0;
+}
+
+int
+pidx_find_prefix_loc(struct pidx *ix, const uint8_t prefix[8],
+    uint8_t key[PIDX_KEY_LEN], struct pidx_loc *loc)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&ix->lock);
+	r = find_prefix_loc(ix, prefix, key, loc);
 	pthread_rwlock_unlock(&ix->lock);
 	return r;
+}
+
+/*
+ * Many at once, under one read lock, in a pipeline: the home slot of
+ * entry i + 2 * PIDX_AHEAD is prefetched, the entry its slot names for
+ * i + PIDX_AHEAD, then entry i is probed.  The probes of one OFFER batch
+ * are independent cache misses; one at a time they wait for memory in
+ * turn.
+ */
+#define PIDX_AHEAD	4
+
+void
+pidx_find_prefix_loc_n(struct pidx *ix, size_t n,
+    const uint8_t (*prefixes)[8], uint8_t (*keys)[PIDX_KEY_LEN],
+    struct pidx_loc *locs, int *res)
+{
+	uint32_t mask, e;
+	size_t i;
+
+	pthread_rwlock_rdlock(&ix->lock);
+	mask = ix->slot_cap - 1;
+	for (i = 0; i < n + 2 * PIDX_AHEAD; i++) {
+		if (i < n)
+			__builtin_prefetch(&ix->slots[home(prefixes[i], mask)]);
+		if (i >= PIDX_AHEAD && i - PIDX_AHEAD < n &&
+		    (e = ix->slots[home(prefixes[i - PIDX_AHEAD], mask)]) !=
+		    PIDX_NONE)
+			__builtin_prefetch(ent(ix, e));
+		if (i >= 2 * PIDX_AHEAD)
+			res[i - 2 * PIDX_AHEAD] = find_prefix_loc(ix,
+			    prefixes[i - 2 * PIDX_AHEAD],
+			    keys[i - 2 * PIDX_AHEAD], &locs[i - 2 * PIDX_AHEAD]);
+	}
+	pthread_rwlock_unlock(&ix->lock);
 }
 
 uint64_t

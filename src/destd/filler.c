@@ -143,10 +143,11 @@ fill_offered(struct fill_ctx *c, const uint8_t prefix[8], void *dst,
 
 /*
  * The first try of an OFFER entry, as fill_offered would make it: the
- * first location of the first index key with that prefix, mapped into
- * *src (the caller copies it and unmaps), and that key into key.
- * FIRST_MAPPED, FIRST_NONE when no key has that prefix (nothing to fill
- * from), or FIRST_FAILED.
+ * first location of the first index key with that prefix (found is
+ * pidx_find_prefix_loc's answer for it, with the location in loc),
+ * mapped into *src (the caller copies it and unmaps).  FIRST_MAPPED,
+ * FIRST_NONE when no key has that prefix (nothing to fill from), or
+ * FIRST_FAILED.
  */
 enum { FIRST_NONE, FIRST_MAPPED, FIRST_FAILED };
 
@@ -157,16 +158,13 @@ struct fill_src {
 };
 
 static int
-fill_offered_first(struct fill_ctx *c, const uint8_t prefix[8],
-    uint8_t key[PIDX_KEY_LEN], struct fill_src *src)
+fill_offered_first(struct fill_ctx *c, int found, const struct pidx_loc *loc,
+    struct fill_src *src)
 {
-	struct pidx_loc loc;
-	int r = pidx_find_prefix_loc(c->index, prefix, key, &loc);
-
-	if (r == 0)
+	if (found == 0)
 		return FIRST_NONE;
-	if (r == 1 || (src->dom = fill_src_dom(c, loc.domid)) == NULL ||
-	    fill_map(c, src->dom, loc.pfn, &src->page, &src->map) != 0)
+	if (found == 1 || (src->dom = fill_src_dom(c, loc->domid)) == NULL ||
+	    fill_map(c, src->dom, loc->pfn, &src->page, &src->map) != 0)
 		return FIRST_FAILED;
 	return FIRST_MAPPED;
 }
@@ -206,9 +204,11 @@ thread_cpu_s(void)
 /*
  * In two passes, so that the copies are made and hashed two at a time
  * (ph_copy_sha256_2: the digest is of the bytes written into the new
- * domain, DESIGN I4): first every entry's first try (fill_offered_first)
- * is mapped, and copied and hashed with the next one (at most two
- * mapped at once); then each copy whose digest starts with its key is
+ * domain, DESIGN I4): first every entry's first try is looked up (all
+ * at once: pidx_find_prefix_loc_n fetches ahead), then mapped
+ * (fill_offered_first), and copied and hashed with the next one (at
+ * most two mapped at once); then each copy whose digest starts with its
+ * key is
  * kept, an entry with no key of its prefix is left unfilled, and any
  * other goes through fill_offered from the start (which tries that copy
  * again, counts it stale if it still differs, and tries the other keys
@@ -221,9 +221,13 @@ fill_job_run(struct fill_ctx *c, struct fill_job *j)
 	struct ph_ctx *ctx = NULL;
 	struct {
 		uint8_t	 got[32];		/* the copy's digest */
-		uint8_t	 key[PIDX_KEY_LEN];	/* its first try's key */
 		uint8_t	 first;			/* FIRST_* */
 	} *e = NULL;
+	struct {				/* the first tries' lookups */
+		struct pidx_loc	*loc;
+		uint8_t		(*key)[PIDX_KEY_LEN];
+		int		*found;
+	} f = { NULL, NULL, NULL };
 	struct fill_src src[2];
 	double t0 = thread_cpu_s();
 	uint64_t stale0 = c->stale;
@@ -232,15 +236,21 @@ fill_job_run(struct fill_ctx *c, struct fill_job *j)
 	j->nhad = 0;
 	memset(j->confirm, 0, sizeof(j->confirm));
 	if (c->hv == NULL || (ctx = ph_ctx_new()) == NULL ||
-	    (e = calloc(j->count, sizeof(*e))) == NULL) {
+	    (e = calloc(j->count, sizeof(*e))) == NULL ||
+	    (f.loc = calloc(j->count, sizeof(*f.loc) + sizeof(*f.key) +
+	    sizeof(*f.found))) == NULL) {
 		ph_ctx_free(ctx);
 		goto out;	/* nothing filled: the source sends them all */
 	}
+	f.key = (uint8_t (*)[PIDX_KEY_LEN])(f.loc + j->count);
+	f.found = (int *)(f.key + j->count);
+	pidx_find_prefix_loc_n(c->index, j->count,
+	    (const uint8_t (*)[8])j->prefix, f.key, f.loc, f.found);
 	for (i = 0; i < j->count; i++) {
 		if (j->pages[i] == NULL)
 			continue;
-		e[i].first = (uint8_t)fill_offered_first(c, j->prefix[i],
-		    e[i].key, &src[pend == UINT32_MAX ? 0 : 1]);
+		e[i].first = (uint8_t)fill_offered_first(c, f.found[i],
+		    &f.loc[i], &src[pend == UINT32_MAX ? 0 : 1]);
 		if (e[i].first != FIRST_MAPPED)
 			continue;
 		if (pend == UINT32_MAX) {
@@ -264,7 +274,7 @@ fill_job_run(struct fill_ctx *c, struct fill_job *j)
 		if (j->pages[i] == NULL || e[i].first == FIRST_NONE)
 			continue;
 		if ((e[i].first != FIRST_MAPPED ||
-		    memcmp(e[i].got, e[i].key, PIDX_KEY_LEN) != 0) &&
+		    memcmp(e[i].got, f.key[i], PIDX_KEY_LEN) != 0) &&
 		    fill_offered(c, j->prefix[i], j->pages[i], e[i].got) != 0)
 			continue;
 		j->has[i] = 1;
@@ -276,6 +286,7 @@ fill_job_run(struct fill_ctx *c, struct fill_job *j)
 		memset(j->confirm, 0, sizeof(j->confirm));
 out:
 	free(e);
+	free(f.loc);
 	j->stale = c->stale - stale0;
 	j->cpu_s = thread_cpu_s() - t0;
 }
