@@ -138,28 +138,40 @@ teardown(void **state)
  * 34's content (indexed at pfn 33, which holds something else: stale),
  * 33..35 offer pages 35..37 (not indexed).
  */
+/* A job of n entries for pfns [first, first + n) of the incoming
+ * domain, mapped; prefixes left zero for the caller. */
+static struct fill_job *
+job_alloc(struct fix *f, uint32_t n, uint64_t first)
+{
+	struct fill_job *j = calloc(1, sizeof(*j));
+	uint32_t i;
+
+	assert_non_null(j);
+	j->count = n;
+	j->pfns = calloc(n, sizeof(*j->pfns));
+	j->prefix = calloc(n, sizeof(*j->prefix));
+	j->pages = calloc(n, sizeof(*j->pages));
+	j->has = calloc(n, 1);
+	assert_true(j->pfns && j->prefix && j->pages && j->has);
+	for (i = 0; i < n; i++)
+		j->pfns[i] = first + i;
+	assert_int_equal(ops->map(f->in, j->pfns, n, 1, j->pages,
+	    &j->maps[0]), 0);
+	j->nmaps = 1;
+	return j;
+}
+
 static struct fill_job *
 job(struct fix *f, uint32_t batch, uint64_t first)
 {
-	struct fill_job *j = calloc(1, sizeof(*j));
+	struct fill_job *j = job_alloc(f, NOFFER, first);
 	uint32_t i, src;
 
-	assert_non_null(j);
 	j->batch = batch;
-	j->count = NOFFER;
-	j->pfns = calloc(NOFFER, sizeof(*j->pfns));
-	j->prefix = calloc(NOFFER, sizeof(*j->prefix));
-	j->pages = calloc(NOFFER, sizeof(*j->pages));
-	j->has = calloc(NOFFER, 1);
-	assert_true(j->pfns && j->prefix && j->pages && j->has);
 	for (i = 0; i < NOFFER; i++) {
-		j->pfns[i] = first + i;
 		src = i < 32 ? i : i + 2;
 		memcpy(j->prefix[i], f->dg[src], 8);
 	}
-	assert_int_equal(ops->map(f->in, j->pfns, NOFFER, 1, j->pages,
-	    &j->maps[0]), 0);
-	j->nmaps = 1;
 	return j;
 }
 
@@ -298,23 +310,12 @@ test_many_donors(void **state)
 		assert_int_equal(pidx_update(f->ix, info.domid, pfns, PER, fps,
 		    (const uint8_t (*)[32])dg[k]), 0);
 	}
-	j = calloc(1, sizeof(*j));
-	assert_non_null(j);
-	j->count = N;
-	j->pfns = calloc(N, sizeof(*j->pfns));
-	j->prefix = calloc(N, sizeof(*j->prefix));
-	j->pages = calloc(N, sizeof(*j->pages));
-	j->has = calloc(N, 1);
-	assert_true(j->pfns && j->prefix && j->pages && j->has);
+	j = job_alloc(f, N, 100);
 	for (e = 0; e < N; e++) {
 		at[e] = used[seq[e]]++;
 		assert_true(at[e] < PER);
-		j->pfns[e] = 100 + e;
 		memcpy(j->prefix[e], dg[seq[e]][at[e]], 8);
 	}
-	assert_int_equal(ops->map(f->in, j->pfns, N, 1, j->pages,
-	    &j->maps[0]), 0);
-	j->nmaps = 1;
 	fill_ctx_init(&c, ops, f->hv, f->ix);
 	fill_job_run(&c, j);
 	assert_int_equal(j->nhad, N);

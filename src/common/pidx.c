@@ -761,26 +761,52 @@ out:
 
 /* Walk the content's chain from its head, at most max locations.  The
  * zero digest never matches (zero pages are not chained). */
+/* Location id p as (domid, pfn). */
+static void
+loc_of(const struct pidx *ix, uint32_t p, struct pidx_loc *out)
+{
+	const struct pidx_seg *s = ix->segtab[p >> PIDX_SEG_SHIFT];
+
+	out->domid = s->dom->domid;
+	out->pfn = s->pfn_base + (p & (PIDX_SEG_PAGES - 1));
+}
+
+/*
+ * The next entry, from slot *slot on, whose key starts with prefix (zero
+ * pages excluded), with *slot left just past it; PIDX_NONE at the end of
+ * the probe sequence.  The hash is keyed by those 8 bytes, so the
+ * contents of one prefix all lie on the probe sequence from its home
+ * slot.  Under the read lock.
+ */
+static uint32_t
+prefix_next(const struct pidx *ix, const uint8_t prefix[8], uint32_t *slot)
+{
+	uint32_t mask = ix->slot_cap - 1, e;
+	const struct pidx_ent *en;
+
+	while ((e = ix->slots[*slot]) != PIDX_NONE) {
+		*slot = (*slot + 1) & mask;
+		en = ent(ix, e);
+		if (memcmp(en->d, prefix, 8) == 0 && !is_zero_key(en->d))
+			return e;
+	}
+	return PIDX_NONE;
+}
+
 size_t
 pidx_lookup(struct pidx *ix, const uint8_t *key,
     struct pidx_loc *locs, size_t max)
 {
-	struct pidx_seg *s;
 	uint32_t e, p;
 	size_t n = 0;
 
 	if (max == 0 || is_zero_key(key))
 		return 0;
 	pthread_rwlock_rdlock(&ix->lock);
-	if ((e = hash_find(ix, key)) != PIDX_NONE) {
+	if ((e = hash_find(ix, key)) != PIDX_NONE)
 		for (p = ent(ix, e)->head; is_loc(p) && n < max;
-		    p = *loc_next(ix, p)) {
-			s = ix->segtab[p >> PIDX_SEG_SHIFT];
-			locs[n].domid = s->dom->domid;
-			locs[n].pfn = s->pfn_base + (p & (PIDX_SEG_PAGES - 1));
-			n++;
-		}
-	}
+		    p = *loc_next(ix, p))
+			loc_of(ix, p, &locs[n++]);
 	pthread_rwlock_unlock(&ix->lock);
 	return n;
 }
@@ -794,26 +820,15 @@ size_t
 pidx_find_prefix(struct pidx *ix, const uint8_t prefix[8],
     uint8_t (*keys)[PIDX_KEY_LEN], size_t max)
 {
-	uint8_t key[PIDX_KEY_LEN];
-	uint32_t mask, i, e;
+	uint32_t slot, e;
 	size_t n = 0;
 
 	if (max == 0)
 		return 0;
-	memset(key, 0, sizeof(key));
-	memcpy(key, prefix, 8);
 	pthread_rwlock_rdlock(&ix->lock);
-	mask = ix->slot_cap - 1;
-	for (i = home(key, mask); (e = ix->slots[i]) != PIDX_NONE;
-	    i = (i + 1) & mask) {
-		const struct pidx_ent *en = ent(ix, e);
-
-		if (memcmp(en->d, prefix, 8) != 0 || is_zero_key(en->d))
-			continue;
-		memcpy(keys[n++], en->d, PIDX_KEY_LEN);
-		if (n == max)
-			break;
-	}
+	slot = home(prefix, ix->slot_cap - 1);
+	while (n < max && (e = prefix_next(ix, prefix, &slot)) != PIDX_NONE)
+		memcpy(keys[n++], ent(ix, e)->d, PIDX_KEY_LEN);
 	pthread_rwlock_unlock(&ix->lock);
 	return n;
 }
@@ -823,28 +838,15 @@ static int
 find_prefix_loc(struct pidx *ix, const uint8_t prefix[8],
     uint8_t key[PIDX_KEY_LEN], struct pidx_loc *loc)
 {
-	uint8_t k[PIDX_KEY_LEN];
-	const struct pidx_ent *en;
-	struct pidx_seg *s;
-	uint32_t mask, i, e, p;
+	uint32_t slot = home(prefix, ix->slot_cap - 1), e, p;
 
-	memset(k, 0, sizeof(k));
-	memcpy(k, prefix, 8);
-	mask = ix->slot_cap - 1;
-	for (i = home(k, mask); (e = ix->slots[i]) != PIDX_NONE;
-	    i = (i + 1) & mask) {
-		en = ent(ix, e);
-		if (memcmp(en->d, prefix, 8) != 0 || is_zero_key(en->d))
-			continue;
-		memcpy(key, en->d, PIDX_KEY_LEN);
-		if (!is_loc(p = en->head))
-			return 1;
-		s = ix->segtab[p >> PIDX_SEG_SHIFT];
-		loc->domid = s->dom->domid;
-		loc->pfn = s->pfn_base + (p & (PIDX_SEG_PAGES - 1));
-		return 2;
-	}
-	return 0;
+	if ((e = prefix_next(ix, prefix, &slot)) == PIDX_NONE)
+		return 0;
+	memcpy(key, ent(ix, e)->d, PIDX_KEY_LEN);
+	if (!is_loc(p = ent(ix, e)->head))
+		return 1;
+	loc_of(ix, p, loc);
+	return 2;
 }
 
 int

@@ -617,6 +617,16 @@ fail:
 #define HEAP_DIR	"heap"
 #define HEAP_TMP	".tmp."
 
+/* 1 if entry de of DIR/heap is a chunk (a complete regular file), its
+ * stat in *st. */
+static int
+heap_chunk(DIR *dp, const struct dirent *de, struct stat *st)
+{
+	return de->d_name[0] != '.' &&
+	    fstatat(dirfd(dp), de->d_name, st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st->st_mode);
+}
+
 static uint64_t
 file_size(uint64_t pages)
 {
@@ -651,9 +661,7 @@ heap_take(const char *dir, uint64_t size, const char *tmp)
 		best = NULL;
 		best_size = 0;
 		while ((de = readdir(dp)) != NULL) {
-			if (de->d_name[0] == '.' ||
-			    fstatat(dirfd(dp), de->d_name, &st,
-			    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(st.st_mode) ||
+			if (!heap_chunk(dp, de, &st) ||
 			    (uint64_t)st.st_size < size ||
 			    (best != NULL && (uint64_t)st.st_size >= best_size))
 				continue;
@@ -778,9 +786,7 @@ sd_heap_stat(const char *dir, uint64_t *chunks, uint64_t *bytes)
 	if (dp == NULL)
 		return errno == ENOENT ? 0 : -errno;
 	while ((de = readdir(dp)) != NULL) {
-		if (de->d_name[0] == '.' ||
-		    fstatat(dirfd(dp), de->d_name, &st,
-		    AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(st.st_mode))
+		if (!heap_chunk(dp, de, &st))
 			continue;
 		(*chunks)++;
 		*bytes += (uint64_t)st.st_size;
@@ -827,7 +833,7 @@ sd_create(const char *dir, const char *name, uint64_t pages,
 	struct simdom *sd = NULL;
 	struct sd_ctrl *c;
 	char *tmp = NULL, *final = NULL, *normal = NULL;
-	uint64_t boff, blen, moff;
+	uint64_t boff, blen, moff, size;
 	uint32_t domid;
 	struct stat st;
 	int fd, r, tries;
@@ -855,7 +861,9 @@ sd_create(const char *dir, const char *name, uint64_t pages,
 		tmp = NULL;
 		goto fail;
 	}
-	if ((fd = heap_take(dir, file_size(pages), tmp)) >= 0) {
+	sd_layout(pages, &boff, &blen, &moff);
+	size = moff + pages * HV_PAGE_SIZE;
+	if ((fd = heap_take(dir, size, tmp)) >= 0) {
 		close(sd->fd);
 		sd->fd = fd;
 	}
@@ -863,8 +871,7 @@ sd_create(const char *dir, const char *name, uint64_t pages,
 	 * unlocked .incoming file is always stale. */
 	if ((r = ofd_lock(sd->fd, LOCK_INCOMING, F_WRLCK)) < 0)
 		goto fail;
-	sd_layout(pages, &boff, &blen, &moff);
-	if (ftruncate(sd->fd, (off_t)(moff + pages * HV_PAGE_SIZE)) == -1) {
+	if (ftruncate(sd->fd, (off_t)size) == -1) {
 		r = -errno;
 		goto fail;
 	}

@@ -104,6 +104,14 @@ parse_num(const char *s, uint64_t *v)
 	return errno || *end ? -1 : 0;
 }
 
+/* --pages: a domain's page count, SD_PAGES_MIN..SD_PAGES_MAX. */
+static int
+parse_pages(const char *s, uint64_t *v)
+{
+	return parse_num(s, v) < 0 || *v < SD_PAGES_MIN || *v > SD_PAGES_MAX ?
+	    -1 : 0;
+}
+
 static const char *
 state_name(struct simdom *sd)
 {
@@ -138,8 +146,7 @@ cmd_create(struct opts *o)
 	if (!sd_name_valid(o->name))
 		return usage_err("create", u, "bad domain name (letters, "
 		    "digits, _ . -; not all digits)");
-	if (parse_num(o->pages, &pages) < 0 || pages < SD_PAGES_MIN ||
-	    pages > SD_PAGES_MAX)
+	if (parse_pages(o->pages, &pages) < 0)
 		return usage_err("create", u, "--pages must be 16..2^26");
 	while (uid == 0)
 		if (getrandom(&uid, sizeof(uid), 0) != sizeof(uid))
@@ -443,8 +450,7 @@ cmd_heap(struct opts *o)
 		return usage_err("heap", HEAP_USAGE,
 		    "--pages and --release exclude each other");
 	if (o->pages != NULL) {
-		if (parse_num(o->pages, &pages) < 0 || pages < SD_PAGES_MIN ||
-		    pages > SD_PAGES_MAX)
+		if (parse_pages(o->pages, &pages) < 0)
 			return usage_err("heap", HEAP_USAGE,
 			    "--pages must be 16..2^26");
 		if ((r = sd_heap_add(o->dir, pages)) < 0)
