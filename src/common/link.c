@@ -21,6 +21,13 @@
 
 /* How much unread input we let pile up before we stop reading. */
 #define LINK_READ_HIGH	(8u << 20)
+/*
+ * The most one read(2) or write(2) of the link moves (libevent's default
+ * is 16 KiB).  Pages stream in records of up to 1 MiB: larger calls cut
+ * the syscalls, and on a TLS link let OpenSSL write a run of records from
+ * one buffer.
+ */
+#define LINK_IO_MAX	(1u << 20)
 
 struct link {
 	struct bufferevent	*bev;
@@ -113,6 +120,9 @@ link_new(struct bufferevent *bev, enum proto_dir rx_dir, int connecting,
 		net_peer_str(fd, l->peer, sizeof(l->peer));
 	bufferevent_setcb(bev, link_read_cb, link_write_cb, link_event_cb, l);
 	bufferevent_setwatermark(bev, EV_READ, 0, LINK_READ_HIGH);
+	if (bufferevent_openssl_get_ssl(bev) == NULL)
+		bufferevent_set_max_single_read(bev, LINK_IO_MAX);
+	bufferevent_set_max_single_write(bev, LINK_IO_MAX);
 	if (connecting) {
 		/* Reading starts in link_up(): the peer's first records
 		 * must not be handled before our stream header is out. */

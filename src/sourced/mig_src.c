@@ -1609,6 +1609,8 @@ src_send_data_on(struct mig_src *m, struct link *l, const uint64_t *pfns,
 {
 	uint8_t head[PROTO_REC_HDR_LEN + 8 + 8 * PROTO_PAGE_BATCH_MAX];
 	struct evbuffer *out = link_output(l);
+	struct evbuffer_iovec v;
+	uint8_t *p;
 	uint32_t i;
 	int len, rc = 1;
 
@@ -1620,11 +1622,23 @@ src_send_data_on(struct mig_src *m, struct link *l, const uint64_t *pfns,
 		len = proto_enc_page_data_head(head, sizeof(head), n, pfns);
 		if (len < 0)
 			return len;
-		if (evbuffer_add(out, head, (size_t)len) != 0)
+		/*
+		 * The whole record in one buffer of the output: a TLS link
+		 * makes one record of each buffer it writes, up to 16 KiB,
+		 * so buffers of a page each (evbuffer_add's) would cost a
+		 * TLS record and a write(2) per page.
+		 */
+		if (evbuffer_reserve_space(out, (ssize_t)len +
+		    (ssize_t)n * PROTO_PAGE_SIZE, &v, 1) != 1)
 			return -ENOMEM;
-		for (i = 0; i < n; i++)
-			if (evbuffer_add(out, ptrs[i], PROTO_PAGE_SIZE) != 0)
-				return -ENOMEM;
+		p = v.iov_base;
+		memcpy(p, head, (size_t)len);
+		p += len;
+		for (i = 0; i < n; i++, p += PROTO_PAGE_SIZE)
+			memcpy(p, ptrs[i], PROTO_PAGE_SIZE);
+		v.iov_len = (size_t)(p - (uint8_t *)v.iov_base);
+		if (evbuffer_commit_space(out, &v, 1) != 0)
+			return -ENOMEM;
 		m->st.bytes_queued += (uint64_t)len +
 		    (uint64_t)n * PROTO_PAGE_SIZE;
 		m->st.bytes_data += (uint64_t)n * PROTO_PAGE_SIZE;
