@@ -41,6 +41,9 @@ struct link_cbs {
  * bufferevent is still connecting/handshaking (on_up comes with
  * BEV_EVENT_CONNECTED); otherwise on_up is called from the loop soon.
  */
+/* malloc settings for the links' large buffers; once, from main(). */
+void	link_heap_setup(void);
+
 struct link *link_new(struct bufferevent *bev, enum proto_dir rx_dir,
 	    int connecting, const struct link_cbs *cbs, void *arg);
 void	link_free(struct link *l);	/* accepts NULL */

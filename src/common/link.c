@@ -3,10 +3,13 @@
  * See link.h and docs/PROTOCOL.md.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -22,12 +25,16 @@
 /* How much unread input we let pile up before we stop reading. */
 #define LINK_READ_HIGH	(8u << 20)
 /*
- * The most one read(2) or write(2) of the link moves (libevent's default
- * is 16 KiB).  Pages stream in records of up to 1 MiB: larger calls cut
- * the syscalls, and on a TLS link let OpenSSL write a run of records from
- * one buffer.
+ * The most one write(2) of the link moves (libevent's default is 16 KiB).
+ * Pages go out in records of up to 1 MiB: larger calls cut the syscalls,
+ * and on a TLS link let OpenSSL write a run of records from one buffer.
+ * Reads: link_pull().
  */
 #define LINK_IO_MAX	(1u << 20)
+/* Allocations up to this size come from the heap (link_heap_setup). */
+#define LINK_HEAP_KEEP	(32 << 20)
+/* Room taken in the input for each run of bytes link_pull moves. */
+#define LINK_PULL	(256u << 10)
 
 struct link {
 	struct bufferevent	*bev;
@@ -44,6 +51,8 @@ struct link {
 	int			 free_pending;
 	int			 closing;	/* link_close(): flushing */
 	int			 paused;	/* link_pause(): no records */
+	int			 pull_err;	/* link_pull(): after the records */
+	char			 pull_why[300];
 	struct event		*ev_hs;		/* handshake deadline */
 	unsigned		 hs_timeout;
 	size_t			 drain_mark;
@@ -55,6 +64,7 @@ static void	link_write_cb(struct bufferevent *bev, void *arg);
 static void	link_event_cb(struct bufferevent *bev, short what, void *arg);
 static void	link_hs_cb(evutil_socket_t fd, short what, void *arg);
 static int	link_cb_done(struct link *l);
+static int	link_has_input(struct link *l);
 
 /* Report a fatal error once and stop all I/O. */
 static void
@@ -95,8 +105,7 @@ link_up(struct link *l)
 	bufferevent_enable(l->bev, l->paused ? EV_WRITE : EV_READ | EV_WRITE);
 	l->cbs->on_up(l, l->arg);
 	/* Input that arrived before we were up has not been looked at. */
-	if (!l->dead &&
-	    evbuffer_get_length(bufferevent_get_input(l->bev)) > 0)
+	if (!l->dead && link_has_input(l))
 		bufferevent_trigger(l->bev, EV_READ,
 		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
@@ -120,8 +129,6 @@ link_new(struct bufferevent *bev, enum proto_dir rx_dir, int connecting,
 		net_peer_str(fd, l->peer, sizeof(l->peer));
 	bufferevent_setcb(bev, link_read_cb, link_write_cb, link_event_cb, l);
 	bufferevent_setwatermark(bev, EV_READ, 0, LINK_READ_HIGH);
-	if (bufferevent_openssl_get_ssl(bev) == NULL)
-		bufferevent_set_max_single_read(bev, LINK_IO_MAX);
 	bufferevent_set_max_single_write(bev, LINK_IO_MAX);
 	if (connecting) {
 		/* Reading starts in link_up(): the peer's first records
@@ -249,7 +256,7 @@ link_resume(struct link *l)
 	bufferevent_enable(l->bev, EV_READ);
 	/* Records buffered while paused: from the loop, not from here (the
 	 * caller may be inside another link's callback). */
-	if (evbuffer_get_length(bufferevent_get_input(l->bev)) > 0)
+	if (link_has_input(l))
 		bufferevent_trigger(l->bev, EV_READ,
 		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
@@ -381,16 +388,160 @@ link_cb_done(struct link *l)
 }
 
 /*
+ * A TLS link reads ahead (tls.c): what OpenSSL holds, decrypted, into the
+ * input, as long as the input is under LINK_READ_HIGH.  libevent 2.1's
+ * bufferevent_openssl takes two records at most per readiness of the
+ * socket and then waits for the next one, which will not come if the rest
+ * already sits in OpenSSL's buffer.  Returns the bytes moved; a TLS error
+ * fails the link.
+ */
+static size_t
+link_tls_pull(struct link *l)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(l->bev);
+	struct evbuffer *in = bufferevent_get_input(l->bev);
+	struct evbuffer_iovec v;
+	size_t moved = 0, got;
+	char why[256];
+	int r, e;
+
+	if (ssl == NULL)
+		return 0;
+	while (!l->dead && l->pull_err == 0 && SSL_has_pending(ssl) &&
+	    evbuffer_get_length(in) < LINK_READ_HIGH) {
+		/* A record's room first: a stream of small records (a
+		 * source's input) should not cost a large buffer each. */
+		if (evbuffer_reserve_space(in, moved == 0 ?
+		    SSL3_RT_MAX_PLAIN_LENGTH : LINK_PULL, &v, 1) != 1) {
+			link_fail(l, -ENOMEM, "out of memory reading");
+			break;
+		}
+		/* Whole records into one buffer, fewer buffers to pull up. */
+		got = 0;
+		e = SSL_ERROR_NONE;
+		while (v.iov_len - got >= SSL3_RT_MAX_PLAIN_LENGTH) {
+			ERR_clear_error();
+			r = SSL_read(ssl, (uint8_t *)v.iov_base + got,
+			    (int)(v.iov_len - got));
+			if (r <= 0) {
+				e = SSL_get_error(ssl, r);
+				break;
+			}
+			got += (size_t)r;
+			if (!SSL_has_pending(ssl))
+				break;
+		}
+		v.iov_len = got;
+		if (got > 0 && evbuffer_commit_space(in, &v, 1) != 0) {
+			link_fail(l, -ENOMEM, "out of memory reading");
+			break;
+		}
+		moved += got;
+		if (e == SSL_ERROR_NONE)
+			continue;
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			break;		/* the socket's readiness goes on */
+		/* The records before the end or the error go first. */
+		if (e == SSL_ERROR_ZERO_RETURN ||
+		    (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+			l->pull_err = -ECONNRESET;
+			snprintf(l->pull_why, sizeof(l->pull_why),
+			    "peer closed the connection");
+		} else {
+			l->pull_err = -EPROTO;
+			tls_err_string(why, sizeof(why));
+			snprintf(l->pull_why, sizeof(l->pull_why), "TLS: %s",
+			    why[0] ? why : "read failed");
+		}
+		break;
+	}
+	return moved;
+}
+
+/*
+ * A plain TCP link: libevent 2.1 reads at most 4 KiB per readiness of the
+ * socket (EVBUFFER_MAX_READ), with an ioctl(2) and an epoll_wait(2) for
+ * each.  Read what the socket holds in large reads instead, as long as the
+ * input is under LINK_READ_HIGH.  The end of the stream or an error is
+ * kept for after the records, as for TLS.
+ */
+static size_t
+link_sock_pull(struct link *l)
+{
+	struct evbuffer *in = bufferevent_get_input(l->bev);
+	struct evbuffer_iovec v;
+	int fd = bufferevent_getfd(l->bev), avail;
+	size_t moved = 0;
+	ssize_t n;
+
+	/* bufferevent_socket keeps the input's end frozen but in its own
+	 * reads; so do we. */
+	evbuffer_unfreeze(in, 0);
+	while (fd >= 0 && !l->dead && l->pull_err == 0 &&
+	    evbuffer_get_length(in) < LINK_READ_HIGH) {
+		/* Room for what the socket holds, within [4 KiB, LINK_PULL]. */
+		if (ioctl(fd, FIONREAD, &avail) != 0 || avail < 4096)
+			avail = 4096;
+		if ((unsigned)avail > LINK_PULL)
+			avail = LINK_PULL;
+		if (evbuffer_reserve_space(in, avail, &v, 1) != 1) {
+			link_fail(l, -ENOMEM, "out of memory reading");
+			break;
+		}
+		n = recv(fd, v.iov_base, (size_t)avail, MSG_DONTWAIT);
+		if (n > 0) {
+			v.iov_len = (size_t)n;
+			if (evbuffer_commit_space(in, &v, 1) != 0) {
+				link_fail(l, -ENOMEM, "out of memory reading");
+				break;
+			}
+			moved += (size_t)n;
+			if (n < avail)
+				break;		/* the socket is empty */
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR))
+			break;
+		l->pull_err = n == 0 ? -ECONNRESET : -errno;
+		snprintf(l->pull_why, sizeof(l->pull_why), "%s",
+		    n == 0 ? "peer closed the connection" : strerror(errno));
+		break;
+	}
+	evbuffer_freeze(in, 0);
+	return moved;
+}
+
+/* Everything the link holds for us, into the input. */
+static size_t
+link_pull(struct link *l)
+{
+	if (bufferevent_openssl_get_ssl(l->bev) != NULL)
+		return link_tls_pull(l);
+	return link_sock_pull(l);
+}
+
+/* Input for the records (in the input buffer or held by OpenSSL), or the
+ * end that link_pull() found behind them. */
+static int
+link_has_input(struct link *l)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(l->bev);
+
+	return evbuffer_get_length(bufferevent_get_input(l->bev)) > 0 ||
+	    l->pull_err != 0 || (ssl != NULL && SSL_has_pending(ssl));
+}
+
+/*
  * Split the input into records.  Each record is checked for size (before
  * the HELLO exchange with the stricter pre-authentication limit), for
  * direction and phase, then decoded and validated before the owner sees
  * it.
  */
 static void
-link_read_cb(struct bufferevent *bev, void *arg)
+link_records(struct link *l)
 {
-	struct link *l = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = bufferevent_get_input(l->bev);
 	struct proto_limits lim;
 	struct proto_rec rec;
 	uint8_t hdr[PROTO_STREAM_HDR_LEN];
@@ -399,9 +550,6 @@ link_read_cb(struct bufferevent *bev, void *arg)
 	uint8_t *p;
 	int rc;
 
-	if (!l->up || l->paused)
-		return;		/* link_up() / link_resume() look at it */
-	l->in_cb++;
 	while (!l->dead && !l->paused) {
 		if (!l->got_hdr) {
 			if (evbuffer_get_length(in) < PROTO_STREAM_HDR_LEN)
@@ -481,6 +629,24 @@ link_read_cb(struct bufferevent *bev, void *arg)
 			break;
 		evbuffer_drain(in, total);
 	}
+}
+
+static void
+link_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct link *l = arg;
+	size_t moved;
+
+	(void)bev;
+	if (!l->up || l->paused)
+		return;		/* link_up() / link_resume() look at it */
+	l->in_cb++;
+	do {
+		moved = link_pull(l);
+		link_records(l);
+	} while (moved > 0 && !l->dead && !l->paused);
+	if (l->pull_err != 0 && !l->paused)
+		link_fail(l, l->pull_err, "%s", l->pull_why);
 	link_cb_done(l);
 }
 
@@ -538,4 +704,19 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 			    errno ? strerror(errno) : "connection error");
 	}
 	link_cb_done(l);
+}
+
+/*
+ * A link's buffers of a MiB (a PAGE_DATA record going out, a run of
+ * records coming in) are allocated and freed at every record.  glibc would
+ * map the large ones with mmap(2) and unmap them on free, or trim the heap
+ * under them, and the kernel then faults in and clears every page again
+ * at the next record: a quarter of each daemon's time in a fast
+ * migration.  Keep them in the heap.  Called once, by a daemon's main().
+ */
+void
+link_heap_setup(void)
+{
+	(void)mallopt(M_MMAP_THRESHOLD, LINK_HEAP_KEEP);
+	(void)mallopt(M_TRIM_THRESHOLD, 2 * LINK_HEAP_KEEP);
 }

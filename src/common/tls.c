@@ -287,7 +287,17 @@ ctx_new(const SSL_METHOD *m, const struct tls_files *f, int server,
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/*
+	 * Links stream megabytes.  Read ahead: one read(2) takes up to
+	 * TLS_READ_AHEAD bytes, many records, where OpenSSL would otherwise
+	 * make two reads of each record (header, then body); link.c moves
+	 * what OpenSSL holds into the input (link_tls_pull), as libevent's
+	 * bufferevent_openssl takes only two records per readiness of the
+	 * socket.  The buffers are kept: SSL_MODE_RELEASE_BUFFERS would free
+	 * and allocate them again for every record.
+	 */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_AHEAD);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (server)
 		SSL_CTX_set_num_tickets(ctx, 0);

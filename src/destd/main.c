@@ -3,9 +3,11 @@
  * tests link the same objects.
  */
 #include "destd.h"
+#include "link.h"
 
 int
 main(int argc, char **argv)
 {
+	link_heap_setup();
 	return destd_main(argc, argv);
 }

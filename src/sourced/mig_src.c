@@ -59,6 +59,7 @@
 #define SRC_OUT_HIGH	(4u << 20)	/* stop producing above this */
 #define SRC_OUT_LOW	(1u << 20)	/* resume producing below this */
 #define SRC_BATCH	PROTO_PAGE_BATCH_MAX	/* pages per production step */
+#define SRC_OUT_CHUNK	(64u << 10)	/* output buffer size (src_out_record) */
 #define SRC_OFFER_SPAN	4096u	/* pfns per OFFER window (<= PFN_BATCH_MAX) */
 #define SRC_MIN_BW	(1u << 20)	/* floor of the bandwidth estimate */
 #define SRC_OFFER_INFLIGHT 16u		/* OFFER batches awaiting HAVE */
@@ -1601,6 +1602,48 @@ src_send_data_z(struct mig_src *m, struct link *l, const uint64_t *pfns,
 	return 0;
 }
 
+/*
+ * Append a record, head then n pages, to out in buffers of SRC_OUT_CHUNK
+ * bytes.  A TLS link makes one TLS record of each buffer, up to 16 KiB, so
+ * the buffer of a page each that evbuffer_add() would make cost a TLS
+ * record and a write(2) per page; one buffer of the whole record (up to a
+ * MiB) would be mapped and unmapped by malloc at every record.
+ */
+static int
+src_out_record(struct evbuffer *out, const uint8_t *head, size_t hlen,
+    const void *const *ptrs, uint32_t n)
+{
+	struct evbuffer_iovec v;
+	size_t left = hlen + (size_t)n * PROTO_PAGE_SIZE, off = 0;
+	size_t want, k, step, in;
+	const uint8_t *from;
+
+	while (left > 0) {
+		want = left < SRC_OUT_CHUNK ? left : SRC_OUT_CHUNK;
+		if (evbuffer_reserve_space(out, (ev_ssize_t)want, &v, 1) != 1)
+			return -ENOMEM;
+		for (k = 0; k < want; k += step, off += step) {
+			if (off < hlen) {
+				from = head + off;
+				step = hlen - off;
+			} else {
+				in = (off - hlen) % PROTO_PAGE_SIZE;
+				from = (const uint8_t *)ptrs[(off - hlen) /
+				    PROTO_PAGE_SIZE] + in;
+				step = PROTO_PAGE_SIZE - in;
+			}
+			if (step > want - k)
+				step = want - k;
+			memcpy((uint8_t *)v.iov_base + k, from, step);
+		}
+		v.iov_len = want;
+		if (evbuffer_commit_space(out, &v, 1) != 0)
+			return -ENOMEM;
+		left -= want;
+	}
+	return 0;
+}
+
 /* Queue a PAGE_DATA record for n mapped pages on connection l,
  * compressed if asked and if they shrink. */
 static int
@@ -1609,9 +1652,6 @@ src_send_data_on(struct mig_src *m, struct link *l, const uint64_t *pfns,
 {
 	uint8_t head[PROTO_REC_HDR_LEN + 8 + 8 * PROTO_PAGE_BATCH_MAX];
 	struct evbuffer *out = link_output(l);
-	struct evbuffer_iovec v;
-	uint8_t *p;
-	uint32_t i;
 	int len, rc = 1;
 
 	if (n == 0)
@@ -1622,23 +1662,8 @@ src_send_data_on(struct mig_src *m, struct link *l, const uint64_t *pfns,
 		len = proto_enc_page_data_head(head, sizeof(head), n, pfns);
 		if (len < 0)
 			return len;
-		/*
-		 * The whole record in one buffer of the output: a TLS link
-		 * makes one record of each buffer it writes, up to 16 KiB,
-		 * so buffers of a page each (evbuffer_add's) would cost a
-		 * TLS record and a write(2) per page.
-		 */
-		if (evbuffer_reserve_space(out, (ssize_t)len +
-		    (ssize_t)n * PROTO_PAGE_SIZE, &v, 1) != 1)
-			return -ENOMEM;
-		p = v.iov_base;
-		memcpy(p, head, (size_t)len);
-		p += len;
-		for (i = 0; i < n; i++, p += PROTO_PAGE_SIZE)
-			memcpy(p, ptrs[i], PROTO_PAGE_SIZE);
-		v.iov_len = (size_t)(p - (uint8_t *)v.iov_base);
-		if (evbuffer_commit_space(out, &v, 1) != 0)
-			return -ENOMEM;
+		if ((rc = src_out_record(out, head, (size_t)len, ptrs, n)) != 0)
+			return rc;
 		m->st.bytes_queued += (uint64_t)len +
 		    (uint64_t)n * PROTO_PAGE_SIZE;
 		m->st.bytes_data += (uint64_t)n * PROTO_PAGE_SIZE;
