@@ -35,15 +35,15 @@ struct link_cbs {
 		    void *arg);
 };
 
+/* malloc settings for the links' large buffers; once, from main(). */
+void	link_heap_setup(void);
+
 /*
  * Take over bev (freed with the link).  rx_dir is the direction of the
  * records this side receives (PROTO_D2S on the source).  connecting: the
  * bufferevent is still connecting/handshaking (on_up comes with
  * BEV_EVENT_CONNECTED); otherwise on_up is called from the loop soon.
  */
-/* malloc settings for the links' large buffers; once, from main(). */
-void	link_heap_setup(void);
-
 struct link *link_new(struct bufferevent *bev, enum proto_dir rx_dir,
 	    int connecting, const struct link_cbs *cbs, void *arg);
 void	link_free(struct link *l);	/* accepts NULL */

@@ -392,8 +392,9 @@ link_cb_done(struct link *l)
  * input, as long as the input is under LINK_READ_HIGH.  libevent 2.1's
  * bufferevent_openssl takes two records at most per readiness of the
  * socket and then waits for the next one, which will not come if the rest
- * already sits in OpenSSL's buffer.  Returns the bytes moved; a TLS error
- * fails the link.
+ * already sits in OpenSSL's buffer.  Returns the bytes moved.  The end of
+ * the stream or a TLS error is kept in pull_err, to be reported after the
+ * records read before it.
  */
 static size_t
 link_tls_pull(struct link *l)
