@@ -25,9 +25,6 @@ struct tls_files {
 	const char	*pin;
 };
 
-/* Bytes one read(2) of a TLS link may take (OpenSSL's read-ahead buffer). */
-#define TLS_READ_AHEAD	(256u << 10)
-
 #define TLS_PIN_PREFIX	"sha256:"
 #define TLS_PIN_STRLEN	(sizeof(TLS_PIN_PREFIX) - 1 + 64)
 

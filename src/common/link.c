@@ -392,22 +392,18 @@ link_cb_done(struct link *l)
  * input, as long as the input is under LINK_READ_HIGH.  libevent 2.1's
  * bufferevent_openssl takes two records at most per readiness of the
  * socket and then waits for the next one, which will not come if the rest
- * already sits in OpenSSL's buffer.  Returns the bytes moved.  The end of
- * the stream or a TLS error is kept in pull_err, to be reported after the
+ * already sits in OpenSSL's buffer.  The end of the stream or a TLS error is kept in pull_err, to be reported after the
  * records read before it.
  */
-static size_t
-link_tls_pull(struct link *l)
+static void
+link_tls_pull(struct link *l, SSL *ssl)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(l->bev);
 	struct evbuffer *in = bufferevent_get_input(l->bev);
 	struct evbuffer_iovec v;
 	size_t moved = 0, got;
 	char why[256];
 	int r, e;
 
-	if (ssl == NULL)
-		return 0;
 	while (!l->dead && l->pull_err == 0 && SSL_has_pending(ssl) &&
 	    evbuffer_get_length(in) < LINK_READ_HIGH) {
 		/* A record's room first: a stream of small records (a
@@ -456,7 +452,6 @@ link_tls_pull(struct link *l)
 		}
 		break;
 	}
-	return moved;
 }
 
 /*
@@ -466,13 +461,12 @@ link_tls_pull(struct link *l)
  * input is under LINK_READ_HIGH.  The end of the stream or an error is
  * kept for after the records, as for TLS.
  */
-static size_t
+static void
 link_sock_pull(struct link *l)
 {
 	struct evbuffer *in = bufferevent_get_input(l->bev);
 	struct evbuffer_iovec v;
 	int fd = bufferevent_getfd(l->bev), avail;
-	size_t moved = 0;
 	ssize_t n;
 
 	/* bufferevent_socket keeps the input's end frozen but in its own
@@ -496,7 +490,6 @@ link_sock_pull(struct link *l)
 				link_fail(l, -ENOMEM, "out of memory reading");
 				break;
 			}
-			moved += (size_t)n;
 			if (n < avail)
 				break;		/* the socket is empty */
 			continue;
@@ -510,16 +503,18 @@ link_sock_pull(struct link *l)
 		break;
 	}
 	evbuffer_freeze(in, 0);
-	return moved;
 }
 
 /* Everything the link holds for us, into the input. */
-static size_t
+static void
 link_pull(struct link *l)
 {
-	if (bufferevent_openssl_get_ssl(l->bev) != NULL)
-		return link_tls_pull(l);
-	return link_sock_pull(l);
+	SSL *ssl = bufferevent_openssl_get_ssl(l->bev);
+
+	if (ssl != NULL)
+		link_tls_pull(l, ssl);
+	else
+		link_sock_pull(l);
 }
 
 /* Input for the records (in the input buffer or held by OpenSSL), or the
@@ -636,16 +631,19 @@ static void
 link_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct link *l = arg;
-	size_t moved;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	int full;
 
-	(void)bev;
 	if (!l->up || l->paused)
 		return;		/* link_up() / link_resume() look at it */
 	l->in_cb++;
+	/* Again only if the pull stopped at LINK_READ_HIGH: otherwise the
+	 * socket (or OpenSSL) had no more, and its readiness calls us. */
 	do {
-		moved = link_pull(l);
+		link_pull(l);
+		full = evbuffer_get_length(in) >= LINK_READ_HIGH;
 		link_records(l);
-	} while (moved > 0 && !l->dead && !l->paused);
+	} while (full && !l->dead && !l->paused);
 	if (l->pull_err != 0 && !l->paused)
 		link_fail(l, l->pull_err, "%s", l->pull_why);
 	link_cb_done(l);

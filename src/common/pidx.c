@@ -759,8 +759,6 @@ out:
 	return r;
 }
 
-/* Walk the content's chain from its head, at most max locations.  The
- * zero digest never matches (zero pages are not chained). */
 /* Location id p as (domid, pfn). */
 static void
 loc_of(const struct pidx *ix, uint32_t p, struct pidx_loc *out)
@@ -793,6 +791,8 @@ prefix_next(const struct pidx *ix, const uint8_t prefix[8], uint32_t *slot)
 	return PIDX_NONE;
 }
 
+/* Walk the content's chain from its head, at most max locations.  The
+ * zero digest never matches (zero pages are not chained). */
 size_t
 pidx_lookup(struct pidx *ix, const uint8_t *key,
     struct pidx_loc *locs, size_t max)

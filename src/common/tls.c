@@ -251,6 +251,9 @@ check_file(const char *what, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/* Bytes one read(2) of a TLS link may take (OpenSSL's read-ahead buffer). */
+#define TLS_READ_AHEAD	(256u << 10)
+
 /*
  * The common part of both contexts.  NULL on error with err filled and
  * errno set (ENOENT, EACCES... for files, EPROTO for bad contents).
