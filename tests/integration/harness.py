@@ -11,6 +11,7 @@ Only the Python standard library is used.
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -33,17 +34,48 @@ class Failure(Exception):
     pass
 
 
+class SpawnFailure(Failure):
+    """A daemon did not start: rc is its exit status (None: still running),
+    said what it logged."""
+    def __init__(self, rc, said, msg):
+        super().__init__(msg)
+        self.rc, self.said = rc, said
+
+
 def check(cond, msg):
     if not cond:
         raise Failure(msg)
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port that is free now, for a daemon to listen on.
+
+    It is chosen below the kernel's ephemeral range: a port the kernel
+    hands out (bind to 0) can be given again, as the local port of any
+    outgoing connection, before the daemon binds it, and the tests run in
+    parallel and connect a lot.  Two tests can still pick the same port;
+    Host._spawn starts destd again on another one when its listen fails.
+    """
+    lo = _ephemeral_low()
+    for _ in range(64):
+        port = random.randint(10000, lo - 1) if lo > 11000 else 0
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return s.getsockname()[1]
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise Failure("no free loopback port found")
 
 
 def run(cmd, check_rc=True, timeout=300, **kw):
@@ -67,15 +99,6 @@ def wait_until(fn, timeout, step=0.005):
     return None
 
 
-def wait_for_path(path, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        if os.path.exists(path):
-            return
-        time.sleep(0.02)
-    raise Failure("%s did not appear" % path)
-
-
 class Host:
     def __init__(self, cluster, name, tls=True, destd_args=(),
                  sourced_args=(), pin=None):
@@ -85,6 +108,7 @@ class Host:
         os.makedirs(self.dir)
         self.port = free_port()
         self.addr = "127.0.0.1:%d" % self.port
+        self.listened = False       # destd has started on self.port
         self.destd_sock = os.path.join(self.dir, "destd.sock")
         self.sourced_sock = os.path.join(self.dir, "sourced.sock")
         self.tls = tls
@@ -103,16 +127,30 @@ class Host:
         return ["--tls-cert", os.path.join(c, key + ".pem"),
                 "--tls-key", os.path.join(c, key + ".key")] + peer
 
-    def _spawn(self, what, cmd, sock):
-        log = open(os.path.join(self.dir, what + ".log"), "a")
-        self.logs[what] = log.name
+    def _spawn(self, what, cmd, sock, timeout=10):
+        """Start a daemon and wait for its control socket.  A daemon that
+        exits first fails at once, with what it logged this start."""
+        path = os.path.join(self.dir, what + ".log")
+        log = open(path, "a")
+        self.logs[what] = path
+        start = log.tell()
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL)
+        log.close()
         self.procs[what] = p
-        try:
-            wait_for_path(sock)
-        except Failure:
-            raise Failure("%s did not start: %s" % (what, self.log(what)))
+        end = time.time() + timeout
+        while not os.path.exists(sock):
+            rc = p.poll()
+            if rc is not None or time.time() >= end:
+                with open(path) as f:
+                    f.seek(start)
+                    said = f.read()
+                why = ("exited %d" % rc if rc is not None else
+                       "has no %s after %d s" % (sock, timeout))
+                raise SpawnFailure(rc, said,
+                                   "%s did not start (%s): %s" %
+                                   (what, why, said))
+            time.sleep(0.02)
 
     def start(self, cert=None):
         cert = cert or ("a" if self.name.endswith("a") else "b")
@@ -120,12 +158,28 @@ class Host:
         self.start_sourced(cert)
 
     def start_destd(self, cert="b"):
-        self._spawn("destd", [DESTD, "--backend", "sim", "--state-dir",
-                              self.dir, "--listen", self.addr, "--control",
-                              self.destd_sock, "--simhv", SIMHV,
-                              "--scan-interval-ms", "60000",
-                              "--scan-cpu", "1"] +
-                    self.tls_args(cert) + self.destd_args, self.destd_sock)
+        for _ in range(5):
+            try:
+                self._spawn("destd", [DESTD, "--backend", "sim",
+                                      "--state-dir", self.dir, "--listen",
+                                      self.addr, "--control",
+                                      self.destd_sock, "--simhv", SIMHV,
+                                      "--scan-interval-ms", "60000",
+                                      "--scan-cpu", "1"] +
+                            self.tls_args(cert) + self.destd_args,
+                            self.destd_sock)
+                self.listened = True
+                return
+            except SpawnFailure as e:
+                # Another process took the port between free_port and
+                # destd's first bind: only then is a new port the answer.
+                # A restart keeps its port (proxies and jobs point at it).
+                if (self.listened or e.rc is None or
+                        "Address already in use" not in e.said):
+                    raise
+                self.port = free_port()
+                self.addr = "127.0.0.1:%d" % self.port
+        raise Failure("destd found no free port in 5 tries")
 
     def start_sourced(self, cert="a"):
         self._spawn("sourced", [SOURCED, "--backend", "sim", "--state-dir",
