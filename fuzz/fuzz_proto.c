@@ -22,7 +22,8 @@
  * Every record that proto_frame_peek() frames is given to proto_decode()
  * and proto_legal().  A record that decodes is encoded again with its
  * encoder; the new record must have the same type and length, must
- * decode, and must decode to the same values.  Any other outcome, or a
+ * decode, and must decode to the same values.  A PAGE_DATA is also
+ * decoded from its head only (page_data_head).  Any other outcome, or a
  * return value outside the documented set, aborts.
  *
  * Built with clang -fsanitize=fuzzer (fuzz/meson.build), or without
@@ -383,6 +384,36 @@ check_ranges(const struct proto_rec *r, const struct proto_limits *lim)
 	}
 }
 
+/*
+ * The head-only decoder (link.c's PAGE_DATA in place) must reach the
+ * whole decoder's verdict ret, and on success the same values, whenever
+ * it takes the record (proto_page_data_head_len() not 0).
+ */
+static void
+page_data_head(const uint8_t *body, uint32_t len,
+    const struct proto_limits *lim, int ret, const struct proto_rec *whole)
+{
+	struct proto_rec r;
+	size_t head;
+	int rc;
+
+	if (len < 8 || (head = proto_page_data_head_len(body)) == 0)
+		return;
+	if (head > len) {
+		CHECK(ret != 0);
+		return;
+	}
+	/* Short of the head: wait, or an error the whole body has too. */
+	rc = proto_decode_page_data_head(body, head - 1, len, lim, &r);
+	CHECK(rc == -EAGAIN || (rc != 0 && rc == ret));
+	CHECK(proto_decode_page_data_head(body, head, len, lim, &r) == ret);
+	if (ret != 0)
+		return;
+	CHECK(r.u.page_data.data == NULL && r.u.page_data.seg == NULL);
+	r.u.page_data.data = whole->u.page_data.data;
+	CHECK(rec_equal(&r, whole));
+}
+
 static void
 one_record(const uint8_t *rec, uint32_t type, uint32_t len, size_t total,
     const struct proto_limits *lim, enum proto_dir dir, enum proto_phase ph)
@@ -397,6 +428,8 @@ one_record(const uint8_t *rec, uint32_t type, uint32_t len, size_t total,
 	CHECK(legal == 0 || legal == 1);
 
 	ret = proto_decode(type, rec + PROTO_REC_HDR_LEN, len, lim, &r);
+	if (type == REC_PAGE_DATA)
+		page_data_head(rec + PROTO_REC_HDR_LEN, len, lim, ret, &r);
 	switch (ret) {
 	case 0:
 		break;

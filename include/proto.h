@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define PROTO_MAGIC		0x47494d4552414853ULL	/* "SHAREMIG" */
 #define PROTO_VERSION		1u
@@ -251,8 +252,16 @@ struct proto_page_data {
 	uint32_t	count;
 	uint32_t	flags;		/* enum proto_compress */
 	const uint8_t	*pfns;
-	const uint8_t	*data;
+	const uint8_t	*data;		/* NULL: the pages are in seg[] */
 	uint32_t	data_len;
+	/*
+	 * Set by link.c, never by the decoder: the uncompressed pages left
+	 * where they lie in the link's input, in nseg pieces in order
+	 * (data_len bytes in all; a page may straddle two pieces).  Read
+	 * the pages with proto_pages_*(), which take either form.
+	 */
+	const struct iovec *seg;
+	unsigned	nseg;
 };
 
 struct proto_pfn_list {		/* PAGE_ZERO, NEED: u32 count, u32 reserved, u64 pfn[count] */
@@ -378,6 +387,38 @@ int	proto_frame_peek(const uint8_t *buf, size_t avail, uint32_t rec_max,
  */
 int	proto_decode(uint32_t type, const uint8_t *body, size_t len,
 	    const struct proto_limits *lim, struct proto_rec *out);
+
+/*
+ * A PAGE_DATA body whose pages need not be gathered: body[0..avail) is
+ * the start of a body of len bytes.  proto_page_data_head_len() tells
+ * from its first 8 bytes how much of it to have (flags, count, pfns), or
+ * 0 when the record must be decoded whole (compressed, or a count out of
+ * range: proto_decode() then says why).  proto_decode_page_data_head()
+ * validates as proto_decode() does (the pages themselves are never
+ * inspected) but leaves page_data.data NULL; -EAGAIN when avail is short
+ * of the head.
+ */
+size_t	proto_page_data_head_len(const uint8_t body[8]);
+int	proto_decode_page_data_head(const uint8_t *body, size_t avail,
+	    size_t len, const struct proto_limits *lim, struct proto_rec *out);
+
+/*
+ * Reading PAGE_DATA's pages in order, from one buffer (data, NULL seg)
+ * or from nseg pieces (struct proto_page_data's seg): proto_pages_init()
+ * then one proto_pages_copy() per page, which copies the next
+ * PROTO_PAGE_SIZE bytes to dst.  The caller copies no more pages than
+ * the pieces hold.
+ */
+struct proto_pages {
+	const struct iovec *seg;
+	unsigned	nseg;
+	size_t		off;		/* into seg[0] */
+	struct iovec	one;
+};
+
+void	proto_pages_init(struct proto_pages *pp, const void *data,
+	    const struct iovec *seg, unsigned nseg);
+void	proto_pages_copy(struct proto_pages *pp, void *dst);
 
 /*
  * Is a record of this type, sent in direction dir (S2D: the source sent

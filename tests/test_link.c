@@ -58,6 +58,10 @@ struct fx {
 	int			 close_in_record;
 	int			 free_in_error;
 	uint64_t		 live_after_hello;	/* pages, or 0 */
+	/* PAGE_DATA: pages checked against page_byte(); pieces seen. */
+	int			 pd_recs;
+	int			 pd_bad;
+	unsigned		 pd_max_seg;
 	const struct rx_case	*rxc;		/* table row, or NULL */
 	struct obuf		*o;		/* input being built */
 };
@@ -69,6 +73,39 @@ cb_up(struct link *l, void *arg)
 
 	(void)l;
 	fx->ups++;
+}
+
+/* Byte j of page pfn in the PAGE_DATA records of test_page_data_pieces. */
+static uint8_t
+page_byte(uint64_t pfn, size_t j)
+{
+	return (uint8_t)(pfn * 131 + j * 7 + (j >> 8));
+}
+
+static void
+check_page_data(struct fx *fx, const struct proto_page_data *pd)
+{
+	static uint8_t page[PROTO_PAGE_SIZE];
+	struct proto_pages pp;
+	uint64_t pfn;
+	uint32_t i;
+	size_t j;
+
+	fx->pd_recs++;
+	if (pd->nseg > fx->pd_max_seg)
+		fx->pd_max_seg = pd->nseg;
+	if ((pd->data == NULL) == (pd->seg == NULL))
+		fx->pd_bad++;		/* exactly one form */
+	proto_pages_init(&pp, pd->data, pd->seg, pd->nseg);
+	for (i = 0; i < pd->count; i++) {
+		proto_pages_copy(&pp, page);
+		pfn = proto_pfn_at(pd->pfns, i);
+		for (j = 0; j < PROTO_PAGE_SIZE; j++)
+			if (page[j] != page_byte(pfn, j)) {
+				fx->pd_bad++;
+				break;
+			}
+	}
 }
 
 static void
@@ -93,6 +130,8 @@ cb_record(struct link *l, const struct proto_rec *r, void *arg)
 		fx->zero_last = proto_pfn_at(r->u.pfn_list.pfns,
 		    r->u.pfn_list.count - 1);
 	}
+	if (r->type == REC_PAGE_DATA)
+		check_page_data(fx, &r->u.page_data);
 	if (fx->free_in_record) {
 		link_free(l);
 		fx->l = NULL;
@@ -864,6 +903,63 @@ test_split_chunks(void **state)
 	assert_int_equal(fx->zero_last, 4009);
 }
 
+/*
+ * Full PAGE_DATA records (256 pages, 1 MiB each) written in uneven pieces
+ * with the loop running between them, so a record lies in several of the
+ * input's buffers: the link hands the pages over where they lie
+ * (proto_page_data's seg) and every byte arrives in order.
+ */
+static void
+test_page_data_pieces(void **state)
+{
+	struct fx *fx = *state;
+	struct obuf *o = fx->o;
+	uint64_t pfns[PROTO_PAGE_BATCH_MAX];
+	size_t cap, n, off, step, j;
+	uint8_t *big, *p;
+	uint32_t i, r;
+	int k;
+
+	in_hello(o);
+	fx->live_after_hello = 4 * PROTO_PAGE_BATCH_MAX;
+	cap = o->n + 4 * (PROTO_REC_HDR_LEN + 8 + sizeof(pfns) +
+	    PROTO_PAGE_BATCH_MAX * PROTO_PAGE_SIZE + 8);
+	big = malloc(cap);
+	assert_non_null(big);
+	memcpy(big, o->b, o->n);
+	n = o->n;
+	for (r = 0; r < 4; r++) {
+		for (i = 0; i < PROTO_PAGE_BATCH_MAX; i++)
+			pfns[i] = (uint64_t)r * PROTO_PAGE_BATCH_MAX +
+			    (i * 37) % PROTO_PAGE_BATCH_MAX;
+		k = proto_enc_page_data_head(big + n, cap - n,
+		    PROTO_PAGE_BATCH_MAX, pfns);
+		assert_true(k > 0);
+		n += (size_t)k;
+		for (i = 0; i < PROTO_PAGE_BATCH_MAX; i++) {
+			p = big + n + (size_t)i * PROTO_PAGE_SIZE;
+			for (j = 0; j < PROTO_PAGE_SIZE; j++)
+				p[j] = page_byte(pfns[i], j);
+		}
+		n += PROTO_PAGE_BATCH_MAX * PROTO_PAGE_SIZE;
+	}
+	for (off = 0, step = 999; off < n; off += step,
+	    step = step * 5 % 100003 + 4093) {
+		if (step > n - off)
+			step = n - off;
+		peer_write(fx, big + off, step);
+		run_until(fx, NULL, 1);
+	}
+	free(big);
+	run_until(fx, pred_never, QUIET_MS);
+	if (fx->nerr != 0)
+		fail_msg("error %d: %s", fx->err, fx->why);
+	assert_int_equal(fx->nrec, 5);
+	assert_int_equal(fx->pd_recs, 4);
+	assert_int_equal(fx->pd_bad, 0);
+	assert_true(fx->pd_max_seg > 1);
+}
+
 /* link_free() from inside on_record: no crash, nothing more delivered. */
 static void
 test_free_in_record(void **state)
@@ -1104,6 +1200,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_split_bytewise,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_split_chunks,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_page_data_pieces,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_in_record,
 		    setup, teardown),

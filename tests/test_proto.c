@@ -1858,6 +1858,122 @@ test_stream_hdr(void **state)
 	}
 }
 
+/* ---- PAGE_DATA in place ---- */
+
+/*
+ * PAGE_DATA decoded from its head only (link.c hands the pages over where
+ * they lie): -EAGAIN until flags, count and pfns are there, then the
+ * values and the verdicts of proto_decode() on the whole body, data NULL
+ * unless the whole body is there.
+ */
+static void
+test_page_data_head(void **state)
+{
+	struct proto_limits	lim = lim_full;
+	struct proto_rec	r, whole;
+	uint8_t			*b = buf + 8, save[8];
+	uint32_t		len;
+	size_t			head, avail;
+
+	(void)state;
+	assert_true(enc_page_data(buf, BUFSZ) > 0);
+	len = le32(buf + 4);
+	head = proto_page_data_head_len(b);
+	assert_int_equal(head, 8 + 2 * 8);
+	for (avail = 0; avail <= len; avail++) {
+		memset(&r, 0xa5, sizeof(r));
+		if (avail < head) {
+			assert_int_equal(proto_decode_page_data_head(b, avail,
+			    len, &lim, &r), -EAGAIN);
+			continue;
+		}
+		assert_int_equal(proto_decode_page_data_head(b, avail, len,
+		    &lim, &r), 0);
+		assert_int_equal(r.type, REC_PAGE_DATA);
+		assert_int_equal(r.u.page_data.count, 2);
+		assert_int_equal(r.u.page_data.data_len, 2 * PROTO_PAGE_SIZE);
+		assert_true(proto_pfn_at(r.u.page_data.pfns, 1) == fx_pfns[3]);
+		assert_null(r.u.page_data.seg);
+		if (avail < len)
+			assert_null(r.u.page_data.data);
+		else
+			chk_page_data(&r);
+	}
+
+	/* The same verdicts as the whole body's. */
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len, &lim, &whole), 0);
+	lim.pages = fx_pfns[3];			/* the second pfn is out */
+	assert_int_equal(proto_decode_page_data_head(b, head, len, &lim, &r),
+	    -EBADMSG);
+	assert_int_equal(proto_decode(REC_PAGE_DATA, b, len, &lim, &r),
+	    -EBADMSG);
+	lim = lim_full;
+	lim.rec_max = len - 1;
+	assert_int_equal(proto_decode_page_data_head(b, head, len, &lim, &r),
+	    -EMSGSIZE);
+	lim = lim_full;
+	lim.pages = 0;
+	assert_int_equal(proto_decode_page_data_head(b, head, len, &lim, &r),
+	    -EBADMSG);
+	lim = lim_full;
+	assert_int_equal(proto_decode_page_data_head(b, head, len - 8, &lim,
+	    &r), -EBADMSG);			/* count disagrees with len */
+	assert_int_equal(proto_decode_page_data_head(b, head + 1, head, &lim,
+	    &r), -EINVAL);			/* avail over len */
+
+	/* Bodies to decode whole: compressed, count 0 or over the batch. */
+	memcpy(save, b, 8);
+	set32(b + 4, PROTO_COMPRESS_ZSTD);
+	assert_int_equal(proto_page_data_head_len(b), 0);
+	set32(b + 4, 0);
+	set32(b, 0);
+	assert_int_equal(proto_page_data_head_len(b), 0);
+	set32(b, PROTO_PAGE_BATCH_MAX + 1);
+	assert_int_equal(proto_page_data_head_len(b), 0);
+	set32(b, PROTO_PAGE_BATCH_MAX);
+	assert_int_equal(proto_page_data_head_len(b),
+	    8 + 8 * PROTO_PAGE_BATCH_MAX);
+	memcpy(b, save, 8);
+}
+
+/* Pages read in order from one buffer or from pieces cut anywhere. */
+static void
+test_pages_reader(void **state)
+{
+	static const size_t	cuts[][4] = {
+		{ 2 * PROTO_PAGE_SIZE, 0, 0, 0 },
+		{ PROTO_PAGE_SIZE, PROTO_PAGE_SIZE, 0, 0 },
+		{ 1, PROTO_PAGE_SIZE, 3000, PROTO_PAGE_SIZE - 3001 },
+		{ 4095, 2, 4095, 0 },
+	};
+	struct iovec		 seg[4];
+	struct proto_pages	 pp;
+	uint8_t			 out[2][PROTO_PAGE_SIZE];
+	const uint8_t		*src = &fx_pages[0][0];
+	size_t			 off;
+	unsigned		 c, n;
+
+	(void)state;
+	proto_pages_init(&pp, fx_pages, NULL, 0);
+	proto_pages_copy(&pp, out[0]);
+	proto_pages_copy(&pp, out[1]);
+	assert_memory_equal(out, fx_pages, sizeof(out));
+	for (c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+		for (n = 0, off = 0; n < 4 && cuts[c][n] != 0; n++) {
+			seg[n].iov_base = (void *)(uintptr_t)(src + off);
+			seg[n].iov_len = cuts[c][n];
+			off += cuts[c][n];
+		}
+		assert_int_equal(off, sizeof(fx_pages));
+		memset(out, 0, sizeof(out));
+		proto_pages_init(&pp, NULL, seg, n);
+		proto_pages_copy(&pp, out[0]);
+		proto_pages_copy(&pp, out[1]);
+		assert_memory_equal(out, fx_pages, sizeof(out));
+		assert_int_equal(pp.nseg, 0);
+	}
+}
+
 /* ---- compressed PAGE_DATA ---- */
 
 /*
@@ -2529,6 +2645,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_frame_peek),
 		cmocka_unit_test(test_stream_hdr),
 		cmocka_unit_test(test_page_data_z),
+		cmocka_unit_test(test_page_data_head),
+		cmocka_unit_test(test_pages_reader),
 		cmocka_unit_test(test_domain_info_compress),
 		cmocka_unit_test(test_end_unverified),
 		cmocka_unit_test(test_streams),

@@ -35,6 +35,12 @@
 #define LINK_HEAP_KEEP	(32 << 20)
 /* Room taken in the input for each run of bytes link_pull moves. */
 #define LINK_PULL	(256u << 10)
+/*
+ * The most pieces of the input one PAGE_DATA's pages may lie in to be
+ * handed over in place (link_pages_in_place); more, and the record is
+ * gathered.  A 1 MiB record over LINK_PULL-sized reads lies in about 5.
+ */
+#define LINK_SEG_MAX	64
 
 struct link {
 	struct bufferevent	*bev;
@@ -57,6 +63,7 @@ struct link {
 	unsigned		 hs_timeout;
 	size_t			 drain_mark;
 	char			 peer[96];
+	struct iovec		 seg[LINK_SEG_MAX];	/* PAGE_DATA's pieces */
 };
 
 static void	link_read_cb(struct bufferevent *bev, void *arg);
@@ -529,6 +536,58 @@ link_has_input(struct link *l)
 }
 
 /*
+ * An uncompressed PAGE_DATA record of len body bytes, whole in the input:
+ * decode its head (flags, count, pfns) and hand its pages over where they
+ * lie, in pieces (proto_page_data's seg), instead of gathering the record
+ * into one buffer (evbuffer_pullup), a copy of every byte that arrives.
+ * Returns 1 with *rec decoded, 0 when the record is to be gathered and
+ * decoded whole (compressed, malformed counts, too many pieces), or
+ * proto_decode's error.
+ */
+static int
+link_pages_in_place(struct link *l, struct evbuffer *in, uint32_t len,
+    const struct proto_limits *lim, struct proto_rec *rec)
+{
+	struct proto_page_data *pd = &rec->u.page_data;
+	struct evbuffer_ptr pos;
+	size_t head, left;
+	uint8_t *p;
+	int n, i, rc;
+
+	if (len < 8 ||
+	    (p = evbuffer_pullup(in, PROTO_REC_HDR_LEN + 8)) == NULL ||
+	    (head = proto_page_data_head_len(p + PROTO_REC_HDR_LEN)) == 0 ||
+	    head > len ||
+	    (p = evbuffer_pullup(in, PROTO_REC_HDR_LEN + head)) == NULL)
+		return 0;
+	rc = proto_decode_page_data_head(p + PROTO_REC_HDR_LEN, head, len, lim,
+	    rec);
+	if (rc != 0)
+		return rc;
+	if (evbuffer_ptr_set(in, &pos, PROTO_REC_HDR_LEN + head,
+	    EVBUFFER_PTR_SET) != 0)
+		return 0;
+	n = evbuffer_peek(in, pd->data_len, &pos, l->seg, LINK_SEG_MAX);
+	if (n <= 0 || n > LINK_SEG_MAX)
+		return 0;
+	/* The last piece may run past the record. */
+	for (i = 0, left = pd->data_len; i < n; i++) {
+		if (l->seg[i].iov_len > left)
+			l->seg[i].iov_len = left;
+		left -= l->seg[i].iov_len;
+	}
+	if (left != 0)
+		return 0;
+	if (n == 1) {
+		pd->data = l->seg[0].iov_base;
+	} else {
+		pd->seg = l->seg;
+		pd->nseg = (unsigned)n;
+	}
+	return 1;
+}
+
+/*
  * Split the input into records.  Each record is checked for size (before
  * the HELLO exchange with the stricter pre-authentication limit), for
  * direction and phase, then decoded and validated before the owner sees
@@ -595,11 +654,19 @@ link_records(struct link *l)
 			    lim.rec_max);
 			break;
 		}
-		if ((p = evbuffer_pullup(in, (ssize_t)total)) == NULL) {
-			link_fail(l, -ENOMEM, "out of memory reading a record");
-			break;
+		rc = type == REC_PAGE_DATA ?
+		    link_pages_in_place(l, in, len, &lim, &rec) : 0;
+		if (rc == 1) {
+			rc = 0;
+		} else if (rc == 0) {
+			if ((p = evbuffer_pullup(in, (ssize_t)total)) == NULL) {
+				link_fail(l, -ENOMEM,
+				    "out of memory reading a record");
+				break;
+			}
+			rc = proto_decode(type, p + PROTO_REC_HDR_LEN, len,
+			    &lim, &rec);
 		}
-		rc = proto_decode(type, p + PROTO_REC_HDR_LEN, len, &lim, &rec);
 		if (rc == -ENOENT) {		/* unknown optional record */
 			evbuffer_drain(in, total);
 			continue;

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "proto.h"
 
@@ -678,9 +679,14 @@ dec_have(const uint8_t *b, size_t len, struct proto_have *h)
  * sends raw pages when they do not shrink, so a longer frame is never
  * needed and the receiver's work stays bounded by the raw size.
  */
+/*
+ * PAGE_DATA: b[0..avail) of a body of len bytes.  Uncompressed pages
+ * need only the head (PD_FIXED + the pfns) present; data is then set
+ * only when the whole body is.  A compressed frame needs it all.
+ */
 static int
-dec_page_data(const uint8_t *b, size_t len, const struct proto_limits *lim,
-    struct proto_page_data *pd)
+dec_page_data(const uint8_t *b, size_t avail, size_t len,
+    const struct proto_limits *lim, struct proto_page_data *pd)
 {
 	const uint8_t	*z;
 	size_t		 head;
@@ -689,17 +695,24 @@ dec_page_data(const uint8_t *b, size_t len, const struct proto_limits *lim,
 
 	if (len < PD_FIXED)
 		return -EBADMSG;
+	if (avail < PD_FIXED)
+		return -EAGAIN;
 	pd->count = get32(b + PD_COUNT);
 	pd->flags = get32(b + PD_FLAGS);
 	if (pd->flags == 0) {
 		if ((r = check_count(pd->count, PROTO_PAGE_BATCH_MAX, PD_FIXED,
 		    PD_PER_PAGE, len)) < 0)
 			return r;
+		if (avail < PD_FIXED + (size_t)pd->count * 8)
+			return -EAGAIN;
 		pd->pfns = b + PD_FIXED;
-		pd->data = pd->pfns + (size_t)pd->count * 8;
+		pd->data = avail == len ? pd->pfns + (size_t)pd->count * 8 :
+		    NULL;
 		pd->data_len = pd->count * PROTO_PAGE_SIZE;
 		return check_pfns(pd->pfns, pd->count, 8, lim->pages);
 	}
+	if (avail != len)
+		return -EAGAIN;
 	if (pd->flags > PROTO_COMPRESS_MAX || pd->flags != lim->compress)
 		return -EBADMSG;	/* a method not negotiated */
 	if (pd->count == 0)
@@ -949,7 +962,7 @@ proto_decode(uint32_t type, const uint8_t *body, size_t len,
 		ret = dec_have(body, len, &r.u.have);
 		break;
 	case REC_PAGE_DATA:
-		ret = dec_page_data(body, len, lim, &r.u.page_data);
+		ret = dec_page_data(body, len, len, lim, &r.u.page_data);
 		break;
 	case REC_PAGE_ZERO:
 	case REC_NEED:
@@ -989,6 +1002,75 @@ proto_decode(uint32_t type, const uint8_t *body, size_t len,
 }
 
 /* ---- array accessors ---- */
+
+size_t
+proto_page_data_head_len(const uint8_t body[8])
+{
+	uint32_t count = get32(body + PD_COUNT);
+
+	if (get32(body + PD_FLAGS) != 0 || count == 0 ||
+	    count > PROTO_PAGE_BATCH_MAX)
+		return 0;
+	return PD_FIXED + (size_t)count * 8;
+}
+
+int
+proto_decode_page_data_head(const uint8_t *body, size_t avail, size_t len,
+    const struct proto_limits *lim, struct proto_rec *out)
+{
+	struct proto_rec r;
+	int ret;
+
+	if (lim == NULL || out == NULL || body == NULL || avail > len)
+		return -EINVAL;
+	if (len > lim->rec_max || len > PROTO_REC_MAX)
+		return -EMSGSIZE;
+	if (lim->pages == 0)
+		return -EBADMSG;
+	memset(&r, 0, sizeof(r));
+	r.type = REC_PAGE_DATA;
+	if ((ret = dec_page_data(body, avail, len, lim, &r.u.page_data)) < 0)
+		return ret;
+	*out = r;
+	return 0;
+}
+
+void
+proto_pages_init(struct proto_pages *pp, const void *data,
+    const struct iovec *seg, unsigned nseg)
+{
+	if (data != NULL) {
+		pp->one.iov_base = (void *)(uintptr_t)data;
+		pp->one.iov_len = SIZE_MAX;
+		seg = &pp->one;
+		nseg = 1;
+	}
+	pp->seg = seg;
+	pp->nseg = nseg;
+	pp->off = 0;
+}
+
+void
+proto_pages_copy(struct proto_pages *pp, void *dst)
+{
+	uint8_t *d = dst;
+	size_t left = PROTO_PAGE_SIZE, n;
+
+	while (left > 0 && pp->nseg > 0) {
+		n = pp->seg->iov_len - pp->off;
+		if (n > left)
+			n = left;
+		memcpy(d, (const uint8_t *)pp->seg->iov_base + pp->off, n);
+		d += n;
+		left -= n;
+		pp->off += n;
+		if (pp->off == pp->seg->iov_len) {
+			pp->seg++;
+			pp->nseg--;
+			pp->off = 0;
+		}
+	}
+}
 
 uint64_t
 proto_pfn_at(const uint8_t *pfns, uint32_t i)

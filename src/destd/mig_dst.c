@@ -603,12 +603,15 @@ dst_on_page_data(struct mig_dst *s, const struct proto_page_data *pd)
 {
 	uint64_t pfns[PROTO_PAGE_BATCH_MAX];
 	void *pages[PROTO_PAGE_BATCH_MAX];
+	struct proto_pages pp;
 	struct hv_map *map;
-	const uint8_t *data = pd->data;
 	uint32_t i;
 	int rc;
 
-	if (pd->flags != 0) {
+	if (pd->flags == 0) {
+		/* As the link holds them: in place, maybe in pieces. */
+		proto_pages_init(&pp, pd->data, pd->seg, pd->nseg);
+	} else {
 		/* The decoder allowed only the negotiated method. */
 		if (pcomp_decompress(s->pc, pd->data, pd->data_len, s->zbuf,
 		    (size_t)pd->count * PROTO_PAGE_SIZE) != 0) {
@@ -617,7 +620,7 @@ dst_on_page_data(struct mig_dst *s, const struct proto_page_data *pd)
 			    pcomp_name(pd->flags), pd->count);
 			return;
 		}
-		data = s->zbuf;
+		proto_pages_init(&pp, s->zbuf, NULL, 0);
 	}
 	s->bytes_data += pd->data_len;
 	for (i = 0; i < pd->count; i++) {
@@ -638,8 +641,7 @@ dst_on_page_data(struct mig_dst *s, const struct proto_page_data *pd)
 			    (unsigned long long)pfns[i], s->domain);
 			return;
 		}
-		memcpy(pages[i], data + (size_t)i * PROTO_PAGE_SIZE,
-		    PROTO_PAGE_SIZE);
+		proto_pages_copy(&pp, pages[i]);
 		dst_resolved(s, pfns[i]);
 	}
 	s->env->ops->unmap(s->dom, map);
