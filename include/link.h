@@ -25,7 +25,9 @@ struct link;
 struct link_cbs {
 	/* Stream established (TCP connected / TLS handshake done). */
 	void	(*on_up)(struct link *l, void *arg);
-	/* One decoded, legal record.  May call link_free() (then return). */
+	/* One decoded, legal record, valid until on_record returns (it
+	 * points into the input; an uncompressed PAGE_DATA's pages may lie
+	 * in pieces: proto_pages_*()).  May call link_free() (then return). */
 	void	(*on_record)(struct link *l, const struct proto_rec *r,
 		    void *arg);
 	/* Output buffer fell to the low watermark.  May be NULL. */
