@@ -55,26 +55,35 @@ def _ephemeral_low():
         return 32768
 
 
+_ports_given = set()        # free_port()'s answers in this process
+
+
 def free_port():
     """A loopback port that is free now, for a daemon to listen on.
 
     It is chosen below the kernel's ephemeral range: a port the kernel
-    hands out (bind to 0) can be given again, as the local port of any
-    outgoing connection, before the daemon binds it, and the tests run in
-    parallel and connect a lot.  Two tests can still pick the same port;
-    Host._spawn starts destd again on another one when its listen fails.
+    hands out (bind to 0) can be given again, to the next bind(0) (the
+    next host of the same cluster) or as the local port of an outgoing
+    connection, before the daemon binds it.  One process never gets the
+    same port twice; another process may still pick it, and
+    Host.start_destd then starts destd again on another one.
     """
     lo = _ephemeral_low()
     for _ in range(64):
         port = random.randint(10000, lo - 1) if lo > 11000 else 0
+        if port in _ports_given:
+            continue
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", port))
-            return s.getsockname()[1]
+            port = s.getsockname()[1]
         except OSError:
             continue
         finally:
             s.close()
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
     raise Failure("no free loopback port found")
 
 
