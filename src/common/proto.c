@@ -678,11 +678,9 @@ dec_have(const uint8_t *b, size_t len, struct proto_have *h)
  * compressed frame must be shorter than the pages it stands for: a sender
  * sends raw pages when they do not shrink, so a longer frame is never
  * needed and the receiver's work stays bounded by the raw size.
- */
-/*
- * PAGE_DATA: b[0..avail) of a body of len bytes.  Uncompressed pages
- * need only the head (PD_FIXED + the pfns) present; data is then set
- * only when the whole body is.  A compressed frame needs it all.
+ * b[0..avail) of a body of len bytes: raw pages need only the head
+ * (PD_FIXED and the pfns) present, and data is set only when the whole
+ * body is (proto_decode_page_data_head); a compressed frame needs it all.
  */
 static int
 dec_page_data(const uint8_t *b, size_t avail, size_t len,
@@ -1001,7 +999,7 @@ proto_decode(uint32_t type, const uint8_t *body, size_t len,
 	return 0;
 }
 
-/* ---- array accessors ---- */
+/* ---- PAGE_DATA in place (link.c) ---- */
 
 size_t
 proto_page_data_head_len(const uint8_t body[8])
@@ -1071,6 +1069,8 @@ proto_pages_copy(struct proto_pages *pp, void *dst)
 		}
 	}
 }
+
+/* ---- array accessors ---- */
 
 uint64_t
 proto_pfn_at(const uint8_t *pfns, uint32_t i)
