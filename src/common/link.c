@@ -394,13 +394,21 @@ link_cb_done(struct link *l)
 	return l->dead;
 }
 
+/* The end of the stream or an error met by a pull: kept, to be reported
+ * after the records read before it (link_read_cb). */
+static void
+link_pull_end(struct link *l, int err, const char *why)
+{
+	l->pull_err = err;
+	snprintf(l->pull_why, sizeof(l->pull_why), "%s", why);
+}
+
 /*
  * A TLS link reads ahead (tls.c): what OpenSSL holds, decrypted, into the
  * input, as long as the input is under LINK_READ_HIGH.  libevent 2.1's
  * bufferevent_openssl takes two records at most per readiness of the
  * socket and then waits for the next one, which will not come if the rest
- * already sits in OpenSSL's buffer.  The end of the stream or a TLS error is kept in pull_err, to be reported after the
- * records read before it.
+ * already sits in OpenSSL's buffer.
  */
 static void
 link_tls_pull(struct link *l, SSL *ssl)
@@ -408,7 +416,7 @@ link_tls_pull(struct link *l, SSL *ssl)
 	struct evbuffer *in = bufferevent_get_input(l->bev);
 	struct evbuffer_iovec v;
 	size_t moved = 0, got;
-	char why[256];
+	char why[256], msg[300];
 	int r, e;
 
 	while (!l->dead && l->pull_err == 0 && SSL_has_pending(ssl) &&
@@ -448,14 +456,13 @@ link_tls_pull(struct link *l, SSL *ssl)
 		/* The records before the end or the error go first. */
 		if (e == SSL_ERROR_ZERO_RETURN ||
 		    (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
-			l->pull_err = -ECONNRESET;
-			snprintf(l->pull_why, sizeof(l->pull_why),
+			link_pull_end(l, -ECONNRESET,
 			    "peer closed the connection");
 		} else {
-			l->pull_err = -EPROTO;
 			tls_err_string(why, sizeof(why));
-			snprintf(l->pull_why, sizeof(l->pull_why), "TLS: %s",
+			snprintf(msg, sizeof(msg), "TLS: %s",
 			    why[0] ? why : "read failed");
+			link_pull_end(l, -EPROTO, msg);
 		}
 		break;
 	}
@@ -465,8 +472,7 @@ link_tls_pull(struct link *l, SSL *ssl)
  * A plain TCP link: libevent 2.1 reads at most 4 KiB per readiness of the
  * socket (EVBUFFER_MAX_READ), with an ioctl(2) and an epoll_wait(2) for
  * each.  Read what the socket holds in large reads instead, as long as the
- * input is under LINK_READ_HIGH.  The end of the stream or an error is
- * kept for after the records, as for TLS.
+ * input is under LINK_READ_HIGH.
  */
 static void
 link_sock_pull(struct link *l)
@@ -504,9 +510,11 @@ link_sock_pull(struct link *l)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 		    errno == EINTR))
 			break;
-		l->pull_err = n == 0 ? -ECONNRESET : -errno;
-		snprintf(l->pull_why, sizeof(l->pull_why), "%s",
-		    n == 0 ? "peer closed the connection" : strerror(errno));
+		if (n == 0)
+			link_pull_end(l, -ECONNRESET,
+			    "peer closed the connection");
+		else
+			link_pull_end(l, -errno, strerror(errno));
 		break;
 	}
 	evbuffer_freeze(in, 0);
