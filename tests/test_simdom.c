@@ -439,6 +439,7 @@ struct marker {
 	uint64_t	 pages;
 	uint64_t	*marked;	/* what the writer set, bitmap */
 	int		 done;
+	int		 fetched;	/* fetches the reader has made */
 };
 
 static void *
@@ -447,7 +448,10 @@ marker_thread(void *arg)
 	struct marker *m = arg;
 	uint64_t i, pfn, x = 88172645463325252ull;
 
-	for (i = 0; i < 200000; i++) {
+	/* Until the reader has fetched twice, too: on a loaded machine it
+	 * may not run at all while 200,000 marks are made. */
+	for (i = 0; i < 200000 ||
+	    __atomic_load_n(&m->fetched, __ATOMIC_ACQUIRE) < 2; i++) {
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
@@ -501,11 +505,13 @@ test_dirty_atomics(void **state)
 	m.pages = pages;
 	m.marked = bm_alloc(pages);
 	m.done = 0;
+	m.fetched = 0;
 	assert_int_equal(pthread_create(&t, NULL, marker_thread, &m), 0);
 	while (!__atomic_load_n(&m.done, __ATOMIC_ACQUIRE)) {
 		assert_int_equal(sd_dirty_fetch(sd, tmp), 0);
 		bm_or(acc, tmp, pages);
 		rounds++;
+		__atomic_store_n(&m.fetched, rounds, __ATOMIC_RELEASE);
 	}
 	pthread_join(t, NULL);
 	assert_int_equal(sd_dirty_fetch(sd, tmp), 0);
